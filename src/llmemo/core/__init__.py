@@ -1,0 +1,1 @@
+"""The cache itself: requests, entries, policy and the Cache facade."""

@@ -1,0 +1,192 @@
+"""Entries and their byte format.
+
+Layout: MAGIC (4) | flags (1) | header length (2, big-endian) | header JSON | body.
+The header holds the small metadata (model, tenant, user, tags, created, usage, ttl) so that
+invalidation can read it with one GETRANGE per key without touching the body. The body is the
+provider's response as JSON, zstd-compressed when that saves at least a tenth of it.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import zstandard
+
+from llmemo.errors import CorruptEntryError
+
+MAGIC = b"LMe1"
+_FLAG_ZSTD = 0x01
+_PREFIX = struct.Struct(">4sBH")
+HEAD_BYTES = 2048  # read this much to be sure to have the whole header
+MAX_TAGS = 16
+_COMPRESS_FROM = 256
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of the answer (what a hit saves)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored answer: the provider's full response and what llmemo needs to account for it."""
+
+    response: Mapping[str, Any]
+    model: str | None = None
+    created: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    tags: tuple[str, ...] = ()
+    tenant: str | None = None
+    user: str | None = None
+    provider: str | None = None
+    ttl: float | None = None
+    stale_after: float | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class EntryHead:
+    """The header of an entry: enough to decide invalidation without reading the body."""
+
+    model: str | None
+    tenant: str | None
+    user: str | None
+    tags: tuple[str, ...]
+    created: float
+
+
+def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+    # zstandard's (de)compressor objects must not be shared between threads.
+    pair = getattr(_local, "pair", None)
+    if pair is None:
+        pair = _local.pair = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
+    return pair  # type: ignore[no-any-return]
+
+
+def _header(entry: Entry) -> dict[str, Any]:
+    head: dict[str, Any] = {"c": entry.created, "k": [entry.usage.input_tokens, entry.usage.output_tokens]}
+    optional = {
+        "m": entry.model, "t": entry.tenant, "u": entry.user, "p": entry.provider,
+        "l": entry.ttl, "s": entry.stale_after,
+    }
+    head.update({k: v for k, v in optional.items() if v is not None})
+    if entry.tags:
+        head["g"] = list(entry.tags[:MAX_TAGS])
+    return head
+
+
+def encode(entry: Entry) -> bytes:
+    """Serialise an entry compactly; compress the body when it pays."""
+    doc: dict[str, Any] = {"r": entry.response}
+    if entry.prompt is not None:
+        doc["q"] = entry.prompt
+    body = orjson.dumps(doc)
+    flags = 0
+    if len(body) >= _COMPRESS_FROM:
+        packed = _zstd()[0].compress(body)
+        if len(packed) * 10 <= len(body) * 9:
+            body, flags = packed, _FLAG_ZSTD
+    head = orjson.dumps(_header(entry))
+    return _PREFIX.pack(MAGIC, flags, len(head)) + head + body
+
+
+def _split(data: bytes) -> tuple[int, dict[str, Any], bytes]:
+    if len(data) < _PREFIX.size:
+        raise CorruptEntryError("too short to be an entry")
+    magic, flags, size = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise CorruptEntryError("not an llmemo entry (wrong magic)")
+    end = _PREFIX.size + size
+    if len(data) < end:
+        raise CorruptEntryError("truncated header")
+    try:
+        head = orjson.loads(data[_PREFIX.size:end])
+    except orjson.JSONDecodeError as exc:
+        raise CorruptEntryError(f"unreadable header: {exc}") from None
+    if not isinstance(head, dict):
+        raise CorruptEntryError("header is not an object")
+    return flags, head, data[end:]
+
+
+def _head_fields(head: dict[str, Any]) -> EntryHead:
+    tags = head.get("g") or ()
+    return EntryHead(
+        model=head.get("m"),
+        tenant=head.get("t"),
+        user=head.get("u"),
+        tags=tuple(str(t) for t in tags),
+        created=float(head.get("c", 0.0)),
+    )
+
+
+def decode_head(data: bytes) -> EntryHead:
+    """Read only the header (data may be the first HEAD_BYTES of the value)."""
+    try:
+        return _head_fields(_split(data)[1])
+    except (TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"bad header: {exc}") from None
+
+
+def decode(data: bytes) -> Entry:
+    """Parse an entry; anything unreadable raises CorruptEntryError (never another error)."""
+    flags, head, body = _split(data)
+    try:
+        if flags & _FLAG_ZSTD:
+            body = _zstd()[1].decompress(body)
+        doc = orjson.loads(body)
+        response = doc["r"]
+        if not isinstance(response, dict):
+            raise CorruptEntryError("the stored response is not an object")
+        meta = _head_fields(head)
+        usage = head.get("k") or (0, 0)
+        return Entry(
+            response=response,
+            model=meta.model,
+            created=meta.created,
+            usage=Usage(int(usage[0]), int(usage[1])),
+            tags=meta.tags,
+            tenant=meta.tenant,
+            user=meta.user,
+            provider=head.get("p"),
+            ttl=head.get("l"),
+            stale_after=head.get("s"),
+            prompt=doc.get("q"),
+        )
+    except CorruptEntryError:
+        raise
+    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CorruptEntryError(f"unreadable body: {exc}") from None
+
+
+def usage_of(response: Mapping[str, Any]) -> Usage:
+    """Token usage from an OpenAI or Anthropic response (0 where the response has none)."""
+    usage = response.get("usage")
+    if not isinstance(usage, Mapping):
+        return Usage()
+
+    def count(*names: str) -> int:
+        total = 0
+        for name in names:
+            value = usage.get(name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                total += value
+        return total
+
+    inputs = count("prompt_tokens") or count(
+        "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"
+    )
+    outputs = count("completion_tokens") or count("output_tokens")
+    return Usage(inputs, outputs)

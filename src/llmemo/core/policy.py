@@ -1,0 +1,172 @@
+"""Decisions about entries, as pure functions: how long to keep one, and whether to keep it at all."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from llmemo.core.durations import Duration, seconds
+from llmemo.errors import ConfigError
+
+
+class _NoExpiry:
+    """The explicit request for an entry that never expires."""
+
+    _instance: _NoExpiry | None = None
+
+    def __new__(cls) -> _NoExpiry:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_EXPIRY"
+
+
+NO_EXPIRY: Final = _NoExpiry()
+TtlArg = Duration | _NoExpiry | None
+
+DEFAULT_TIERS: Mapping[str, float] = {
+    "static": 7 * 86400.0,
+    "stable": 86400.0,
+    "volatile": 1800.0,
+}
+
+
+@dataclass(frozen=True)
+class TtlPolicy:
+    """How long entries live.
+
+    default: seconds, or NO_EXPIRY (only when asked explicitly). tiers: tag -> seconds; an entry
+    with several tier tags gets the shortest. jitter: +-fraction applied to every TTL so a batch
+    warmed together does not expire together. rolling: a hit resets the TTL (in the same round trip).
+    """
+
+    default: float | _NoExpiry = 86400.0
+    tiers: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIERS))
+    jitter: float = 0.1
+    rolling: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.jitter < 1.0:
+            raise ConfigError(f"jitter must be in [0, 1), got {self.jitter}")
+        if isinstance(self.default, int | float) and self.default <= 0:
+            raise ConfigError("the default TTL must be positive (use NO_EXPIRY for none)")
+
+    @classmethod
+    def build(
+        cls,
+        default: TtlArg = None,
+        tiers: Mapping[str, Duration] | None = None,
+        jitter: float = 0.1,
+        rolling: bool = False,
+    ) -> TtlPolicy:
+        """Build a policy from human values ("24h", 3600, timedelta, NO_EXPIRY)."""
+        merged = dict(DEFAULT_TIERS)
+        merged.update({k: seconds(v) for k, v in (tiers or {}).items()})
+        base: float | _NoExpiry = 86400.0 if default is None else _parse(default)
+        return cls(default=base, tiers=merged, jitter=jitter, rolling=rolling)
+
+    def choose(
+        self,
+        ttl: TtlArg = None,
+        tags: tuple[str, ...] = (),
+        rand: Callable[[], float] = random.random,
+    ) -> float | None:
+        """Seconds to keep an entry (jittered), or None for no expiry."""
+        if ttl is not None:
+            base = _parse(ttl)
+        else:
+            tiered = [self.tiers[t] for t in tags if t in self.tiers]
+            base = min(tiered) if tiered else self.default
+        if isinstance(base, _NoExpiry):
+            return None
+        spread = base * self.jitter
+        return max(0.001, base + (2.0 * rand() - 1.0) * spread)
+
+
+def _parse(value: Duration | _NoExpiry) -> float | _NoExpiry:
+    if isinstance(value, _NoExpiry):
+        return value
+    result = seconds(value)
+    if result <= 0:
+        raise ConfigError("a TTL must be positive (use llmemo.NO_EXPIRY for an entry that never expires)")
+    return result
+
+
+# Why an answer is not stored; the names are counted in stats.
+SKIP_ERROR = "error"
+SKIP_EMPTY = "empty"
+SKIP_TRUNCATED = "truncated"
+SKIP_TOOL_CALLS = "tool_calls"
+SKIP_TEMPERATURE = "temperature"
+SKIP_UNCACHEABLE = "uncacheable"
+
+
+def skip_reason(
+    response: Mapping[str, Any],
+    temperature: float | None = None,
+    max_temperature: float | None = None,
+) -> str | None:
+    """Why this response must not be cached, or None when it may be.
+
+    Errors, empty and truncated answers, and answers that only ask for tool calls (a step of an
+    agent loop, whose next step depends on the tool's result) are never cached.
+    """
+    if max_temperature is not None and temperature is not None and temperature > max_temperature:
+        return SKIP_TEMPERATURE
+    if not isinstance(response, Mapping) or "error" in response or response.get("type") == "error":
+        return SKIP_ERROR
+    if response.get("object") == "list" and "data" in response:  # embeddings
+        return None if response["data"] else SKIP_EMPTY
+    if "choices" in response:
+        return _openai_skip(response["choices"])
+    if "content" in response and response.get("type", "message") == "message":
+        return _anthropic_skip(response)
+    if "output" in response:  # OpenAI Responses API
+        status = response.get("status")
+        if status not in (None, "completed"):
+            return SKIP_TRUNCATED if status == "incomplete" else SKIP_ERROR
+        return None if response["output"] else SKIP_EMPTY
+    return None
+
+
+def _openai_skip(choices: Any) -> str | None:
+    if not isinstance(choices, list) or not choices:
+        return SKIP_EMPTY
+    reasons = set()
+    has_text = False
+    for choice in choices:
+        if not isinstance(choice, Mapping):
+            return SKIP_ERROR
+        reasons.add(choice.get("finish_reason"))
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, Mapping) else choice.get("text")
+        if isinstance(text, str) and text.strip():
+            has_text = True
+    if "length" in reasons or "content_filter" in reasons:
+        return SKIP_TRUNCATED
+    if reasons & {"tool_calls", "function_call"}:
+        return SKIP_TOOL_CALLS
+    return None if has_text else SKIP_EMPTY
+
+
+def _anthropic_skip(response: Mapping[str, Any]) -> str | None:
+    stop = response.get("stop_reason")
+    if stop in ("max_tokens", "refusal", "model_context_window_exceeded"):
+        return SKIP_TRUNCATED
+    if stop == "tool_use":
+        return SKIP_TOOL_CALLS
+    if stop == "pause_turn":
+        return SKIP_TRUNCATED
+    blocks = response.get("content")
+    if not isinstance(blocks, list):
+        return SKIP_ERROR
+    if any(
+        isinstance(b, Mapping) and b.get("type") == "text" and str(b.get("text", "")).strip()
+        for b in blocks
+    ):
+        return None
+    return SKIP_EMPTY

@@ -1,0 +1,409 @@
+"""Canonical requests: normalise a provider request into the bytes its cache key is made of.
+
+Pure functions only. Two requests that the provider would answer the same way should give the
+same canonical bytes; any difference that could change the answer must give different bytes.
+Parameters we do not know are kept: an unknown parameter might change the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import orjson
+
+from llmemo.errors import ConfigError, UnkeyableError
+
+Provider = Literal["openai", "anthropic", "langchain", "call"]
+
+# Parameters that never change what the model answers: transport, billing and tracing fields.
+_OUTPUT_NEUTRAL: dict[str, frozenset[str]] = {
+    "openai": frozenset(
+        {
+            "stream", "stream_options", "user", "timeout", "request_timeout", "metadata",
+            "store", "service_tier", "safety_identifier", "prompt_cache_key",
+            "prompt_cache_retention", "extra_headers", "extra_query", "extra_body", "background",
+        }
+    ),
+    "anthropic": frozenset(
+        {"stream", "metadata", "service_tier", "timeout", "extra_headers", "extra_query", "extra_body"}
+    ),
+}
+# Provider-side prompt-caching hints inside content blocks: they change the bill, not the answer.
+_NEUTRAL_BLOCK_KEYS = frozenset({"cache_control"})
+# Keys that only Anthropic's Messages API uses at the top level of a request body.
+_ANTHROPIC_MARKERS = frozenset({"system", "stop_sequences", "top_k", "thinking", "anthropic_version"})
+# Keys that only OpenAI's Responses API uses (as opposed to /v1/embeddings, which also has `input`).
+_RESPONSES_MARKERS = frozenset(
+    {"instructions", "reasoning", "text", "previous_response_id", "tools", "include", "max_output_tokens"}
+)
+
+_INNER_SPACE = re.compile(r"[ \t\f\v\u00a0]+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_KEY_VERSION = b"llmemo-key/1\n"
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """How text is normalised before hashing.
+
+    whitespace: trim the text and each line's end, collapse runs of spaces inside a line, unify line
+    endings and squeeze runs of blank lines. Indentation and single line breaks are kept because they
+    carry meaning in code, lists and poems. casefold is opt-in: it changes meaning for code and names.
+    """
+
+    whitespace: bool = True
+    casefold: bool = False
+
+
+DEFAULT_NORMALISATION = Normalisation()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who an entry belongs to. tenant and user are part of the key; tags only label the entry."""
+
+    namespace: str = "default"
+    tenant: str | None = None
+    user: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_name("namespace", self.namespace)
+        for tag in self.tags:
+            check_name("tag", tag)
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """A request reduced to what decides its answer, ready to be keyed."""
+
+    provider: Provider
+    endpoint: str
+    model: str | None
+    canonical: bytes
+    context: bytes
+    semantic_text: str | None = None
+    temperature: float | None = None
+    stream: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def with_stream(self, stream: bool) -> CacheRequest:
+        """The same request with another stream flag (the flag never changes the key)."""
+        return replace(self, stream=stream)
+
+
+def check_name(kind: str, value: str) -> str:
+    """Namespaces and tags go into keys: letters, digits, '_', '.', '-' only."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(
+            f"invalid {kind} {value!r}: use 1-64 letters, digits, '_', '.' or '-'"
+        )
+    return value
+
+
+def normalise_text(text: str, norm: Normalisation = DEFAULT_NORMALISATION) -> str:
+    """Normalise one piece of prompt text (see Normalisation)."""
+    if norm.whitespace:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        lines = []
+        for line in text.split("\n"):
+            body = line.lstrip(" \t")
+            indent = line[: len(line) - len(body)]
+            lines.append(indent + _INNER_SPACE.sub(" ", body).rstrip())
+        text = _BLANK_RUNS.sub("\n\n", "\n".join(lines)).strip()
+    if norm.casefold:
+        text = text.casefold()
+    return text
+
+
+def _value(value: Any) -> Any:
+    """Canonical JSON value: integral floats become ints so 1.0 and 1 key alike."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, Mapping):
+        return {str(k): _value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _value(dump(exclude_none=True))
+    raise UnkeyableError(f"cannot key a value of type {type(value).__name__}: {value!r:.80}")
+
+
+def _block(block: Any, norm: Normalisation) -> Any:
+    """A content block with its text normalised and caching hints dropped (recursively)."""
+    if isinstance(block, str):
+        return normalise_text(block, norm)
+    if isinstance(block, Mapping):
+        out: dict[str, Any] = {}
+        for key, val in block.items():
+            if key in _NEUTRAL_BLOCK_KEYS or val is None:
+                continue
+            if key == "text" and isinstance(val, str):
+                out[key] = normalise_text(val, norm)
+            elif key == "content":
+                out[key] = _content(val, norm)
+            else:
+                out[key] = _value(val)
+        return out
+    return _value(block)
+
+
+def _content(content: Any, norm: Normalisation) -> Any:
+    """Message content: a string, or a list of parts; one bare text part equals the string."""
+    if isinstance(content, list | tuple):
+        parts = [_block(p, norm) for p in content]
+        if len(parts) == 1 and isinstance(parts[0], dict) and parts[0].keys() == {"type", "text"}:
+            if parts[0]["type"] == "text":
+                return parts[0]["text"]
+        return parts
+    return _block(content, norm)
+
+
+def _message(message: Any, norm: Normalisation) -> dict[str, Any]:
+    if not isinstance(message, Mapping):
+        dump = getattr(message, "model_dump", None)
+        if not callable(dump):
+            raise UnkeyableError(f"a message must be an object, got {type(message).__name__}")
+        message = dump(exclude_none=True)
+    out = {}
+    for key, val in message.items():
+        if val is None or key in _NEUTRAL_BLOCK_KEYS:
+            continue
+        out[str(key)] = _content(val, norm) if key == "content" else _value(val)
+    return out
+
+
+def _text_of(content: Any) -> str | None:
+    """The plain text of normalised content, or None when it holds no text."""
+    if isinstance(content, str):
+        return content or None
+    if isinstance(content, list):
+        texts = [p["text"] for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "\n".join(texts) or None
+    return None
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _params(body: Mapping[str, Any], provider: str, skip: set[str]) -> dict[str, Any]:
+    neutral = _OUTPUT_NEUTRAL.get(provider, frozenset())
+    return {
+        str(k): _value(v)
+        for k, v in body.items()
+        if k not in skip and k not in neutral and v is not None
+    }
+
+
+def _temperature(body: Mapping[str, Any]) -> float | None:
+    value = body.get("temperature")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _require_model(body: Mapping[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise UnkeyableError("the request has no 'model' (a non-empty string is required)")
+    return model
+
+
+def _chat(
+    provider: Provider, endpoint: str, body: Mapping[str, Any], norm: Normalisation
+) -> CacheRequest:
+    model = _require_model(body)
+    raw = body.get("messages")
+    if not isinstance(raw, list | tuple) or not raw:
+        raise UnkeyableError("the request has no 'messages' (a non-empty list is required)")
+    messages = [_message(m, norm) for m in raw]
+    params = _params(body, provider, {"model", "messages"})
+    if "system" in params:
+        params["system"] = _content(body["system"], norm)
+    semantic = None
+    context_messages = messages
+    last = messages[-1]
+    if last.get("role") == "user":
+        semantic = _text_of(last.get("content"))
+        if semantic is not None:
+            context_messages = [*messages[:-1], {**last, "content": None}]
+    doc = {"provider": provider, "endpoint": endpoint, "model": model, "params": params}
+    return CacheRequest(
+        provider=provider,
+        endpoint=endpoint,
+        model=model,
+        canonical=_dumps({**doc, "messages": messages}),
+        context=_dumps({**doc, "messages": context_messages}),
+        semantic_text=semantic,
+        temperature=_temperature(body),
+        stream=bool(body.get("stream")),
+    )
+
+
+def _single_input(
+    provider: Provider, endpoint: str, field_name: str, body: Mapping[str, Any], norm: Normalisation
+) -> CacheRequest:
+    """Requests whose input is one field: legacy completions, embeddings, responses."""
+    model = _require_model(body)
+    if field_name not in body or body[field_name] is None:
+        raise UnkeyableError(f"the request has no {field_name!r}")
+    value = _content(body[field_name], norm)
+    params = _params(body, provider, {"model", field_name})
+    semantic = value if isinstance(value, str) and endpoint != "embeddings" else None
+    doc = {"provider": provider, "endpoint": endpoint, "model": model, "params": params}
+    return CacheRequest(
+        provider=provider,
+        endpoint=endpoint,
+        model=model,
+        canonical=_dumps({**doc, field_name: value}),
+        context=_dumps({**doc, field_name: None if semantic is not None else value}),
+        semantic_text=semantic,
+        temperature=_temperature(body),
+        stream=bool(body.get("stream")),
+    )
+
+
+_OPENAI_INPUT = {"completions": "prompt", "embeddings": "input", "responses": "input"}
+
+
+def from_openai(
+    body: Mapping[str, Any], endpoint: str | None = None, norm: Normalisation = DEFAULT_NORMALISATION
+) -> CacheRequest:
+    """An OpenAI request body: endpoint is chat, completions, embeddings or responses."""
+    if not isinstance(body, Mapping):
+        raise UnkeyableError(f"a request body must be a JSON object, got {type(body).__name__}")
+    endpoint = endpoint or _openai_endpoint(body)
+    if endpoint == "chat":
+        return _chat("openai", "chat", body, norm)
+    if endpoint in _OPENAI_INPUT:
+        return _single_input("openai", endpoint, _OPENAI_INPUT[endpoint], body, norm)
+    raise UnkeyableError(f"unknown OpenAI endpoint {endpoint!r}")
+
+
+def _openai_endpoint(body: Mapping[str, Any]) -> str:
+    if "messages" in body:
+        return "chat"
+    if "prompt" in body:
+        return "completions"
+    if "input" in body:
+        is_items = isinstance(body["input"], list) and any(isinstance(i, Mapping) for i in body["input"])
+        return "responses" if is_items or _RESPONSES_MARKERS & body.keys() else "embeddings"
+    raise UnkeyableError("cannot tell the endpoint: the body has no 'messages', 'prompt' or 'input'")
+
+
+def from_anthropic(
+    body: Mapping[str, Any], norm: Normalisation = DEFAULT_NORMALISATION
+) -> CacheRequest:
+    """An Anthropic Messages API request body."""
+    if not isinstance(body, Mapping):
+        raise UnkeyableError(f"a request body must be a JSON object, got {type(body).__name__}")
+    return _chat("anthropic", "messages", body, norm)
+
+
+def from_prompt(
+    prompt: str, llm_string: str, norm: Normalisation = DEFAULT_NORMALISATION
+) -> CacheRequest:
+    """A (prompt, llm_string) pair, as LangChain hands a cache: llm_string is the whole context."""
+    if not isinstance(prompt, str) or not isinstance(llm_string, str):
+        raise UnkeyableError("prompt and llm_string must both be strings")
+    text = normalise_text(prompt, norm)
+    model = re.search(r'"model(?:_name)?"\s*:\s*"([^"]+)"', llm_string)
+    temperature = re.search(r'"temperature"\s*:\s*([0-9.]+)', llm_string)
+    doc = {"provider": "langchain", "endpoint": "prompt", "llm": llm_string}
+    return CacheRequest(
+        provider="langchain",
+        endpoint="prompt",
+        model=model.group(1) if model else None,
+        canonical=_dumps({**doc, "prompt": text}),
+        context=_dumps(doc),
+        semantic_text=text or None,
+        temperature=float(temperature.group(1)) if temperature else None,
+    )
+
+
+def from_call(qualname: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> CacheRequest:
+    """A call of a user's function (the memoize decorator): keyed on its name and arguments."""
+    try:
+        doc = {"provider": "call", "fn": qualname, "args": _value(list(args)), "kwargs": _value(dict(kwargs))}
+    except UnkeyableError as exc:
+        raise UnkeyableError(
+            f"cannot memoize {qualname}(): {exc}; pass key=... to build the key yourself"
+        ) from None
+    canonical = _dumps(doc)
+    return CacheRequest("call", "function", None, canonical, canonical)
+
+
+def to_request(
+    request: CacheRequest | Mapping[str, Any], norm: Normalisation = DEFAULT_NORMALISATION
+) -> CacheRequest:
+    """Accept a CacheRequest, or an OpenAI or Anthropic request body (told apart by its keys)."""
+    if isinstance(request, CacheRequest):
+        return request
+    if not isinstance(request, Mapping):
+        raise UnkeyableError(
+            f"expected a request body (dict) or CacheRequest, got {type(request).__name__}"
+        )
+    if "messages" in request and (_ANTHROPIC_MARKERS & request.keys() or _has_anthropic_blocks(request)):
+        return from_anthropic(request, norm)
+    return from_openai(request, None, norm)
+
+
+def _has_anthropic_blocks(body: Mapping[str, Any]) -> bool:
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return False
+    kinds = {"tool_use", "tool_result", "thinking", "redacted_thinking", "document"}
+    for message in messages:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        if isinstance(content, list) and any(
+            isinstance(b, Mapping) and (b.get("type") in kinds or isinstance(b.get("source"), Mapping))
+            for b in content
+        ):
+            return True
+    return False
+
+
+def _scope_bytes(scope: Scope) -> bytes:
+    return _dumps({"tenant": scope.tenant, "user": scope.user})
+
+
+def digest(request: CacheRequest, scope: Scope) -> str:
+    """SHA-256 hex of the canonical request and the parts of the scope that own the answer."""
+    h = hashlib.sha256(_KEY_VERSION)
+    h.update(_scope_bytes(scope))
+    h.update(b"\n")
+    h.update(request.canonical)
+    return h.hexdigest()
+
+
+def context_fingerprint(request: CacheRequest, scope: Scope) -> str:
+    """Hash of everything but the last user message: semantic matches stay inside one context."""
+    h = hashlib.sha256(b"llmemo-context/1\n")
+    h.update(_scope_bytes(scope))
+    h.update(b"\n")
+    h.update(request.context)
+    return h.hexdigest()
+
+
+def exact_key(prefix: str, namespace: str, version: int, sha: str) -> str:
+    """`{prefix}:{namespace}:{version}:x:{sha}`; the braces make the sha a Redis Cluster hash tag."""
+    return f"{prefix}:{namespace}:{version}:x:{{{sha}}}"
+
+
+def lock_key(prefix: str, namespace: str, version: int, sha: str) -> str:
+    """The single-flight lease for an entry: same hash tag, so the same cluster slot."""
+    return f"{prefix}:{namespace}:{version}:l:{{{sha}}}"
+
+
+def entry_pattern(prefix: str, namespace: str | None = None, version: int | None = None) -> str:
+    """A SCAN pattern over entries of a namespace (and version), or of every namespace."""
+    ns = "*" if namespace is None else namespace
+    ver = "*" if version is None else str(version)
+    return f"{prefix}:{ns}:{ver}:x:*"
