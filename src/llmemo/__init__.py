@@ -1,0 +1,1 @@
+"""llmemo: an LLM response cache on Redis."""

@@ -1,0 +1,176 @@
+"""The Store protocol (bytes in, bytes out, TTL, scan, leases, counters) and `from_url`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+from llmemo.errors import ConfigError
+
+Counters = Mapping[str, float]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A key-value store with expiry. Every method raises StoreError (only) when the store fails.
+
+    TTLs are seconds (float); None means no expiry. `get` with `refresh` sets a new TTL in the same
+    round trip (Redis GETEX). `add` is SET NX PX: the single-flight lease. `heads` reads the first
+    `size` bytes of each value (Redis GETRANGE), which is all invalidation needs.
+    """
+
+    url: str
+
+    def get(self, key: str, refresh: float | None = None) -> bytes | None: ...
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool: ...
+
+    def delete(self, keys: Sequence[str]) -> int: ...
+
+    def delete_if_equal(self, key: str, value: bytes) -> bool: ...
+
+    def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool: ...
+
+    def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]: ...
+
+    def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]: ...
+
+    def incr(self, key: str, amounts: Counters) -> dict[str, float]: ...
+
+    def counters(self, key: str) -> dict[str, float]: ...
+
+    def ping(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """The asyncio twin of Store: the same methods, awaited."""
+
+    url: str
+
+    async def get(self, key: str, refresh: float | None = None) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool: ...
+
+    async def delete(self, keys: Sequence[str]) -> int: ...
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool: ...
+
+    async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool: ...
+
+    def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]: ...
+
+    async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]: ...
+
+    async def incr(self, key: str, amounts: Counters) -> dict[str, float]: ...
+
+    async def counters(self, key: str) -> dict[str, float]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***` (safe to log and to show)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}" if user else f":***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+SyncFactory = Callable[[str], Store]
+AsyncFactory = Callable[[str], AsyncStore]
+
+
+def _memory(url: str) -> Store:
+    from llmemo.stores.memory import MemoryStore
+
+    return MemoryStore.from_url(url)
+
+
+def _sqlite(url: str) -> Store:
+    from llmemo.stores.sqlite import SQLiteStore
+
+    return SQLiteStore.from_url(url)
+
+
+def _redis(url: str) -> Store:
+    from llmemo.stores.redis import RedisStore
+
+    return RedisStore.from_url(url)
+
+
+def _async_memory(url: str) -> AsyncStore:
+    from llmemo.stores.memory import AsyncMemoryStore
+
+    return AsyncMemoryStore.from_url(url)
+
+
+def _async_sqlite(url: str) -> AsyncStore:
+    from llmemo.stores.sqlite import AsyncSQLiteStore
+
+    return AsyncSQLiteStore.from_url(url)
+
+
+def _async_redis(url: str) -> AsyncStore:
+    from llmemo.stores.redis import AsyncRedisStore
+
+    return AsyncRedisStore.from_url(url)
+
+
+# scheme -> factory. Later issues register more (redis+cluster, upstash) with `register_scheme`.
+SYNC_SCHEMES: dict[str, SyncFactory] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+    "redis": _redis,
+    "rediss": _redis,
+    "unix": _redis,
+}
+ASYNC_SCHEMES: dict[str, AsyncFactory] = {
+    "memory": _async_memory,
+    "sqlite": _async_sqlite,
+    "redis": _async_redis,
+    "rediss": _async_redis,
+    "unix": _async_redis,
+}
+
+
+def register_scheme(scheme: str, sync: SyncFactory, async_: AsyncFactory) -> None:
+    """Teach `from_url` a new URL scheme."""
+    SYNC_SCHEMES[scheme] = sync
+    ASYNC_SCHEMES[scheme] = async_
+
+
+def _scheme(url: str, table: Mapping[str, object]) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(
+            f"not a store URL: {url!r} (expected e.g. sqlite:///llmemo.db, redis://localhost:6379/0, memory://)"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in table:
+        known = ", ".join(f"{s}://" for s in sorted(table))
+        raise ConfigError(f"unknown store scheme {scheme + '://'!r} in {redact(url)!r}; known: {known}")
+    return scheme
+
+
+def from_url(url: str) -> Store:
+    """A Store chosen by the URL's scheme."""
+    return SYNC_SCHEMES[_scheme(url, SYNC_SCHEMES)](url)
+
+
+def async_from_url(url: str) -> AsyncStore:
+    """An AsyncStore chosen by the URL's scheme."""
+    return ASYNC_SCHEMES[_scheme(url, ASYNC_SCHEMES)](url)
