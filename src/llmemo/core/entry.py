@@ -73,14 +73,21 @@ def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
     pair = getattr(_local, "pair", None)
     if pair is None:
         pair = _local.pair = (zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor())
-    return pair  # type: ignore[no-any-return]
+    return pair
 
 
 def _header(entry: Entry) -> dict[str, Any]:
-    head: dict[str, Any] = {"c": entry.created, "k": [entry.usage.input_tokens, entry.usage.output_tokens]}
+    head: dict[str, Any] = {
+        "c": entry.created,
+        "k": [entry.usage.input_tokens, entry.usage.output_tokens],
+    }
     optional = {
-        "m": entry.model, "t": entry.tenant, "u": entry.user, "p": entry.provider,
-        "l": entry.ttl, "s": entry.stale_after,
+        "m": entry.model,
+        "t": entry.tenant,
+        "u": entry.user,
+        "p": entry.provider,
+        "l": entry.ttl,
+        "s": entry.stale_after,
     }
     head.update({k: v for k, v in optional.items() if v is not None})
     if entry.tags:
@@ -113,7 +120,7 @@ def _split(data: bytes) -> tuple[int, dict[str, Any], bytes]:
     if len(data) < end:
         raise CorruptEntryError("truncated header")
     try:
-        head = orjson.loads(data[_PREFIX.size:end])
+        head = orjson.loads(data[_PREFIX.size : end])
     except orjson.JSONDecodeError as exc:
         raise CorruptEntryError(f"unreadable header: {exc}") from None
     if not isinstance(head, dict):
@@ -167,7 +174,14 @@ def decode(data: bytes) -> Entry:
         )
     except CorruptEntryError:
         raise
-    except (zstandard.ZstdError, orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+    except (
+        zstandard.ZstdError,
+        orjson.JSONDecodeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+    ) as exc:
         raise CorruptEntryError(f"unreadable body: {exc}") from None
 
 

@@ -92,7 +92,9 @@ def _parse(value: Duration | _NoExpiry) -> float | _NoExpiry:
         return value
     result = seconds(value)
     if result <= 0:
-        raise ConfigError("a TTL must be positive (use llmemo.NO_EXPIRY for an entry that never expires)")
+        raise ConfigError(
+            "a TTL must be positive (use llmemo.NO_EXPIRY for an entry that never expires)"
+        )
     return result
 
 

@@ -23,22 +23,52 @@ Provider = Literal["openai", "anthropic", "langchain", "call"]
 _OUTPUT_NEUTRAL: dict[str, frozenset[str]] = {
     "openai": frozenset(
         {
-            "stream", "stream_options", "user", "timeout", "request_timeout", "metadata",
-            "store", "service_tier", "safety_identifier", "prompt_cache_key",
-            "prompt_cache_retention", "extra_headers", "extra_query", "extra_body", "background",
+            "stream",
+            "stream_options",
+            "user",
+            "timeout",
+            "request_timeout",
+            "metadata",
+            "store",
+            "service_tier",
+            "safety_identifier",
+            "prompt_cache_key",
+            "prompt_cache_retention",
+            "extra_headers",
+            "extra_query",
+            "extra_body",
+            "background",
         }
     ),
     "anthropic": frozenset(
-        {"stream", "metadata", "service_tier", "timeout", "extra_headers", "extra_query", "extra_body"}
+        {
+            "stream",
+            "metadata",
+            "service_tier",
+            "timeout",
+            "extra_headers",
+            "extra_query",
+            "extra_body",
+        }
     ),
 }
 # Provider-side prompt-caching hints inside content blocks: they change the bill, not the answer.
 _NEUTRAL_BLOCK_KEYS = frozenset({"cache_control"})
 # Keys that only Anthropic's Messages API uses at the top level of a request body.
-_ANTHROPIC_MARKERS = frozenset({"system", "stop_sequences", "top_k", "thinking", "anthropic_version"})
+_ANTHROPIC_MARKERS = frozenset(
+    {"system", "stop_sequences", "top_k", "thinking", "anthropic_version"}
+)
 # Keys that only OpenAI's Responses API uses (as opposed to /v1/embeddings, which also has `input`).
 _RESPONSES_MARKERS = frozenset(
-    {"instructions", "reasoning", "text", "previous_response_id", "tools", "include", "max_output_tokens"}
+    {
+        "instructions",
+        "reasoning",
+        "text",
+        "previous_response_id",
+        "tools",
+        "include",
+        "max_output_tokens",
+    }
 )
 
 _INNER_SPACE = re.compile(r"[ \t\f\v\u00a0]+")
@@ -100,9 +130,7 @@ class CacheRequest:
 def check_name(kind: str, value: str) -> str:
     """Namespaces and tags go into keys: letters, digits, '_', '.', '-' only."""
     if not isinstance(value, str) or not _NAME.match(value):
-        raise ConfigError(
-            f"invalid {kind} {value!r}: use 1-64 letters, digits, '_', '.' or '-'"
-        )
+        raise ConfigError(f"invalid {kind} {value!r}: use 1-64 letters, digits, '_', '.' or '-'")
     return value
 
 
@@ -160,9 +188,13 @@ def _content(content: Any, norm: Normalisation) -> Any:
     """Message content: a string, or a list of parts; one bare text part equals the string."""
     if isinstance(content, list | tuple):
         parts = [_block(p, norm) for p in content]
-        if len(parts) == 1 and isinstance(parts[0], dict) and parts[0].keys() == {"type", "text"}:
-            if parts[0]["type"] == "text":
-                return parts[0]["text"]
+        if (
+            len(parts) == 1
+            and isinstance(parts[0], dict)
+            and parts[0].keys() == {"type", "text"}
+            and parts[0]["type"] == "text"
+        ):
+            return parts[0]["text"]
         return parts
     return _block(content, norm)
 
@@ -274,7 +306,9 @@ _OPENAI_INPUT = {"completions": "prompt", "embeddings": "input", "responses": "i
 
 
 def from_openai(
-    body: Mapping[str, Any], endpoint: str | None = None, norm: Normalisation = DEFAULT_NORMALISATION
+    body: Mapping[str, Any],
+    endpoint: str | None = None,
+    norm: Normalisation = DEFAULT_NORMALISATION,
 ) -> CacheRequest:
     """An OpenAI request body: endpoint is chat, completions, embeddings or responses."""
     if not isinstance(body, Mapping):
@@ -293,9 +327,13 @@ def _openai_endpoint(body: Mapping[str, Any]) -> str:
     if "prompt" in body:
         return "completions"
     if "input" in body:
-        is_items = isinstance(body["input"], list) and any(isinstance(i, Mapping) for i in body["input"])
+        is_items = isinstance(body["input"], list) and any(
+            isinstance(i, Mapping) for i in body["input"]
+        )
         return "responses" if is_items or _RESPONSES_MARKERS & body.keys() else "embeddings"
-    raise UnkeyableError("cannot tell the endpoint: the body has no 'messages', 'prompt' or 'input'")
+    raise UnkeyableError(
+        "cannot tell the endpoint: the body has no 'messages', 'prompt' or 'input'"
+    )
 
 
 def from_anthropic(
@@ -331,7 +369,12 @@ def from_prompt(
 def from_call(qualname: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> CacheRequest:
     """A call of a user's function (the memoize decorator): keyed on its name and arguments."""
     try:
-        doc = {"provider": "call", "fn": qualname, "args": _value(list(args)), "kwargs": _value(dict(kwargs))}
+        doc = {
+            "provider": "call",
+            "fn": qualname,
+            "args": _value(list(args)),
+            "kwargs": _value(dict(kwargs)),
+        }
     except UnkeyableError as exc:
         raise UnkeyableError(
             f"cannot memoize {qualname}(): {exc}; pass key=... to build the key yourself"
@@ -350,7 +393,9 @@ def to_request(
         raise UnkeyableError(
             f"expected a request body (dict) or CacheRequest, got {type(request).__name__}"
         )
-    if "messages" in request and (_ANTHROPIC_MARKERS & request.keys() or _has_anthropic_blocks(request)):
+    if "messages" in request and (
+        _ANTHROPIC_MARKERS & request.keys() or _has_anthropic_blocks(request)
+    ):
         return from_anthropic(request, norm)
     return from_openai(request, None, norm)
 
@@ -363,7 +408,8 @@ def _has_anthropic_blocks(body: Mapping[str, Any]) -> bool:
     for message in messages:
         content = message.get("content") if isinstance(message, Mapping) else None
         if isinstance(content, list) and any(
-            isinstance(b, Mapping) and (b.get("type") in kinds or isinstance(b.get("source"), Mapping))
+            isinstance(b, Mapping)
+            and (b.get("type") in kinds or isinstance(b.get("source"), Mapping))
             for b in content
         ):
             return True

@@ -1,0 +1,349 @@
+"""AsyncCache: the store I/O around the shared decisions in `facade.py`.
+
+The sync `Cache` in `core/_sync/cache.py` is GENERATED from this file by `scripts/gen_sync.py`
+(a test fails when it is out of date): edit this file, then run the script.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from llmemo.core.entry import HEAD_BYTES, decode_head
+from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
+from llmemo.core.policy import TtlArg
+from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep
+from llmemo.core.stats import CacheStats
+from llmemo.errors import CorruptEntryError, StoreError
+from llmemo.stores.base import AsyncStore, async_from_url
+
+T = TypeVar("T")
+Request = CacheRequest | Mapping[str, Any]
+
+
+class AsyncCache(BaseCache):
+    """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open."""
+
+    def __init__(self, store: AsyncStore, **options: Any) -> None:
+        super().__init__(**options)
+        self.backend = store
+        self._flights = AsyncFlights()
+
+    @classmethod
+    def from_url(cls, url: str = "sqlite:///llmemo.db", **options: Any) -> AsyncCache:
+        """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://)."""
+        return cls(async_from_url(url), **options)
+
+    async def __aenter__(self) -> AsyncCache:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Flush pending counters and close the store."""
+        await self.flush()
+        await self._safely(self.backend.close, None)
+
+    # -- fail-open plumbing -----------------------------------------------------------------
+
+    async def _safely(self, op: AsyncOp[T], default: T) -> T:
+        """Run a store operation; when the store fails (or its circuit is open) return default."""
+        if not self.breaker.allow():
+            return default
+        try:
+            result = await op()
+        except StoreError as exc:
+            self.count_store_error(exc)
+            return default
+        self.breaker.success()
+        return result
+
+    async def _put(self, key: str, value: bytes, ttl: float | None) -> bool:
+        if not self.breaker.allow():
+            return False
+        try:
+            await self.backend.set(key, value, ttl)
+        except StoreError as exc:
+            self.count_store_error(exc)
+            return False
+        self.breaker.success()
+        return True
+
+    async def _version(self, namespace: str) -> int | None:
+        known = self.cached_version(namespace)
+        if known is not None:
+            return known
+        counters = await self._safely(lambda: self.backend.counters(self.meta_key(namespace)), None)
+        if counters is None:
+            return None
+        return self.remember_version(namespace, int(counters.get("version", 0)))
+
+    async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
+        data = await self._safely(lambda: self.backend.get(key, refresh), None)
+        if data is None:
+            return None
+        try:
+            return self.hit_from(data, key)
+        except CorruptEntryError as exc:
+            self.count_corrupt(exc)
+            await self._safely(lambda: self.backend.delete([key]), 0)
+            return None
+
+    # -- the API ----------------------------------------------------------------------------
+
+    async def lookup(self, request: Request, **scope: Any) -> Hit | None:
+        """The cached answer for this request, or None (a store failure is a miss)."""
+        call = self.prepare(request, **scope)
+        version = await self._version(call.scope.namespace)
+        hit = (
+            None
+            if version is None
+            else await self._read(self.key_of(call, version), self.refresh_ttl())
+        )
+        if hit is None:
+            self.count("misses")
+        else:
+            self.count_hit(hit)
+            if self.flush_due():
+                await self.flush()
+        return hit
+
+    async def store(self, request: Request, response: Any, **options: Any) -> bool:
+        """Store a response for this request; False when it is not cacheable or the store failed."""
+        call = self.prepare(request, **options)
+        version = await self._version(call.scope.namespace)
+        if version is None:
+            return False
+        return await self._write(call, self.key_of(call, version), response_dict(response))
+
+    async def _write(self, call: Call, key: str, response: dict[str, Any]) -> bool:
+        value, ttl, reason = self.encode_entry(call, response)
+        if value is None:
+            self.count("skips")
+            self.count(f"skip:{reason}")
+            return False
+        ok = await self._put(key, value, ttl)
+        if ok:
+            self.count("stores")
+        return ok
+
+    async def get_or_compute(
+        self, request: Request, fn: Callable[[], Any], **options: Any
+    ) -> dict[str, Any]:
+        """The cached response, or `fn()`'s (stored when cacheable). Misses are single-flight."""
+        return (await self.compute(request, fn, **options)).response
+
+    async def compute(
+        self,
+        request: Request,
+        fn: Callable[[], Any],
+        *,
+        refresh: bool = False,
+        no_store: bool = False,
+        ttl: TtlArg = None,
+        cacheable: bool = True,
+        **scope: Any,
+    ) -> Result:
+        """Like get_or_compute, but says how the answer was obtained.
+
+        refresh: skip the lookup and replace the entry (Cache-Control: no-cache).
+        no_store: look up, but do not store a fresh answer (Cache-Control: no-store).
+        cacheable=False: neither look up nor store (counted as a bypass).
+        """
+        call = self.prepare(request, ttl=ttl, cacheable=cacheable, **scope)
+        if not cacheable:
+            self.count("bypasses")
+            return Result(response_dict(await ainvoke(fn)), "bypass")
+        version = await self._version(call.scope.namespace)
+        if version is None:  # store down: fail open, still one call per key in this process
+            return await self._flight(f"down:{call.sha}", lambda: self._call_only(fn))
+        key = self.key_of(call, version)
+        if not refresh:
+            hit = await self._read(key, self.refresh_ttl())
+            if hit is not None:
+                self.count_hit(hit)
+                if self.flush_due():
+                    await self.flush()
+                return Result(hit.response, "hit", hit)
+        self.count("misses")
+        return await self._flight(key, lambda: self._lead(call, version, fn, not no_store, refresh))
+
+    async def _call_only(self, fn: Callable[[], Any]) -> Result:
+        return Result(response_dict(await ainvoke(fn)), "miss")
+
+    async def _flight(self, key: str, lead: AsyncOp[Result]) -> Result:
+        """In-process single-flight: one leader runs `lead`; if it fails, one follower retries."""
+        failed = False
+        while True:
+            leader, flight = self._flights.join(key)
+            if leader:
+                try:
+                    result = await lead()
+                except BaseException as exc:
+                    self._flights.finish(key, flight, error=exc)
+                    raise
+                self._flights.finish(key, flight, result)
+                return result
+            try:
+                result = await self._flights.wait(flight)
+            except Exception:
+                if failed:
+                    raise
+                failed = True  # the leader failed: try once more (one of us leads the retry)
+                continue
+            return Result(
+                result.response,
+                "hit" if result.status != "bypass" else "bypass",
+                result.hit,
+                shared=True,
+            )
+
+    async def _lead(
+        self, call: Call, version: int, fn: Callable[[], Any], store: bool, refresh: bool
+    ) -> Result:
+        """Cross-process single-flight: hold the lease while calling fn, or wait for its holder."""
+        key, lock = self.key_of(call, version), self.lock_of(call, version)
+        token = os.urandom(12).hex().encode()
+        acquired = await self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), None)
+        if acquired is False:
+            hit = await self._await_leader(key, lock, token, refresh)
+            if hit is not None:
+                self.count_hit(hit)
+                return Result(hit.response, "hit", hit, shared=True)
+        try:
+            async with AsyncRenewer(
+                lambda: self.backend.expire_if_equal(lock, token, self.lock_ttl), self.lock_ttl / 3
+            ):
+                response = response_dict(await ainvoke(fn))
+            stored, reason = False, None
+            if store:
+                value, ttl, reason = self.encode_entry(call, response)
+                if value is None:
+                    self.count("skips")
+                    self.count(f"skip:{reason}")
+                else:
+                    stored = await self._put(key, value, ttl)
+                    self.count("stores" if stored else "store_failed")
+            return Result(response, "miss", stored=stored, skipped=reason)
+        finally:
+            if acquired is not None:
+                await self._safely(lambda: self.backend.delete_if_equal(lock, token), False)
+            if self.flush_due():
+                await self.flush()
+
+    async def _await_leader(self, key: str, lock: str, token: bytes, refresh: bool) -> Hit | None:
+        """Wait for another process's leader: its value (a hit), or its lease (we take over)."""
+        deadline = time.monotonic() + self.wait_timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            await asleep(delay)
+            delay = min(delay * 2, 0.1)
+            hit = None if refresh else await self._read(key)
+            if hit is not None:
+                return hit
+            took = await self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), None)
+            if took is not False:  # the leader finished without a value, died, or the store failed
+                return None
+            if refresh:
+                refresh = False  # a refresh leader elsewhere: its new value is what we want
+        return None  # waited long enough: call fn ourselves (fail-open)
+
+    # -- invalidation -----------------------------------------------------------------------
+
+    async def delete(self, request: Request, **scope: Any) -> bool:
+        """Delete this request's entry (current version)."""
+        call = self.prepare(request, **scope)
+        version = await self._version(call.scope.namespace)
+        if version is None:
+            return False
+        return await self.delete_key(self.key_of(call, version))
+
+    async def delete_key(self, key: str) -> bool:
+        """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
+        return await self.backend.delete([key]) > 0
+
+    async def get_key(self, key: str) -> Hit | None:
+        """Read one entry by its store key (for tools: `llmemo get`). Store errors are raised."""
+        data = await self.backend.get(key)
+        return None if data is None else self.hit_from(data, key)
+
+    async def bump_version(self, namespace: str | None = None) -> int:
+        """Invalidate a whole namespace at once, in every process: its version goes up by one."""
+        ns = namespace or self.namespace
+        values = await self.backend.incr(self.meta_key(ns), {"version": 1})
+        return self.remember_version(ns, int(values["version"]))
+
+    async def version(self, namespace: str | None = None) -> int:
+        """The namespace's current version (read from the store)."""
+        ns = namespace or self.namespace
+        counters = await self.backend.counters(self.meta_key(ns))
+        return self.remember_version(ns, int(counters.get("version", 0)))
+
+    async def invalidate(
+        self,
+        *,
+        namespace: str | None = None,
+        version: int | None = None,
+        model: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        tag: str | None = None,
+        batch: int = 500,
+    ) -> int:
+        """Delete matching entries (SCAN + UNLINK in batches, never KEYS or FLUSHDB); returns the count.
+
+        namespace "*" means every namespace; with no filter every entry of the namespace goes.
+        Store errors are raised: an invalidation that silently did nothing would be worse.
+        """
+        pattern = entry_pattern(self.prefix, namespace or self.namespace, version)
+        filtered = any(v is not None for v in (model, tenant, user, tag))
+        deleted = 0
+        async for keys in self.backend.scan(pattern, batch):
+            if filtered:
+                heads = await self.backend.heads(keys, HEAD_BYTES)
+                keys = [
+                    k
+                    for k, h in zip(keys, heads, strict=True)
+                    if h is not None and _matches(h, model, tenant, user, tag)
+                ]
+            if keys:
+                deleted += await self.backend.delete(keys)
+        return deleted
+
+    # -- stats ------------------------------------------------------------------------------
+
+    async def flush(self) -> bool:
+        """Send pending counters to the store in one round trip; kept for later if it fails."""
+        self._last_flush = time.monotonic()
+        pending = self._stats.drain()
+        if not pending:
+            return True
+        try:
+            await self.backend.incr(self.stats_key(self.namespace), pending)
+        except StoreError:
+            self._stats.restore(pending)
+            return False
+        return True
+
+    async def stats(self) -> CacheStats:
+        """Totals for this namespace across every process (local counters when the store is down)."""
+        if await self.flush():
+            counters = await self._safely(
+                lambda: self.backend.counters(self.stats_key(self.namespace)), None
+            )
+            if counters is not None:
+                return CacheStats.from_counters(counters)
+        return self.local_stats()
+
+
+def _matches(
+    head: bytes, model: str | None, tenant: str | None, user: str | None, tag: str | None
+) -> bool:
+    try:
+        return head_matches(decode_head(head), model, tenant, user, tag)
+    except CorruptEntryError:
+        return False

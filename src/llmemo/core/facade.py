@@ -1,0 +1,267 @@
+"""What the Cache and AsyncCache share: options, results, and every decision that needs no I/O."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llmemo.core import entry as entries
+from llmemo.core.breaker import CircuitBreaker
+from llmemo.core.durations import Duration
+from llmemo.core.policy import SKIP_UNCACHEABLE, TtlArg, TtlPolicy, skip_reason
+from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
+from llmemo.core.request import (
+    DEFAULT_NORMALISATION,
+    CacheRequest,
+    Normalisation,
+    Scope,
+    check_name,
+    digest,
+    exact_key,
+    lock_key,
+    to_request,
+)
+from llmemo.core.stats import CacheStats, StatsBuffer
+from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
+
+Status = Literal["hit", "semantic", "miss", "bypass"]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A cached answer. `similarity` is set for semantic hits (cosine, 0..1)."""
+
+    response: dict[str, Any]
+    key: str
+    created: float
+    age: float
+    model: str | None
+    usage: entries.Usage
+    tags: tuple[str, ...] = ()
+    kind: Literal["exact", "semantic"] = "exact"
+    similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What `compute` did: the response, and whether it came from the cache."""
+
+    response: dict[str, Any]
+    status: Status
+    hit: Hit | None = None
+    stored: bool = False
+    skipped: str | None = None
+    shared: bool = False  # a follower that got the leader's answer without calling fn
+
+    @property
+    def cached(self) -> bool:
+        return self.status in ("hit", "semantic")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One prepared call: the canonical request, its scope, and the sha its keys are made of."""
+
+    request: CacheRequest
+    scope: Scope
+    sha: str
+    ttl: TtlArg
+    cacheable: bool
+
+
+def response_dict(response: Any) -> dict[str, Any]:
+    """A provider response as a plain dict (SDK objects through `model_dump`)."""
+    if isinstance(response, Mapping):
+        return dict(response)
+    dump = getattr(response, "model_dump", None)
+    if callable(dump):
+        data = dump(mode="json", exclude_unset=False)
+        if isinstance(data, dict):
+            return data
+    raise UnkeyableError(
+        f"fn must return the provider's response as a dict or an SDK object with model_dump(), "
+        f"got {type(response).__name__}"
+    )
+
+
+def head_matches(
+    head: entries.EntryHead,
+    model: str | None,
+    tenant: str | None,
+    user: str | None,
+    tag: str | None,
+) -> bool:
+    """Does an entry's header match every given invalidation filter?"""
+    return (
+        (model is None or head.model == model)
+        and (tenant is None or head.tenant == tenant)
+        and (user is None or head.user == user)
+        and (tag is None or tag in head.tags)
+    )
+
+
+class BaseCache:
+    """Options and pure decisions; the twins add the store I/O around them."""
+
+    def __init__(
+        self,
+        *,
+        namespace: str = "default",
+        ttl: TtlArg | TtlPolicy = None,
+        prefix: str = "llmemo",
+        tenant: str | None = None,
+        user: str | None = None,
+        tags: tuple[str, ...] = (),
+        normalisation: Normalisation = DEFAULT_NORMALISATION,
+        max_temperature: float | None = None,
+        prices: Mapping[str, Price] = DEFAULT_PRICES,
+        lock_ttl: Duration = 30.0,
+        wait_timeout: Duration = 60.0,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.time,
+        version_ttl: float = 1.0,
+        flush_interval: float = 10.0,
+    ) -> None:
+        from llmemo.core.durations import seconds
+
+        self.namespace = check_name("namespace", namespace)
+        check_name("prefix", prefix)
+        self.prefix = prefix
+        self.policy = ttl if isinstance(ttl, TtlPolicy) else TtlPolicy.build(ttl)
+        self.defaults = Scope(namespace, tenant, user, tuple(tags))
+        self.normalisation = normalisation
+        self.max_temperature = max_temperature
+        self.prices = prices
+        self.lock_ttl = seconds(lock_ttl)
+        self.wait_timeout = seconds(wait_timeout)
+        if self.lock_ttl <= 0 or self.wait_timeout <= 0:
+            raise ConfigError("lock_ttl and wait_timeout must be positive")
+        self.breaker = breaker or CircuitBreaker()
+        self.clock = clock
+        self.version_ttl = version_ttl
+        self.flush_interval = flush_interval
+        self._versions: dict[str, tuple[int, float]] = {}
+        self._stats = StatsBuffer()
+        self._last_flush = time.monotonic()
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def prepare(
+        self,
+        request: CacheRequest | Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+        ttl: TtlArg = None,
+        cacheable: bool = True,
+    ) -> Call:
+        """Normalise a request and resolve its scope (no I/O)."""
+        base = self.defaults
+        scope = Scope(
+            namespace=namespace or base.namespace,
+            tenant=tenant if tenant is not None else base.tenant,
+            user=user if user is not None else base.user,
+            tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
+        )
+        canonical = to_request(request, self.normalisation)
+        return Call(canonical, scope, digest(canonical, scope), ttl, cacheable)
+
+    def key_of(self, call: Call, version: int) -> str:
+        return exact_key(self.prefix, call.scope.namespace, version, call.sha)
+
+    def lock_of(self, call: Call, version: int) -> str:
+        return lock_key(self.prefix, call.scope.namespace, version, call.sha)
+
+    def meta_key(self, namespace: str) -> str:
+        return f"{self.prefix}:{namespace}:meta"
+
+    def stats_key(self, namespace: str) -> str:
+        return f"{self.prefix}:{namespace}:stats"
+
+    def cached_version(self, namespace: str) -> int | None:
+        known = self._versions.get(namespace)
+        if known is not None and time.monotonic() - known[1] < self.version_ttl:
+            return known[0]
+        return None
+
+    def remember_version(self, namespace: str, version: int) -> int:
+        self._versions[namespace] = (version, time.monotonic())
+        return version
+
+    # -- entries ----------------------------------------------------------------------------
+
+    def hit_from(self, data: bytes, key: str) -> Hit:
+        """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
+        entry = entries.decode(data)
+        now = self.clock()
+        return Hit(
+            response=dict(entry.response),
+            key=key,
+            created=entry.created,
+            age=max(0.0, now - entry.created),
+            model=entry.model,
+            usage=entry.usage,
+            tags=entry.tags,
+        )
+
+    def encode_entry(
+        self, call: Call, response: dict[str, Any]
+    ) -> tuple[bytes | None, float | None, str | None]:
+        """(value, ttl, None) to store, or (None, None, reason) when the response is not cacheable."""
+        reason = (
+            SKIP_UNCACHEABLE
+            if not call.cacheable
+            else skip_reason(response, call.request.temperature, self.max_temperature)
+        )
+        if reason is not None:
+            return None, None, reason
+        ttl = self.policy.choose(call.ttl, call.scope.tags)
+        entry = entries.Entry(
+            response=response,
+            model=call.request.model or _str(response.get("model")),
+            created=self.clock(),
+            usage=entries.usage_of(response),
+            tags=call.scope.tags,
+            tenant=call.scope.tenant,
+            user=call.scope.user,
+            provider=call.request.provider,
+            ttl=ttl,
+        )
+        return entries.encode(entry), ttl, None
+
+    def refresh_ttl(self) -> float | None:
+        """The TTL a hit resets (rolling refresh), or None when hits do not touch the TTL."""
+        if not self.policy.rolling:
+            return None
+        return self.policy.choose()
+
+    # -- counting ---------------------------------------------------------------------------
+
+    def count(self, name: str, amount: float = 1) -> None:
+        self._stats.add(name, amount)
+
+    def count_hit(self, hit: Hit, kind: str = "hits") -> None:
+        self._stats.add(kind)
+        self._stats.add("tokens_saved", hit.usage.total)
+        self._stats.add("dollars_saved", cost(hit.model, hit.usage, self.prices))
+
+    def count_store_error(self, error: StoreError) -> None:
+        self._stats.add("store_errors")
+        self.breaker.failure()
+
+    def count_corrupt(self, error: CorruptEntryError) -> None:
+        self._stats.add("corrupt")
+
+    def flush_due(self) -> bool:
+        return time.monotonic() - self._last_flush >= self.flush_interval
+
+    def local_stats(self) -> CacheStats:
+        return CacheStats.from_counters(self._stats.peek(), source="local")
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,152 @@
+"""Single-flight primitives: one in-process leader per key (threads or asyncio) and lease renewal.
+
+The cross-process half (a `SET NX PX` lease in the store, followers polling for the value) lives
+in the Cache, which owns the store; these are the pieces that differ between threads and asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Op = Callable[[], T]  # a store operation, sync
+AsyncOp = Callable[[], Awaitable[T]]  # the same, awaited
+
+
+class Flights:
+    """In-process flights for threads: the first caller of a key leads, the others wait on it."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
+
+    def join(self, key: str) -> tuple[bool, Future[Any]]:
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return False, flight
+            flight = self._flights[key] = Future()
+            return True, flight
+
+    def finish(
+        self, key: str, flight: Future[Any], result: Any = None, error: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        if error is not None:
+            flight.set_exception(error)
+        else:
+            flight.set_result(result)
+
+    @staticmethod
+    def wait(flight: Future[Any]) -> Any:
+        return flight.result()
+
+
+class AsyncFlights:
+    """In-process flights for one event loop."""
+
+    def __init__(self) -> None:
+        self._flights: dict[str, asyncio.Future[Any]] = {}
+
+    def join(self, key: str) -> tuple[bool, asyncio.Future[Any]]:
+        flight = self._flights.get(key)
+        if flight is not None and not flight.done():
+            return False, flight
+        flight = self._flights[key] = asyncio.get_running_loop().create_future()
+        return True, flight
+
+    def finish(
+        self,
+        key: str,
+        flight: asyncio.Future[Any],
+        result: Any = None,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if flight.done():
+            return
+        if error is not None:
+            flight.set_exception(error)
+            flight.exception()  # marks it retrieved: a flight nobody waited on must not warn
+        else:
+            flight.set_result(result)
+
+    @staticmethod
+    async def wait(flight: asyncio.Future[Any]) -> Any:
+        return await asyncio.shield(flight)
+
+
+def invoke(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+async def ainvoke(fn: Callable[[], Any]) -> Any:
+    result = fn()
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+async def asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+class Renewer:
+    """Calls `renew()` every `interval` seconds in a daemon thread until the block exits."""
+
+    def __init__(self, renew: Callable[[], object], interval: float) -> None:
+        self._renew = renew
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="llmemo-lease")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):  # a failed renewal only risks a duplicate call
+                self._renew()
+
+    def __enter__(self) -> Renewer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
+class AsyncRenewer:
+    """Awaits `renew()` every `interval` seconds in a task until the block exits."""
+
+    def __init__(self, renew: Callable[[], Awaitable[object]], interval: float) -> None:
+        self._renew = renew
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            with contextlib.suppress(Exception):  # a failed renewal only risks a duplicate call
+                await self._renew()
+
+    async def __aenter__(self) -> AsyncRenewer:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,94 @@
+"""Cache counters: kept in memory, flushed to the store in batches (never a round trip on a hit)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Totals for a namespace (all processes, when read back from the store)."""
+
+    hits: int = 0
+    semantic_hits: int = 0
+    misses: int = 0
+    stores: int = 0
+    skips: int = 0
+    bypasses: int = 0
+    store_errors: int = 0
+    corrupt: int = 0
+    tokens_saved: int = 0
+    dollars_saved: float = 0.0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    source: str = "store"
+
+    @property
+    def lookups(self) -> int:
+        return self.hits + self.semantic_hits + self.misses
+
+    @property
+    def hit_rate(self) -> float:
+        return (self.hits + self.semantic_hits) / self.lookups if self.lookups else 0.0
+
+    @classmethod
+    def from_counters(cls, counters: dict[str, float], source: str = "store") -> CacheStats:
+        reasons = {k[5:]: int(v) for k, v in counters.items() if k.startswith("skip:")}
+        ints = {
+            name: int(counters.get(name, 0))
+            for name in (
+                "hits", "semantic_hits", "misses", "stores", "skips", "bypasses",
+                "store_errors", "corrupt", "tokens_saved",
+            )
+        }  # fmt: skip
+        return cls(
+            **ints,
+            dollars_saved=float(counters.get("dollars_saved", 0.0)),
+            skip_reasons=reasons,
+            source=source,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "hits": self.hits,
+            "semantic_hits": self.semantic_hits,
+            "misses": self.misses,
+            "hit_rate": round(self.hit_rate, 4),
+            "stores": self.stores,
+            "skips": self.skips,
+            "skip_reasons": dict(self.skip_reasons),
+            "bypasses": self.bypasses,
+            "store_errors": self.store_errors,
+            "corrupt": self.corrupt,
+            "tokens_saved": self.tokens_saved,
+            "dollars_saved": round(self.dollars_saved, 6),
+            "source": self.source,
+        }
+
+
+class StatsBuffer:
+    """Thread-safe pending increments, drained by whoever flushes them to the store."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, name: str, amount: float = 1) -> None:
+        with self._lock:
+            self._pending[name] = self._pending.get(name, 0) + amount
+
+    def drain(self) -> dict[str, float]:
+        with self._lock:
+            pending = {k: v for k, v in self._pending.items() if v}
+            self._pending.clear()
+            return pending
+
+    def restore(self, pending: dict[str, float]) -> None:
+        """Put back what could not be flushed (the store was down), so nothing is lost."""
+        with self._lock:
+            for name, amount in pending.items():
+                self._pending[name] = self._pending.get(name, 0) + amount
+
+    def peek(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._pending)

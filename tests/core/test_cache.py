@@ -1,0 +1,263 @@
+"""The Cache facade on the in-memory store: hits, misses, what is not cached, TTL, stats."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmemo import AsyncCache, Cache, CacheRequest, NO_EXPIRY, TtlPolicy, UnkeyableError
+from llmemo.core.entry import decode
+from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
+from tests.core.helpers import CountingStore, Upstream, answer, chat
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: Clock | None = None, **options: object) -> Cache:
+    clock = clock or Clock()
+    return Cache(MemoryStore(clock=clock), clock=clock, **options)  # type: ignore[arg-type]
+
+
+def test_miss_then_hit_calls_upstream_once() -> None:
+    cache, upstream = make(), Upstream()
+    first = cache.compute(chat(), upstream)
+    second = cache.compute(chat(), upstream)
+    assert (first.status, second.status) == ("miss", "hit")
+    assert first.stored
+    assert second.response == answer()
+    assert upstream.calls == 1
+    assert second.hit is not None and second.hit.usage.total == 15
+    assert second.hit.model == "gpt-4o-mini"
+
+
+def test_lookup_and_store() -> None:
+    cache = make()
+    assert cache.lookup(chat()) is None
+    assert cache.store(chat(), answer())
+    hit = cache.lookup(chat("What  is the capital of France? "))
+    assert hit is not None and hit.response["choices"][0]["message"]["content"] == "Paris."
+    assert cache.lookup(chat(), tenant="other") is None
+
+
+def test_sdk_object_with_model_dump_is_stored_as_dict() -> None:
+    class Dumpable:
+        def model_dump(
+            self, mode: str = "python", exclude_unset: bool = False
+        ) -> dict[str, object]:
+            return answer("From an SDK object.")
+
+    cache = make()
+    assert (
+        cache.get_or_compute(chat(), Dumpable)["choices"][0]["message"]["content"]
+        == "From an SDK object."
+    )
+    assert cache.lookup(chat()) is not None
+
+
+def test_fn_returning_garbage_is_a_clear_error() -> None:
+    with pytest.raises(UnkeyableError, match="model_dump"):
+        make().get_or_compute(chat(), lambda: 42)
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        ({"error": {"message": "rate limited"}}, "error"),
+        (answer(""), "empty"),
+        (answer("Par", finish="length"), "truncated"),
+        (
+            {
+                **answer(),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {
+                            "role": "assistant",
+                            "content": None,
+                            "tool_calls": [{"id": "t"}],
+                        },
+                        "finish_reason": "tool_calls",
+                    }
+                ],
+            },
+            "tool_calls",
+        ),
+    ],
+)
+def test_uncacheable_responses_are_not_stored(response: dict[str, object], reason: str) -> None:
+    cache = make()
+    result = cache.compute(chat(), Upstream(response))
+    assert result.status == "miss" and not result.stored and result.skipped == reason
+    assert cache.lookup(chat()) is None
+    assert cache.stats().skip_reasons == {reason: 1}
+
+
+def test_cacheable_false_bypasses_lookup_and_store() -> None:
+    cache, upstream = make(), Upstream()
+    cache.store(chat(), answer("old"))
+    result = cache.compute(chat(), upstream, cacheable=False)
+    assert result.status == "bypass" and result.response == answer() and upstream.calls == 1
+    assert cache.lookup(chat()).response == answer("old")  # type: ignore[union-attr]
+
+
+def test_temperature_bound() -> None:
+    cache = make(max_temperature=0.5)
+    assert not cache.store(chat(temperature=0.9), answer())
+    assert cache.store(chat(temperature=0.2), answer())
+
+
+def test_refresh_replaces_and_no_store_does_not_store() -> None:
+    cache = make()
+    cache.store(chat(), answer("old"))
+    fresh = cache.compute(chat(), Upstream(answer("new")), refresh=True)
+    assert fresh.status == "miss"
+    assert cache.lookup(chat()).response == answer("new")  # type: ignore[union-attr]
+    other = chat("Another question")
+    assert cache.compute(other, Upstream(), no_store=True).status == "miss"
+    assert cache.lookup(other) is None
+
+
+def test_ttl_expiry_with_injected_clock() -> None:
+    clock = Clock()
+    cache = make(clock, ttl=TtlPolicy.build("1h", jitter=0.0))
+    cache.store(chat(), answer())
+    clock.now += 3599
+    assert cache.lookup(chat()) is not None
+    clock.now += 2
+    assert cache.lookup(chat()) is None
+
+
+def test_per_call_ttl_and_tag_tiers() -> None:
+    clock = Clock()
+    cache = make(clock, ttl=TtlPolicy.build("1d", jitter=0.0))
+    cache.store(chat("a"), answer(), ttl="10m")
+    cache.store(chat("b"), answer(), tags=("volatile",))
+    cache.store(chat("c"), answer(), tags=("static",))
+    clock.now += 31 * 60
+    assert cache.lookup(chat("a")) is None
+    assert cache.lookup(chat("b")) is None
+    clock.now += 2 * 86400
+    assert cache.lookup(chat("c")) is not None
+
+
+def test_no_expiry_only_when_asked() -> None:
+    clock = Clock()
+    cache = make(clock, ttl=NO_EXPIRY)
+    cache.store(chat(), answer())
+    clock.now += 10 * 365 * 86400
+    assert cache.lookup(chat()) is not None
+
+
+def test_rolling_refresh_uses_the_same_round_trip() -> None:
+    clock = Clock()
+    store = CountingStore(MemoryStore(clock=clock))
+    cache = Cache(store, clock=clock, ttl=TtlPolicy.build("1h", jitter=0.0, rolling=True))  # type: ignore[arg-type]
+    cache.store(chat(), answer())
+    for _ in range(5):
+        clock.now += 50 * 60
+        assert cache.lookup(chat()) is not None
+    before = dict(store.ops)
+    cache.lookup(chat())
+    assert {k: v - before.get(k, 0) for k, v in store.ops.items() if v != before.get(k, 0)} == {
+        "get": 1
+    }
+
+
+def test_a_hit_costs_one_round_trip_and_counters_are_batched() -> None:
+    store = CountingStore(MemoryStore())
+    cache = Cache(store, flush_interval=3600)  # type: ignore[arg-type]
+    cache.store(chat(), answer())
+    before = dict(store.ops)
+    for _ in range(100):
+        assert cache.lookup(chat()) is not None
+    assert store.ops["get"] - before.get("get", 0) == 100
+    assert store.ops["incr"] == before.get("incr", 0)  # nothing flushed on the hit path
+    stats = cache.stats()
+    assert stats.hits == 100 and stats.stores == 1
+    assert stats.tokens_saved == 1500
+    assert stats.dollars_saved > 0
+
+
+def test_corrupt_entry_is_a_counted_miss_and_is_deleted() -> None:
+    store = MemoryStore()
+    cache = Cache(store)
+    cache.store(chat(), answer())
+    (key,) = next(store.scan("llmemo:*:x:*"))
+    store.set(key, b"\x00garbage", None)
+    upstream = Upstream()
+    assert cache.compute(chat(), upstream).status == "miss"
+    assert upstream.calls == 1
+    assert decode(store.get(key) or b"").response == answer()  # replaced by a good entry
+    assert cache.stats().corrupt == 1
+
+
+def test_invalidate_by_model_tenant_user_tag() -> None:
+    cache = make()
+    cache.store(chat("1"), answer(), tenant="acme", tags=("faq",))
+    cache.store(chat("2"), answer(), tenant="acme", user="u1")
+    cache.store(chat("3", model="gpt-4o"), answer(model="gpt-4o"), tenant="globex")
+    cache.store(chat("4"), answer(), tenant="globex", tags=("faq",))
+    assert cache.invalidate(tag="faq") == 2
+    assert cache.invalidate(user="u1") == 1
+    assert cache.invalidate(model="gpt-4o") == 1
+    assert cache.invalidate() == 0
+    cache.store(chat("5"), answer())
+    cache.store(chat("6"), answer(), namespace="other")
+    assert cache.invalidate() == 1
+    assert cache.lookup(chat("6"), namespace="other") is not None
+    assert cache.invalidate(namespace="*") == 1
+
+
+def test_bump_version_invalidates_every_cache_on_the_store() -> None:
+    store = MemoryStore()
+    a, b = Cache(store, version_ttl=0), Cache(store, version_ttl=0)
+    a.store(chat(), answer())
+    assert b.lookup(chat()) is not None
+    assert a.bump_version() == 1
+    assert b.lookup(chat()) is None
+    assert b.version() == 1
+
+
+def test_request_types() -> None:
+    cache = make()
+    anthropic = {
+        "model": "claude-sonnet-4",
+        "max_tokens": 100,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    cache.store(
+        anthropic,
+        {
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4",
+            "content": [{"type": "text", "text": "Hello"}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": 5, "output_tokens": 1},
+        },
+    )
+    assert cache.lookup(anthropic) is not None
+    assert cache.lookup({**anthropic, "system": "Be long."}) is None
+    with pytest.raises(UnkeyableError):
+        cache.lookup("a string")  # type: ignore[arg-type]
+    assert isinstance(cache.prepare(chat()).request, CacheRequest)
+
+
+@pytest.mark.asyncio
+async def test_async_cache_miss_then_hit() -> None:
+    cache, upstream = AsyncCache(AsyncMemoryStore()), Upstream()
+    first = await cache.compute(chat(), upstream.acall)
+    second = await cache.compute(chat(), upstream.acall)
+    sync_fn = await cache.compute(chat("sync fn"), upstream)
+    assert (first.status, second.status, sync_fn.status) == ("miss", "hit", "miss")
+    assert upstream.calls == 2
+    assert (await cache.lookup(chat())) is not None
+    assert (await cache.invalidate()) == 2
+    assert (await cache.stats()).hits == 2
+    await cache.close()
