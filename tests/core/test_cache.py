@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmemo import AsyncCache, Cache, CacheRequest, NO_EXPIRY, TtlPolicy, UnkeyableError
+from llmemo import NO_EXPIRY, AsyncCache, Cache, CacheRequest, TtlPolicy, UnkeyableError
 from llmemo.core.entry import decode
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
 from tests.core.helpers import CountingStore, Upstream, answer, chat
