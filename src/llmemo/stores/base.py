@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -76,6 +78,16 @@ class AsyncStore(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def default_url() -> str:
+    """`$LLMEMO_STORE`, else the embedded SQLite file in the user's cache directory (created)."""
+    url = os.environ.get("LLMEMO_STORE")
+    if url:
+        return url
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llmemo"
+    base.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{base / 'cache.db'}"
 
 
 def redact(url: str) -> str:
@@ -162,7 +174,9 @@ def _scheme(url: str, table: Mapping[str, object]) -> str:
     scheme = url.split("://", 1)[0].lower()
     if scheme not in table:
         known = ", ".join(f"{s}://" for s in sorted(table))
-        raise ConfigError(f"unknown store scheme {scheme + '://'!r} in {redact(url)!r}; known: {known}")
+        raise ConfigError(
+            f"unknown store scheme {scheme + '://'!r} in {redact(url)!r}; known: {known}"
+        )
     return scheme
 
 

@@ -18,7 +18,7 @@ from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
-from llmemo.stores.base import AsyncStore, async_from_url
+from llmemo.stores.base import AsyncStore, async_from_url, default_url
 
 T = TypeVar("T")
 Request = CacheRequest | Mapping[str, Any]
@@ -33,9 +33,12 @@ class AsyncCache(BaseCache):
         self._flights = AsyncFlights()
 
     @classmethod
-    def from_url(cls, url: str = "sqlite:///llmemo.db", **options: Any) -> AsyncCache:
-        """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://)."""
-        return cls(async_from_url(url), **options)
+    def from_url(cls, url: str | None = None, **options: Any) -> AsyncCache:
+        """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://).
+
+        Without a URL: `$LLMEMO_STORE`, else the embedded SQLite file ~/.cache/llmemo/cache.db.
+        """
+        return cls(async_from_url(url or default_url()), **options)
 
     async def __aenter__(self) -> AsyncCache:
         return self

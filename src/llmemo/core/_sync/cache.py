@@ -19,7 +19,7 @@ from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.singleflight import Flights, Op, Renewer, invoke, sleep
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
-from llmemo.stores.base import Store, from_url
+from llmemo.stores.base import Store, from_url, default_url
 
 T = TypeVar("T")
 Request = CacheRequest | Mapping[str, Any]
@@ -34,9 +34,12 @@ class Cache(BaseCache):
         self._flights = Flights()
 
     @classmethod
-    def from_url(cls, url: str = "sqlite:///llmemo.db", **options: Any) -> Cache:
-        """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://)."""
-        return cls(from_url(url), **options)
+    def from_url(cls, url: str | None = None, **options: Any) -> Cache:
+        """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://).
+
+        Without a URL: `$LLMEMO_STORE`, else the embedded SQLite file ~/.cache/llmemo/cache.db.
+        """
+        return cls(from_url(url or default_url()), **options)
 
     def __enter__(self) -> Cache:
         return self

@@ -1,0 +1,3 @@
+from llmemo.cli.main import main
+
+main()
