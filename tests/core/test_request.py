@@ -1,0 +1,248 @@
+"""Canonical requests and keys: property tests (hypothesis) and the cases that matter most."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmemo.core.request import (
+    Normalisation,
+    Scope,
+    context_fingerprint,
+    digest,
+    exact_key,
+    from_anthropic,
+    from_call,
+    from_openai,
+    from_prompt,
+    lock_key,
+    normalise_text,
+    to_request,
+)
+from llmemo.errors import ConfigError, UnkeyableError
+
+words = st.text(alphabet=st.characters(categories=["L", "N"]), min_size=1, max_size=8)
+sentences = st.lists(words, min_size=1, max_size=8).map(" ".join)
+messages = st.lists(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]), "content": sentences}),
+    min_size=1,
+    max_size=4,
+)
+# Every output-affecting parameter with two distinct values.
+PARAMS: dict[str, tuple[Any, Any]] = {
+    "model": ("gpt-4o-mini", "gpt-4o"),
+    "temperature": (0, 0.7),
+    "top_p": (1, 0.5),
+    "max_tokens": (100, 200),
+    "max_completion_tokens": (100, 200),
+    "stop": (["\n"], ["END"]),
+    "seed": (1, 2),
+    "n": (1, 2),
+    "presence_penalty": (0, 0.5),
+    "frequency_penalty": (0, 0.5),
+    "logit_bias": ({"50256": -100}, {"50256": 100}),
+    "tools": (
+        [{"type": "function", "function": {"name": "a"}}],
+        [{"type": "function", "function": {"name": "b"}}],
+    ),
+    "tool_choice": ("auto", "none"),
+    "response_format": ({"type": "text"}, {"type": "json_object"}),
+    "reasoning_effort": ("low", "high"),
+    "logprobs": (False, True),
+    "some_future_param": (1, 2),  # unknown parameters are kept
+}
+
+
+def body(msgs: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "messages": msgs, **params}
+
+
+def key(b: dict[str, Any], scope: Scope | None = None) -> str:
+    return digest(to_request(b), scope or Scope())
+
+
+def reorder(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: reorder(obj[k]) for k in reversed(list(obj))}
+    if isinstance(obj, list):
+        return [reorder(v) for v in obj]
+    return obj
+
+
+def spaced(text: str) -> str:
+    return "  " + text.replace(" ", "   \t ") + " \n"
+
+
+@given(messages, st.sampled_from(sorted(PARAMS)))
+@settings(max_examples=150, deadline=None)
+def test_key_order_and_whitespace_do_not_change_the_key(
+    msgs: list[dict[str, Any]], name: str
+) -> None:
+    original = body(msgs, **{name: PARAMS[name][0]})
+    noisy = copy.deepcopy(reorder(original))
+    for m in noisy["messages"]:
+        m["content"] = spaced(m["content"])
+    assert key(original) == key(noisy)
+
+
+@given(messages, st.sampled_from(sorted(PARAMS)))
+@settings(max_examples=150, deadline=None)
+def test_every_output_affecting_parameter_changes_the_key(
+    msgs: list[dict[str, Any]], name: str
+) -> None:
+    a, b = PARAMS[name]
+    assert key(body(msgs, **{name: a})) != key(body(msgs, **{name: b}))
+
+
+@given(messages, st.integers(min_value=0, max_value=3), words)
+@settings(max_examples=150, deadline=None)
+def test_any_message_change_changes_the_key(
+    msgs: list[dict[str, Any]], index: int, word: str
+) -> None:
+    changed = copy.deepcopy(msgs)
+    i = index % len(changed)
+    changed[i]["content"] = changed[i]["content"] + " " + word
+    assert key(body(msgs)) != key(body(changed))
+    roles = copy.deepcopy(msgs)
+    roles[i]["role"] = "system"
+    assert key(body(msgs)) != key(body(roles))
+
+
+@pytest.mark.parametrize(
+    "neutral",
+    [
+        {"stream": True},
+        {"user": "u-42"},
+        {"timeout": 30},
+        {"metadata": {"trace": "x"}},
+        {"stream_options": {"include_usage": True}},
+    ],
+)
+def test_output_neutral_parameters_are_dropped(neutral: dict[str, Any]) -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    assert key(body(msgs)) == key(body(msgs, **neutral))
+
+
+def test_numbers_and_text_parts() -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    assert key(body(msgs, temperature=1)) == key(body(msgs, temperature=1.0))
+    parts = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert key(body(msgs)) == key(body(parts))
+    assert key(body(msgs, temperature=None)) == key(body(msgs))
+
+
+def test_case_folding_is_opt_in() -> None:
+    assert normalise_text("Hello  World") == "Hello World"
+    assert normalise_text("Hello", Normalisation(casefold=True)) == "hello"
+    a = to_request(body([{"role": "user", "content": "Hi"}]))
+    b = to_request(body([{"role": "user", "content": "hi"}]))
+    assert a.canonical != b.canonical
+
+
+def test_indentation_is_kept() -> None:
+    code = "def f():\n    return 1"
+    assert normalise_text(code) == code
+    assert normalise_text("a\n\n\n\nb") == "a\n\nb"
+
+
+def test_anthropic_bodies() -> None:
+    base = {
+        "model": "claude-sonnet-4",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    assert to_request({**base, "system": "x"}).provider == "anthropic"
+    blocks = {
+        **base,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+    }
+    assert digest(from_anthropic(blocks), Scope()) == digest(
+        from_anthropic({**base, "system": [{"type": "text", "text": "Be brief."}]}), Scope()
+    )
+    thinking = {**base, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    assert digest(from_anthropic(thinking), Scope()) != digest(from_anthropic(base), Scope())
+    assert digest(from_anthropic({**base, "metadata": {"user_id": "u"}}), Scope()) == digest(
+        from_anthropic(base), Scope()
+    )
+
+
+def test_openai_endpoints() -> None:
+    completion = from_openai({"model": "gpt-3.5-turbo-instruct", "prompt": "Say hi"}, "completions")
+    embedding = from_openai({"model": "text-embedding-3-small", "input": ["a", "b"]}, "embeddings")
+    assert completion.endpoint == "completions"
+    assert completion.semantic_text == "Say hi"
+    assert embedding.semantic_text is None
+    assert digest(completion, Scope()) != digest(embedding, Scope())
+
+
+def test_scope_tenant_and_user_change_the_key_but_tags_do_not() -> None:
+    b = body([{"role": "user", "content": "hi"}])
+    base = key(b)
+    assert key(b, Scope(tenant="a")) != base
+    assert key(b, Scope(tenant="a")) != key(b, Scope(tenant="b"))
+    assert key(b, Scope(user="u")) != base
+    assert key(b, Scope(tags=("faq",))) == base
+
+
+def test_context_fingerprint_ignores_only_the_last_user_message() -> None:
+    def fp(system: str, last: str, model: str = "gpt-4o-mini", tenant: str | None = None) -> str:
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": last}]
+        return context_fingerprint(
+            to_request({"model": model, "messages": msgs}), Scope(tenant=tenant)
+        )
+
+    assert fp("Be brief.", "Capital of France?") == fp(
+        "Be brief.", "Which city is France's capital?"
+    )
+    assert fp("Be brief.", "x") != fp("Answer in French.", "x")
+    assert fp("Be brief.", "x") != fp("Be brief.", "x", model="gpt-4o")
+    assert fp("Be brief.", "x") != fp("Be brief.", "x", tenant="acme")
+    r = to_request(body([{"role": "user", "content": "What is  2+2?"}]))
+    assert r.semantic_text == "What is 2+2?"
+
+
+def test_keys_share_a_cluster_slot_with_their_lock() -> None:
+    sha = "ab" * 32
+    k, lock = exact_key("llmemo", "app", 3, sha), lock_key("llmemo", "app", 3, sha)
+    assert k == f"llmemo:app:3:x:{{{sha}}}"
+    assert k[k.index("{") :] == lock[lock.index("{") :]
+
+
+def test_prompt_pairs_and_calls() -> None:
+    a = from_prompt("Tell me a joke", '{"model_name": "gpt-4o", "temperature": 0.2}')
+    b = from_prompt("Tell me a joke", '{"model_name": "gpt-4o", "temperature": 0.9}')
+    assert a.model == "gpt-4o"
+    assert a.temperature == 0.2
+    assert a.canonical != b.canonical
+    assert a.context != b.context
+    assert (
+        from_call("f", (1, "x"), {"k": [1.0]}).canonical
+        == from_call("f", (1, "x"), {"k": [1]}).canonical
+    )
+    with pytest.raises(UnkeyableError, match="key="):
+        from_call("f", (object(),), {})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"model": "m", "messages": []},
+        {"model": "m"},
+        ["not", "a", "dict"],
+    ],
+)
+def test_bad_requests_are_clear_errors(bad: Any) -> None:
+    with pytest.raises(UnkeyableError):
+        to_request(bad)
+
+
+def test_bad_names() -> None:
+    with pytest.raises(ConfigError, match="namespace"):
+        Scope(namespace="has space")
+    with pytest.raises(ConfigError, match="tag"):
+        Scope(tags=("a:b",))
