@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from llmemo.errors import ConfigError, require
 
@@ -327,7 +327,7 @@ def anthropic_message(body: JSON, rid: str) -> JSON:
     tool = pick_tool(tools, text, mode, choice.get("name")) if is_prompt else None
     reply = compose(_request_key(body), text, max_tokens=body["max_tokens"],
                     stops=_stops(body.get("stop_sequences")), tool=tool)  # fmt: skip
-    blocks = [{"type": "text", "text": reply.text}] if reply.text else []
+    blocks: list[JSON] = [{"type": "text", "text": reply.text}] if reply.text else []
     if reply.tool:
         blocks = [{"type": "tool_use", "id": f"toolu_{reply.tool.id}", "name": reply.tool.name,
                     "input": reply.tool.arguments}]  # fmt: skip
@@ -628,7 +628,10 @@ class _Upstream:
             problem = "model: Field required"
         if problem is not None:
             return fail(400, problem)
-        response = build(payload, rid)
+        try:
+            response = build(payload, rid)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a malformed field
+            return fail(400, f"Invalid request: {type(exc).__name__}: {exc}")
         response.headers.update(headers)
         return response
 
@@ -659,7 +662,7 @@ class _Upstream:
         return self._respond(body, completion, lambda: _openai_frames(openai_chat_chunks(completion, usage)))
 
     def _completion(self, body: JSON, rid: str) -> Response:
-        prompts = as_texts(body.get("prompt", "")) or [""]
+        prompts = as_texts(body.get("prompt", "")) or []
         completion = openai_completion(body, prompts, f"cmpl-{rid}", int(time.time()))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return self._respond(body, completion, lambda: _openai_frames(openai_completion_chunks(completion, usage)))
@@ -689,7 +692,7 @@ class _Upstream:
         return await self._serve(request, "openai", self._chat, _check_messages)
 
     async def completions(self, request: Request) -> Response:
-        return await self._serve(request, "openai", self._completion, lambda body: None)
+        return await self._serve(request, "openai", self._completion, _check_prompt)
 
     async def embeddings(self, request: Request) -> Response:
         return await self._serve(request, "openai", self._embeddings, _check_input)
@@ -711,6 +714,10 @@ class _Upstream:
     async def reset(self, request: Request) -> Response:
         self.log.reset()
         return Response(status_code=204)
+
+
+def _check_prompt(body: JSON) -> str | None:
+    return None if as_texts(body.get("prompt", "")) else "prompt: a string or a non-empty list is required"
 
 
 def _check_input(body: JSON) -> str | None:
@@ -760,9 +767,14 @@ def create_app(
     return app
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, without the usage block
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m llmemo.testing.upstream --port 8001 --latency 0.5`."""
-    parser = argparse.ArgumentParser(prog="python -m llmemo.testing.upstream", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m llmemo.testing.upstream", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
