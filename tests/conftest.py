@@ -8,6 +8,8 @@ import pytest
 
 from llmemo.testing.redis_server import RedisServer
 
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:

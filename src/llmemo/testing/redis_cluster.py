@@ -311,8 +311,12 @@ class RedisClusterServer:
         return sorted(n.port for n in nodes if n.primary_id == primary.id and self.alive(n.port))
 
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Wait until every live node agrees: state ok, all slots served by live primaries,
-        and every live replica of a live primary is in sync."""
+        """Wait until the cluster is ok and settled; `TimeoutError` names what is not.
+
+        Settled: every live node says ok, all live nodes agree on who serves which slots and
+        who replicates whom, only live primaries serve slots, live replicas of live primaries
+        are in sync.
+        """
         deadline = time.monotonic() + timeout
         problem = self._problem()
         while problem is not None:
@@ -331,6 +335,7 @@ class RedisClusterServer:
         if not live:
             return "no node is running"
         owners: dict[int, tuple[str, ...]] | None = None
+        roles: dict[int, int | None] = {}
         try:
             for port in live:
                 info = parse_info(self._command(port, "CLUSTER", "INFO"))
@@ -342,10 +347,14 @@ class RedisClusterServer:
                     return f"node {port}: cluster_known_nodes:{info.get('cluster_known_nodes')}"
                 nodes = parse_cluster_nodes(self._command(port, "CLUSTER", "NODES"))
                 seen = {n.port: n.slots for n in nodes if n.is_primary and n.slots}
+                ports = {n.id: n.port for n in nodes}
+                shape = {n.port: ports.get(n.primary_id or "") for n in nodes}
                 if owners is None:
-                    owners = seen
+                    owners, roles = seen, shape
                 elif seen != owners:
                     return f"node {port} disagrees on which primaries serve which slots"
+                elif shape != roles:
+                    return f"node {port} disagrees on which node replicates which"
                 for node in nodes:
                     if node.port in live and node.failing:
                         return f"node {port} sees live node {node.port} as {sorted(node.flags)}"
