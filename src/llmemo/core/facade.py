@@ -10,6 +10,7 @@ from typing import Any, Literal
 from llmemo.core import entry as entries
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration
+from llmemo.core.entry import Usage
 from llmemo.core.policy import SKIP_UNCACHEABLE, TtlArg, TtlPolicy, skip_reason
 from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
 from llmemo.core.request import (
@@ -21,7 +22,7 @@ from llmemo.core.request import (
     digest,
     exact_key,
     lock_key,
-    to_request,
+    to_request_cached,
 )
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
@@ -143,6 +144,7 @@ class BaseCache:
         self.version_ttl = version_ttl
         self.flush_interval = flush_interval
         self._versions: dict[str, tuple[int, float]] = {}
+        self._prices: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
         self._stats = StatsBuffer()
         self._last_flush = time.monotonic()
 
@@ -167,7 +169,7 @@ class BaseCache:
             user=user if user is not None else base.user,
             tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
         )
-        canonical = to_request(request, self.normalisation)
+        canonical = to_request_cached(request, self.normalisation)
         return Call(canonical, scope, digest(canonical, scope), ttl, cacheable)
 
     def key_of(self, call: Call, version: int) -> str:
@@ -199,7 +201,7 @@ class BaseCache:
         entry = entries.decode(data)
         now = self.clock()
         return Hit(
-            response=dict(entry.response),
+            response=entry.response if isinstance(entry.response, dict) else dict(entry.response),
             key=key,
             created=entry.created,
             age=max(0.0, now - entry.created),
@@ -247,7 +249,14 @@ class BaseCache:
     def count_hit(self, hit: Hit, kind: str = "hits") -> None:
         self._stats.add(kind)
         self._stats.add("tokens_saved", hit.usage.total)
-        self._stats.add("dollars_saved", cost(hit.model, hit.usage, self.prices))
+        price = self._prices.get(hit.model)
+        if price is None:
+            price = self._prices[hit.model] = (
+                cost(hit.model, Usage(1_000_000, 0), self.prices),
+                cost(hit.model, Usage(0, 1_000_000), self.prices),
+            )
+        dollars = (hit.usage.input_tokens * price[0] + hit.usage.output_tokens * price[1]) / 1e6
+        self._stats.add("dollars_saved", dollars)
 
     def count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")

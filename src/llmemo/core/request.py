@@ -7,6 +7,7 @@ Parameters we do not know are kept: an unknown parameter might change the answer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -73,6 +74,8 @@ _RESPONSES_MARKERS = frozenset(
 
 _INNER_SPACE = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# Text without any of these is already normal (the common case: skip the line-by-line pass).
+_UNTIDY = re.compile(r"[ \t\f\v\u00a0]{2}|[\t\f\v\u00a0\r]|^\s|\s$| \n|\n\n\n")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _KEY_VERSION = b"llmemo-key/1\n"
 
@@ -136,7 +139,7 @@ def check_name(kind: str, value: str) -> str:
 
 def normalise_text(text: str, norm: Normalisation = DEFAULT_NORMALISATION) -> str:
     """Normalise one piece of prompt text (see Normalisation)."""
-    if norm.whitespace:
+    if norm.whitespace and _UNTIDY.search(text) is not None:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
         lines = []
         for line in text.split("\n"):
@@ -398,6 +401,24 @@ def to_request(
     ):
         return from_anthropic(request, norm)
     return from_openai(request, None, norm)
+
+
+@functools.lru_cache(maxsize=4096)
+def _from_json(raw: bytes, norm: Normalisation) -> CacheRequest:
+    return to_request(orjson.loads(raw), norm)
+
+
+def to_request_cached(
+    request: CacheRequest | Mapping[str, Any], norm: Normalisation = DEFAULT_NORMALISATION
+) -> CacheRequest:
+    """`to_request`, memoised on the body's JSON bytes: a repeated request is normalised once."""
+    if isinstance(request, dict):
+        try:
+            raw = orjson.dumps(request)
+        except TypeError:  # not plain JSON (SDK objects inside): take the long way
+            return to_request(request, norm)
+        return _from_json(raw, norm)
+    return to_request(request, norm)
 
 
 def _has_anthropic_blocks(body: Mapping[str, Any]) -> bool:

@@ -18,7 +18,7 @@ from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
-from llmemo.stores.base import AsyncStore, async_from_url, default_url
+from llmemo.stores import base as stores
 
 T = TypeVar("T")
 Request = CacheRequest | Mapping[str, Any]
@@ -27,7 +27,7 @@ Request = CacheRequest | Mapping[str, Any]
 class AsyncCache(BaseCache):
     """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open."""
 
-    def __init__(self, store: AsyncStore, **options: Any) -> None:
+    def __init__(self, store: stores.AsyncStore, **options: Any) -> None:
         super().__init__(**options)
         self.backend = store
         self._flights = AsyncFlights()
@@ -38,7 +38,7 @@ class AsyncCache(BaseCache):
 
         Without a URL: `$LLMEMO_STORE`, else the embedded SQLite file ~/.cache/llmemo/cache.db.
         """
-        return cls(async_from_url(url or default_url()), **options)
+        return cls(stores.async_from_url(url or stores.default_url()), **options)
 
     async def __aenter__(self) -> AsyncCache:
         return self

@@ -19,7 +19,7 @@ from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.singleflight import Flights, Op, Renewer, invoke, sleep
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
-from llmemo.stores.base import Store, from_url, default_url
+from llmemo.stores import base as stores
 
 T = TypeVar("T")
 Request = CacheRequest | Mapping[str, Any]
@@ -28,7 +28,7 @@ Request = CacheRequest | Mapping[str, Any]
 class Cache(BaseCache):
     """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open."""
 
-    def __init__(self, store: Store, **options: Any) -> None:
+    def __init__(self, store: stores.Store, **options: Any) -> None:
         super().__init__(**options)
         self.backend = store
         self._flights = Flights()
@@ -39,7 +39,7 @@ class Cache(BaseCache):
 
         Without a URL: `$LLMEMO_STORE`, else the embedded SQLite file ~/.cache/llmemo/cache.db.
         """
-        return cls(from_url(url or default_url()), **options)
+        return cls(stores.from_url(url or stores.default_url()), **options)
 
     def __enter__(self) -> Cache:
         return self
