@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from llmemo.errors import ConfigError
 
@@ -93,14 +94,64 @@ def default_url() -> str:
 def redact(url: str) -> str:
     """The URL with any password replaced by `***` (safe to log and to show)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    # redis-py also reads `?password=` (the only way to give one in a unix:// URL).
+    query = "&".join(
+        "password=***" if item.split("=", 1)[0] == "password" else item
+        for item in parts.query.split("&")
+    )
+    if parts.password is None and query == parts.query:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}" if user else f":***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = netloc.rpartition("@")[2]  # as written: keeps [IPv6] brackets and case
+        netloc = f"{parts.username or ''}:***@{host}"
+    redacted = f"{parts.scheme}://{netloc}{parts.path}"
+    redacted += f"?{query}" if query else ""
+    return redacted + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex matching exactly what Redis' glob matches: `*`, `?`, `[^a-z]`, `\\x`; braces are literal."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif char == "[":
+            i, group = _glob_set(pattern, i + 1)
+            out.append(group)
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _glob_set(pattern: str, i: int) -> tuple[int, str]:
+    """Translate a `[...]` set starting after `[`; returns the index of its `]` and the regex."""
+    n = len(pattern)
+    negate = i < n and pattern[i] == "^"
+    i += negate
+    parts: list[str] = []
+    while i < n and pattern[i] != "]":
+        if pattern[i] == "\\" and i + 1 < n:
+            i += 1
+            parts.append(re.escape(pattern[i]))
+        elif i + 2 < n and pattern[i + 1] == "-":
+            low, high = sorted((pattern[i], pattern[i + 2]))  # Redis accepts reversed ranges
+            parts.append(f"{re.escape(low)}-{re.escape(high)}")
+            i += 2
+        else:
+            parts.append(re.escape(pattern[i]))
+        i += 1
+    if not parts:
+        return i, "." if negate else "(?!)"
+    return i, f"[{'^' if negate else ''}{''.join(parts)}]"
 
 
 SyncFactory = Callable[[str], Store]

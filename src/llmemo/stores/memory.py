@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-from llmemo.stores.base import Counters
+from llmemo.stores.base import Counters, glob_regex
 
 
 class MemoryStore:
@@ -60,7 +58,8 @@ class MemoryStore:
         with self._lock:
             gone = 0
             for key in keys:
-                if self._live(key) is not None:
+                # A counters hash is a key too, as in Redis.
+                if self._live(key) is not None or key in self._hashes:
                     gone += 1
                 self._data.pop(key, None)
                 self._hashes.pop(key, None)
@@ -81,9 +80,9 @@ class MemoryStore:
             return False
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
-        regex = re.compile(fnmatch.translate(pattern))
+        regex = glob_regex(pattern)
         with self._lock:
-            keys = [k for k in list(self._data) if regex.match(k) and self._live(k) is not None]
+            keys = [k for k in list(self._data) if regex.fullmatch(k) and self._live(k) is not None]
         for i in range(0, len(keys), count):
             yield keys[i : i + count]
 
