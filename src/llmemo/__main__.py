@@ -1,0 +1,5 @@
+"""`python -m llmemo` is the `llmemo` command."""
+
+from llmemo.cli.main import main
+
+main()

@@ -1,3 +1,0 @@
-from llmemo.cli.main import main
-
-main()
