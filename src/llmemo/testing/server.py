@@ -72,7 +72,10 @@ class UpstreamServer:
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [self._socket]}, name=f"upstream:{self.port}", daemon=True
+            target=server.run,
+            kwargs={"sockets": [self._socket]},
+            name=f"upstream:{self.port}",
+            daemon=True,
         )
         self._server, self._thread = server, thread
         thread.start()

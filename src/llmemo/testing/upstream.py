@@ -322,7 +322,9 @@ def anthropic_message(body: JSON, rid: str) -> JSON:
     tools = [(t["name"], t.get("input_schema")) for t in body.get("tools") or ()
              if isinstance(t, dict) and isinstance(t.get("name"), str)]  # fmt: skip
     choice: JSON = body["tool_choice"] if isinstance(body.get("tool_choice"), dict) else {}
-    mode = {"any": "required", "tool": "required", "none": "none"}.get(str(choice.get("type")), "auto")
+    mode = {"any": "required", "tool": "required", "none": "none"}.get(
+        str(choice.get("type")), "auto"
+    )
     text = _last_user_text(messages)
     tool = pick_tool(tools, text, mode, choice.get("name")) if is_prompt else None
     reply = compose(_request_key(body), text, max_tokens=body["max_tokens"],
@@ -405,7 +407,9 @@ def embed(text: str, model: str, dim: int) -> list[float]:
     """A unit vector: hashed words plus a little of the whole text (shared words -> close)."""
     total = [0.0] * dim
     for word in _WORD.findall(text.lower()):
-        total = [x + y for x, y in zip(total, _word_vector(f"{model}\0w\0{word}", dim), strict=True)]
+        total = [
+            x + y for x, y in zip(total, _word_vector(f"{model}\0w\0{word}", dim), strict=True)
+        ]
     whole = _unit(_gaussian(f"{model}\0t\0{text}", dim))
     return _unit([x + 0.2 * y for x, y in zip(_unit(total), whole, strict=True)])
 
@@ -574,7 +578,11 @@ class UpstreamOptions:
 
 def _check_messages(body: JSON) -> str | None:
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) for m in messages)
+    ):
         return "messages: a non-empty list of message objects is required"
     return None
 
@@ -612,17 +620,23 @@ class _Upstream:
             body = _ERROR_BODIES[flavour](status, message, f"req_{rid}")
             return JSONResponse(body, status, headers={**headers, **(extra or {})})
 
-        if self.options.require_auth and not credentials:
-            return fail(401, "No API key provided: send `Authorization: Bearer <key>` or `x-api-key`.")
         delay = self.options.latency + model_delay(str(model))
         if delay:
             await asyncio.sleep(delay)
+        if self.options.require_auth and not credentials:
+            return fail(
+                401, "No API key provided: send `Authorization: Bearer <key>` or `x-api-key`."
+            )
         if not isinstance(body, dict):
             return fail(400, "The request body must be a JSON object.")
         status = failure_status(str(model))
         if status is not None:
             retry = {"retry-after-ms": "10"} if status in (429, 503, 529) else {}
-            return fail(status, f"Simulated {status} from the llmemo test upstream (model {model!r}).", retry)
+            return fail(
+                status,
+                f"Simulated {status} from the llmemo test upstream (model {model!r}).",
+                retry,
+            )
         problem = check(payload) if request.method == "POST" else None
         if problem is None and request.method == "POST" and model == "-":
             problem = "model: Field required"
@@ -645,7 +659,9 @@ class _Upstream:
             if drop:
                 raise DroppedStream("fail-midstream: connection dropped on purpose")
 
-        return StreamingResponse(emit(), media_type=media_type, headers={"cache-control": "no-cache"})
+        return StreamingResponse(
+            emit(), media_type=media_type, headers={"cache-control": "no-cache"}
+        )
 
     def _respond(self, body: JSON, payload: JSON, frames: Callable[[], list[bytes]]) -> Response:
         drop = body["model"] == "fail-midstream"
@@ -659,13 +675,17 @@ class _Upstream:
     def _chat(self, body: JSON, rid: str) -> Response:
         completion = openai_chat(body, f"chatcmpl-{rid}", int(time.time()))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return self._respond(body, completion, lambda: _openai_frames(openai_chat_chunks(completion, usage)))
+        return self._respond(
+            body, completion, lambda: _openai_frames(openai_chat_chunks(completion, usage))
+        )
 
     def _completion(self, body: JSON, rid: str) -> Response:
         prompts = as_texts(body.get("prompt", "")) or []
         completion = openai_completion(body, prompts, f"cmpl-{rid}", int(time.time()))
         usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return self._respond(body, completion, lambda: _openai_frames(openai_completion_chunks(completion, usage)))
+        return self._respond(
+            body, completion, lambda: _openai_frames(openai_completion_chunks(completion, usage))
+        )
 
     def _message(self, body: JSON, rid: str) -> Response:
         message = anthropic_message(body, f"msg_{rid}")
@@ -717,11 +737,17 @@ class _Upstream:
 
 
 def _check_prompt(body: JSON) -> str | None:
-    return None if as_texts(body.get("prompt", "")) else "prompt: a string or a non-empty list is required"
+    return (
+        None
+        if as_texts(body.get("prompt", ""))
+        else "prompt: a string or a non-empty list is required"
+    )
 
 
 def _check_input(body: JSON) -> str | None:
-    return None if as_texts(body.get("input")) else "input: a string or a non-empty list is required"
+    return (
+        None if as_texts(body.get("input")) else "input: a string or a non-empty list is required"
+    )
 
 
 def _model_object(model: str) -> JSON:
@@ -731,11 +757,15 @@ def _model_object(model: str) -> JSON:
 def _anthropic_models(body: JSON, rid: str) -> Response:
     data = [{"type": "model", "id": m, "display_name": m, "created_at": "2025-01-01T00:00:00Z"}
             for m in MODELS if m.startswith("claude")]  # fmt: skip
-    return JSONResponse({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+    return JSONResponse(
+        {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]}
+    )
 
 
 def _openai_frames(chunks: list[JSON]) -> list[bytes]:
-    return [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks] + [b"data: [DONE]\n\n"]
+    return [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks] + [
+        b"data: [DONE]\n\n"
+    ]
 
 
 def _event(name: str, data: JSON) -> bytes:
@@ -778,7 +808,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
-    parser.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between stream chunks")
+    parser.add_argument(
+        "--chunk-delay", type=float, default=0.0, help="seconds between stream chunks"
+    )
     parser.add_argument("--require-auth", action="store_true", help="401 without an API key")
     parser.add_argument("--embedding-dim", type=int, default=384)
     args = parser.parse_args(argv)
