@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -14,6 +16,7 @@ import httpx2
 import openai
 import pytest
 
+from llmemo.testing.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 from llmemo.testing.upstream import compose, credential_hash, embed, pieces
 
@@ -571,3 +574,42 @@ async def test_async_client_stream(upstream: UpstreamServer) -> None:
         )
         text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert ANSWER.fullmatch(text)
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_runs_standalone() -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llmemo.testing.upstream",
+        "--port",
+        str(port),
+        "--latency",
+        "0.01",
+    ]
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    models = httpx.get(f"http://127.0.0.1:{port}/v1/models")
+                    break
+                except httpx.ConnectError:
+                    assert process.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.05)
+            assert models.status_code == 200 and models.json()["object"] == "list"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_bad_option_is_one_line() -> None:
+    command = [sys.executable, "-m", "llmemo.testing.upstream", "--latency", "-1"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "python -m llmemo.testing.upstream: error: latency and chunk_delay must be >= 0 seconds"
+    ]
