@@ -202,13 +202,18 @@ class RedisClusterServer:
         try:
             while len(self.nodes) < self.size:
                 self._start_node()
-            command = [
+            create = [
                 str(self.cli), "--cluster", "create",
                 *(f"{HOST}:{port}" for port in self.nodes),
                 "--cluster-replicas", str(self.replicas), "--cluster-yes",
             ]  # fmt: skip
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, check=False
+                create,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
             if done.returncode != 0:
                 raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout}{done.stderr}")
