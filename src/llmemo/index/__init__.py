@@ -1,0 +1,1 @@
+"""Vector indexes for the semantic cache: RediSearch (server-side HNSW) or local (in-process ANN)."""
