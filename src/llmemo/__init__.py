@@ -17,6 +17,7 @@ from llmemo.errors import (
     StoreError,
     UnkeyableError,
 )
+from llmemo.integrations.wrap import wrap
 
 __version__ = "0.1.0"
 
@@ -42,4 +43,5 @@ __all__ = [
     "UnkeyableError",
     "Usage",
     "__version__",
+    "wrap",
 ]

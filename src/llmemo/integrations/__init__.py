@@ -1,0 +1,1 @@
+"""Where users meet llmemo: client wrappers, the memoize decorator, the LangChain cache."""

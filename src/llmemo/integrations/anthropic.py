@@ -1,0 +1,69 @@
+"""The Anthropic SDK's cached endpoint: `messages.create` (plain and `stream=True`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import anthropic
+from anthropic.types import (
+    Message,
+    RawContentBlockDeltaEvent,
+    RawContentBlockStartEvent,
+    RawContentBlockStopEvent,
+    RawMessageDeltaEvent,
+    RawMessageStartEvent,
+    RawMessageStopEvent,
+)
+from pydantic import BaseModel
+
+from llmemo.core import streaming
+from llmemo.core.request import CacheRequest, Normalisation, from_anthropic
+from llmemo.integrations.provider import JSON, Endpoint, Provider, build
+
+# Stream event type -> its SDK class (the union the SDK streams, told apart by `type`).
+EVENTS: Mapping[str, type[BaseModel]] = {
+    "message_start": RawMessageStartEvent,
+    "message_delta": RawMessageDeltaEvent,
+    "message_stop": RawMessageStopEvent,
+    "content_block_start": RawContentBlockStartEvent,
+    "content_block_delta": RawContentBlockDeltaEvent,
+    "content_block_stop": RawContentBlockStopEvent,
+}
+
+
+def _request(body: Mapping[str, Any], norm: Normalisation) -> CacheRequest:
+    return from_anthropic(body, norm)
+
+
+def _event(data: JSON) -> BaseModel:
+    return build(EVENTS[data["type"]], data)
+
+
+def _finished(events: list[JSON]) -> bool:
+    """Did the stream reach `message_stop`? (An error event raises in the SDK before this.)"""
+    return bool(events) and events[-1].get("type") == "message_stop"
+
+
+def _replay(response: Mapping[str, Any], kwargs: Mapping[str, Any]) -> list[JSON]:
+    return streaming.message_events(response)
+
+
+MESSAGES = Endpoint(
+    "messages",
+    _request,
+    partial(build, Message),
+    chunk=_event,
+    assemble=streaming.assemble_message,
+    replay=_replay,
+    complete=_finished,
+)
+
+PROVIDER = Provider(
+    name="anthropic",
+    routes={"messages": {"create": MESSAGES}},
+    sync_client=anthropic.Anthropic,
+    async_client=anthropic.AsyncAnthropic,
+    omitted=(anthropic.NotGiven, anthropic.Omit),
+)
