@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmemo.core import entry as entries
 from llmemo.core.breaker import CircuitBreaker
@@ -26,6 +26,9 @@ from llmemo.core.request import (
 )
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
+
+if TYPE_CHECKING:
+    from llmemo.integrations.memoize import F, KeyFn
 
 Status = Literal["hit", "semantic", "miss", "bypass"]
 
@@ -240,6 +243,19 @@ class BaseCache:
         if not self.policy.rolling:
             return None
         return self.policy.choose()
+
+    def memoize(
+        self,
+        *,
+        ttl: TtlArg = None,
+        namespace: str | None = None,
+        key: KeyFn | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+    ) -> Callable[[F], F]:
+        """Cache a function's JSON result by its name and arguments (see integrations.memoize)."""
+        from llmemo.integrations.memoize import memoize
+
+        return memoize(self, ttl=ttl, namespace=namespace, key=key, tags=tags)
 
     # -- counting ---------------------------------------------------------------------------
 
