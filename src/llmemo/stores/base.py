@@ -176,6 +176,12 @@ def _redis(url: str) -> Store:
     return RedisStore.from_url(url)
 
 
+def _redis_cluster(url: str) -> Store:
+    from llmemo.stores.redis_cluster import RedisClusterStore
+
+    return RedisClusterStore.from_url(url)
+
+
 def _async_memory(url: str) -> AsyncStore:
     from llmemo.stores.memory import AsyncMemoryStore
 
@@ -194,6 +200,12 @@ def _async_redis(url: str) -> AsyncStore:
     return AsyncRedisStore.from_url(url)
 
 
+def _async_redis_cluster(url: str) -> AsyncStore:
+    from llmemo.stores.redis_cluster import AsyncRedisClusterStore
+
+    return AsyncRedisClusterStore.from_url(url)
+
+
 # scheme -> factory. Later issues register more (redis+cluster, upstash) with `register_scheme`.
 SYNC_SCHEMES: dict[str, SyncFactory] = {
     "memory": _memory,
@@ -201,6 +213,8 @@ SYNC_SCHEMES: dict[str, SyncFactory] = {
     "redis": _redis,
     "rediss": _redis,
     "unix": _redis,
+    "redis+cluster": _redis_cluster,
+    "rediss+cluster": _redis_cluster,
 }
 ASYNC_SCHEMES: dict[str, AsyncFactory] = {
     "memory": _async_memory,
@@ -208,6 +222,8 @@ ASYNC_SCHEMES: dict[str, AsyncFactory] = {
     "redis": _async_redis,
     "rediss": _async_redis,
     "unix": _async_redis,
+    "redis+cluster": _async_redis_cluster,
+    "rediss+cluster": _async_redis_cluster,
 }
 
 

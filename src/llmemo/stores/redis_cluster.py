@@ -1,0 +1,478 @@
+"""Redis Cluster stores on redis-py's cluster clients: every command stays within one slot.
+
+Single-key commands (GET, SET NX, the lease scripts, the counters hash) are routed by redis-py.
+Multi-key work is split here: UNLINK per slot, GETRANGE/EXISTS pipelined (one round trip per
+node), SCAN on every primary. Nothing needs CONFIG, FLUSHALL or KEYS; `maxmemory-policy` is read
+once where the server allows it, for a warning. MOVED/ASK are followed by redis-py; connection
+errors, CLUSTERDOWN and uncovered slots are retried `retries` times (topology refreshed between
+tries), then raised as StoreError: the cache fails open rather than stall during a failover.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from llmemo.errors import ConfigError, StoreError, require
+from llmemo.stores.base import Counters, redact
+
+require("redis", "redis")
+
+import redis  # noqa: E402
+import redis.asyncio.cluster  # noqa: E402
+import redis.cluster  # noqa: E402
+from redis.backoff import ExponentialWithJitterBackoff  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
+from redis.exceptions import RedisClusterException  # noqa: E402
+from redis.retry import Retry  # noqa: E402
+
+from llmemo.stores.redis import (  # noqa: E402
+    _DELETE_IF_EQUAL,
+    _EXPIRE_IF_EQUAL,
+    DEFAULT_OPTIONS,
+    _batches,
+    _check,
+    _heads,
+    _ms,
+    _scrub,
+    _secrets,
+    _text,
+    _unseen,
+)
+
+SCHEMES = ("redis+cluster", "rediss+cluster")
+# Retries after a connection error, CLUSTERDOWN or an uncovered slot, each after a topology
+# refresh. Few on purpose: a cache that waits out a failover stalls its callers instead of
+# answering from upstream. MOVED and ASK are followed apart from these.
+RETRIES = 2
+# The policies under which a full server refuses writes instead of making room.
+_NON_EVICTING = frozenset({"noeviction"})
+_warned: set[str] = set()  # clusters (redacted URL) already warned about, once per process
+log = logging.getLogger("llmemo.stores")
+_ERRORS = (redis.RedisError, RedisClusterException, OSError)
+
+
+def _nodes(hosts: str, url: str) -> list[tuple[str, int]]:
+    nodes = []
+    for item in hosts.split(","):
+        host, port = item.strip(), "6379"
+        if host.startswith("["):  # [IPv6]:port
+            host, _, rest = host[1:].partition("]")
+            port = rest.removeprefix(":") or port
+        elif host.count(":") == 1:
+            host, port = host.split(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"bad node {item!r} in Redis Cluster URL {redact(url)!r}")
+        nodes.append((host, int(port)))
+    return nodes
+
+
+def cluster_options(url: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """redis-py keyword arguments and the startup nodes `(host, port)` for a cluster URL.
+
+    `redis+cluster://[user:password@]host:port[,host:port...][?option=value...]`, or
+    `rediss+cluster://` for TLS. Options and the URL query (which wins) go to redis-py.
+    """
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in SCHEMES or not rest:
+        known = ", ".join(f"{s}://" for s in SCHEMES)
+        raise ConfigError(f"not a Redis Cluster URL: {redact(url)!r}; expected {known}")
+    if options.get("decode_responses"):
+        raise ConfigError("decode_responses=True is not supported: the store keeps bytes")
+    parts = urlsplit(url)
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    nodes = _nodes(hosts, url)
+    if parts.path.strip("/") not in ("", "0"):
+        raise ConfigError(f"a Redis Cluster has only database 0: {redact(url)!r}")
+    tls = scheme.lower() == "rediss+cluster"
+    single = f"{'rediss' if tls else 'redis'}://{credentials + '@' if credentials else ''}"
+    single += f"{hosts.split(',')[0]}/{'?' + parts.query if parts.query else ''}"
+    try:
+        parsed = _parse_url(single)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad Redis Cluster URL {redact(url)!r}: {exc}") from None
+    for name in ("host", "port", "db", "connection_class"):
+        parsed.pop(name, None)
+    kwargs: dict[str, Any] = {**DEFAULT_OPTIONS, **options, **parsed}
+    if str(kwargs.get("decode_responses", "")).lower() in ("1", "true", "yes"):
+        raise ConfigError("decode_responses=True is not supported: the store keeps bytes")
+    if tls:
+        kwargs["ssl"] = True
+    kwargs.setdefault(
+        "retry", Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=RETRIES)
+    )
+    return kwargs, nodes
+
+
+# redis-py leaves these untyped; their shapes, for mypy.
+_parse_url = cast("Callable[[str], dict[str, Any]]", redis.connection.parse_url)
+_node_kwargs = cast("Callable[..., dict[str, Any]]", redis.cluster.cleanup_kwargs)
+
+
+def _any(client: object) -> Any:
+    """A cluster client seen untyped: its multi-node replies differ from the stubs' shapes."""
+    return client
+
+
+def _pipeline(client: Any) -> Any:
+    """A non-transactional cluster pipeline: commands are grouped per node, one round trip each."""
+    return client.pipeline(transaction=False)
+
+
+def _primaries(client: Any) -> list[Any]:
+    return list(client.get_primaries())
+
+
+def _slot_groups(keys: Iterable[str]) -> list[list[str]]:
+    """Keys grouped by cluster slot (first-seen order): one UNLINK per group cannot CROSSSLOT."""
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())
+
+
+def _queue_unlinks(pipe: Any, keys: Sequence[str]) -> None:
+    for group in _slot_groups(keys):
+        for batch in _batches(group):
+            pipe.execute_command("UNLINK", *batch)
+
+
+def _queue_heads(pipe: Any, keys: Sequence[str], size: int) -> None:
+    for key in keys:
+        if size > 0:
+            pipe.getrange(key, 0, size - 1)
+        pipe.exists(key)
+
+
+def _queue_incr(pipe: Any, key: str, amounts: Counters) -> None:
+    for name, amount in amounts.items():  # HINCRBYFLOAT for ints too, as RedisStore does
+        pipe.hincrbyfloat(key, name, amount)
+
+
+def _policy_warning(replies: Any, url: str) -> None:
+    """Warn once per cluster when a primary's `maxmemory-policy` never evicts."""
+    if url in _warned or not isinstance(replies, Mapping):
+        return
+    for node, reply in replies.items():
+        values = {_text(k): _text(v) for k, v in dict(reply).items()}
+        policy = values.get("maxmemory-policy")
+        if policy in _NON_EVICTING:
+            _warned.add(url)
+            log.warning(
+                "Redis Cluster %s: node %s has maxmemory-policy %s, so a full node refuses new "
+                "entries (llmemo then answers from upstream without caching); set allkeys-lru "
+                "or volatile-lru",
+                url,
+                _text(node),
+                policy,
+            )
+            return
+
+
+class _Boundary:
+    """The one place redis-py cluster errors become StoreError (password scrubbed)."""
+
+    url: str
+    _secrets: Sequence[str]
+
+    @contextmanager
+    def _errors(self, command: str) -> Iterator[None]:
+        try:
+            yield
+        except _ERRORS as exc:
+            text = _scrub(str(exc), self._secrets) or "no detail"
+            message = f"redis cluster {command} failed on {self.url}: {type(exc).__name__}: {text}"
+            raise StoreError(message) from exc
+
+
+class RedisClusterStore(_Boundary):
+    """A Store on a Redis Cluster (redis-py RedisCluster; it connects on first use)."""
+
+    def __init__(
+        self,
+        kwargs: Mapping[str, Any],
+        nodes: Sequence[tuple[str, int]],
+        url: str = "redis+cluster://",
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.url = redact(url)
+        self._secrets = secrets
+        self._kwargs = dict(kwargs)
+        self._nodes = list(nodes)
+        self._client: redis.cluster.RedisCluster | None = None
+        self._connecting = threading.Lock()
+        self._delete_if_equal: Any = None
+        self._expire_if_equal: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisClusterStore:
+        """`redis+cluster://[user:password@]host:port,host:port,...` (`rediss+cluster://` for TLS).
+
+        Any node will do (the others are discovered); naming several survives one being down.
+        Options (and URL query values, which win) go to redis-py, e.g. `socket_timeout`,
+        `ssl_ca_certs`, `retry`, `require_full_coverage`. No connection is made here.
+        """
+        secrets = _secrets(url, dict(options))
+        kwargs, nodes = cluster_options(url, options)
+        connection = _node_kwargs(**kwargs)  # what each node's pool receives
+        try:
+            probe = redis.Redis(**connection)
+        except (TypeError, ValueError, redis.RedisError) as exc:
+            raise ConfigError(
+                _scrub(f"bad Redis option in {redact(url)!r}: {exc}", secrets)
+            ) from None
+        _check(probe.connection_pool, url, secrets)
+        return cls(kwargs, nodes, url, secrets)
+
+    @property
+    def client(self) -> redis.cluster.RedisCluster:
+        """The redis-py cluster client, for advanced use (connects; raises StoreError if it cannot)."""
+        with self._errors("connect"):
+            return self._connect()
+
+    def _connect(self) -> redis.cluster.RedisCluster:
+        client = self._client
+        if client is not None:
+            return client
+        with self._connecting:
+            if self._client is None:
+                nodes = [redis.cluster.ClusterNode(h, p) for h, p in self._nodes]  # type: ignore[no-untyped-call]
+                try:
+                    client = redis.cluster.RedisCluster(startup_nodes=nodes, **self._kwargs)
+                except (TypeError, ValueError) as exc:
+                    message = f"bad Redis option in {self.url!r}: {exc}"
+                    raise ConfigError(_scrub(message, self._secrets)) from None
+                self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+                self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+                self._check_policy(client)
+                self._client = client
+            return self._client
+
+    def _check_policy(self, client: redis.cluster.RedisCluster) -> None:
+        try:
+            replies = client.config_get("maxmemory-policy", target_nodes=client.PRIMARIES)
+        except _ERRORS as exc:  # managed clusters refuse CONFIG: nothing to check
+            log.debug("cannot read maxmemory-policy on %s: %s", self.url, type(exc).__name__)
+            return
+        _policy_warning(replies, self.url)
+
+    def get(self, key: str, refresh: float | None = None) -> bytes | None:
+        with self._errors("GET"):
+            client = self._connect()
+            if refresh is None:
+                return cast("bytes | None", client.get(key))
+            return cast("bytes | None", client.getex(key, px=_ms(refresh)))
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        with self._errors("SET"):
+            self._connect().set(key, value, px=None if ttl is None else _ms(ttl))
+
+    def add(self, key: str, value: bytes, ttl: float) -> bool:
+        with self._errors("SET NX"):
+            return bool(self._connect().set(key, value, nx=True, px=_ms(ttl)))
+
+    def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self._errors("UNLINK"):
+            pipe = _pipeline(self._connect())
+            _queue_unlinks(pipe, keys)
+            return sum(pipe.execute())
+
+    def delete_if_equal(self, key: str, value: bytes) -> bool:
+        with self._errors("EVALSHA delete_if_equal"):
+            self._connect()
+            return bool(self._delete_if_equal(keys=[key], args=[value]))
+
+    def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
+        with self._errors("EVALSHA expire_if_equal"):
+            self._connect()
+            return bool(self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
+
+    def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
+        """SCAN every primary in turn (the key space is split between them)."""
+        seen: set[str] = set()
+        with self._errors("SCAN"):
+            client = self._connect()
+            primaries = _primaries(client)
+        for node in primaries:
+            cursor = 0
+            while True:
+                with self._errors("SCAN"):
+                    cursors, found = _any(client).scan(
+                        cursor, match=pattern, count=count, target_nodes=node
+                    )
+                cursor = cursors[node.name]
+                batch = _unseen(found, seen)
+                if batch:
+                    yield batch
+                if cursor == 0:
+                    break
+
+    def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._errors("GETRANGE"):
+            pipe = _pipeline(self._connect())
+            _queue_heads(pipe, keys, size)
+            return _heads(keys, size, pipe.execute(raise_on_error=False))
+
+    def incr(self, key: str, amounts: Counters) -> dict[str, float]:
+        if not amounts:
+            return {}
+        with self._errors("HINCRBYFLOAT"):
+            pipe = _pipeline(self._connect())
+            _queue_incr(pipe, key, amounts)
+            return {name: float(new) for name, new in zip(amounts, pipe.execute(), strict=True)}
+
+    def counters(self, key: str) -> dict[str, float]:
+        with self._errors("HGETALL"):
+            found = self._connect().hgetall(key)
+        return {_text(name): float(value) for name, value in found.items()}
+
+    def ping(self) -> None:
+        """PING every primary: each one serves a part of the keys."""
+        with self._errors("PING"):
+            client = self._connect()
+            client.ping(target_nodes=client.PRIMARIES)
+
+    def close(self) -> None:
+        with self._connecting:
+            client, self._client = self._client, None
+        if client is not None:
+            with self._errors("close"):
+                client.close()
+
+
+class AsyncRedisClusterStore(_Boundary):
+    """The asyncio twin of RedisClusterStore (redis.asyncio.cluster.RedisCluster)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.cluster.RedisCluster,
+        url: str = "redis+cluster://",
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.client = client
+        self.url = redact(url)
+        self._secrets = secrets
+        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
+        self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+        self._policy_checked = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> AsyncRedisClusterStore:
+        """As RedisClusterStore.from_url; no connection is made until the first call."""
+        secrets = _secrets(url, dict(options))
+        kwargs, nodes = cluster_options(url, options)
+        startup = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in nodes]
+        try:
+            client = redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **kwargs)
+        except (TypeError, ValueError, redis.RedisError, RedisClusterException) as exc:
+            raise ConfigError(
+                _scrub(f"bad Redis option in {redact(url)!r}: {exc}", secrets)
+            ) from None
+        return cls(client, url, secrets)
+
+    async def _check_policy(self) -> None:
+        """Read `maxmemory-policy` once, on the first call (best effort, never fails)."""
+        self._policy_checked = True
+        try:
+            replies = await self.client.config_get(
+                "maxmemory-policy", target_nodes=self.client.PRIMARIES
+            )
+        except _ERRORS as exc:
+            log.debug("cannot read maxmemory-policy on %s: %s", self.url, type(exc).__name__)
+            return
+        _policy_warning(replies, self.url)
+
+    async def get(self, key: str, refresh: float | None = None) -> bytes | None:
+        if not self._policy_checked:
+            await self._check_policy()
+        with self._errors("GET"):
+            if refresh is None:
+                return cast("bytes | None", await self.client.get(key))
+            return cast("bytes | None", await self.client.getex(key, px=_ms(refresh)))
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if not self._policy_checked:
+            await self._check_policy()
+        with self._errors("SET"):
+            await self.client.set(key, value, px=None if ttl is None else _ms(ttl))
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        with self._errors("SET NX"):
+            return bool(await self.client.set(key, value, nx=True, px=_ms(ttl)))
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        with self._errors("UNLINK"):
+            pipe = _pipeline(self.client)
+            _queue_unlinks(pipe, keys)
+            return sum(await pipe.execute())
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool:
+        with self._errors("EVALSHA delete_if_equal"):
+            return bool(await self._delete_if_equal(keys=[key], args=[value]))
+
+    async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
+        with self._errors("EVALSHA expire_if_equal"):
+            return bool(await self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
+
+    async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
+        """SCAN every primary in turn (the key space is split between them)."""
+        seen: set[str] = set()
+        with self._errors("SCAN"):
+            await self.client.initialize()
+            primaries = _primaries(self.client)
+        for node in primaries:
+            cursor = 0
+            while True:
+                with self._errors("SCAN"):
+                    cursors, found = await _any(self.client).scan(
+                        cursor, match=pattern, count=count, target_nodes=node
+                    )
+                cursor = cursors[node.name]
+                batch = _unseen(found, seen)
+                if batch:
+                    yield batch
+                if cursor == 0:
+                    break
+
+    async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._errors("GETRANGE"):
+            pipe = _pipeline(self.client)
+            _queue_heads(pipe, keys, size)
+            return _heads(keys, size, await pipe.execute(raise_on_error=False))
+
+    async def incr(self, key: str, amounts: Counters) -> dict[str, float]:
+        if not amounts:
+            return {}
+        with self._errors("HINCRBYFLOAT"):
+            pipe = _pipeline(self.client)
+            _queue_incr(pipe, key, amounts)
+            replies = await pipe.execute()
+        return {name: float(new) for name, new in zip(amounts, replies, strict=True)}
+
+    async def counters(self, key: str) -> dict[str, float]:
+        if not self._policy_checked:
+            await self._check_policy()
+        with self._errors("HGETALL"):
+            found = await self.client.hgetall(key)
+        return {_text(name): float(value) for name, value in found.items()}
+
+    async def ping(self) -> None:
+        """PING every primary: each one serves a part of the keys."""
+        with self._errors("PING"):
+            await self.client.ping(target_nodes=self.client.PRIMARIES)
+
+    async def close(self) -> None:
+        with self._errors("close"):
+            await self.client.aclose()
