@@ -1,0 +1,210 @@
+"""The Embedder protocol, its asyncio twin, and `from_spec` (a `{name: factory}` table)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias, runtime_checkable
+
+from llmemo.errors import ConfigError, LLMemoError, require
+
+require("numpy", "semantic")
+
+import numpy as np  # noqa: E402  (after the one-line hint for a missing extra)
+import numpy.typing as npt  # noqa: E402
+
+Matrix: TypeAlias = npt.NDArray[np.float32]
+"""An (n, dim) float32 matrix, one L2-normalised row per text."""
+
+
+class EmbedderError(LLMemoError):
+    """An embedder failed (model server unreachable, refused, or answered nonsense)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Texts in, an (n, dim) float32 matrix of L2-normalised rows out, in the same order.
+
+    `name` says which backend (minilm, openai, ollama), `model` which weights; together with `dim`
+    they say which vectors are comparable (and key the embedding cache).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> Matrix: ...
+
+
+@runtime_checkable
+class AsyncEmbedder(Protocol):
+    """The asyncio twin of Embedder: the same members, `embed` awaited."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> Matrix: ...
+
+
+def normalise(vectors: npt.ArrayLike, dim: int) -> Matrix:
+    """`vectors` as an (n, dim) float32 matrix with unit rows; EmbedderError if the shape is wrong.
+
+    A zero row stays zero (it has no direction); the index then never matches it.
+    """
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise EmbedderError(f"expected vectors of dimension {dim}, got shape {matrix.shape}")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    unit: Matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    return unit
+
+
+def empty(dim: int) -> Matrix:
+    """The (0, dim) matrix: what every embedder returns for no texts, without a call."""
+    return np.zeros((0, dim), dtype=np.float32)
+
+
+class ThreadedEmbedder:
+    """An AsyncEmbedder over a sync one, run in a worker thread so a CPU-bound model never blocks
+    the event loop (numpy and tokenizers release the GIL while they compute)."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.sync = embedder
+
+    @property
+    def name(self) -> str:
+        return self.sync.name
+
+    @property
+    def model(self) -> str:
+        return self.sync.model
+
+    @property
+    def dim(self) -> int:
+        return self.sync.dim
+
+    async def embed(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return empty(self.dim)
+        return await asyncio.to_thread(self.sync.embed, list(texts))
+
+
+EmbedFunction = Callable[[Sequence[str]], npt.ArrayLike]
+AsyncEmbedFunction = Callable[[Sequence[str]], Awaitable[npt.ArrayLike]]
+Spec = str | EmbedFunction | AsyncEmbedFunction
+
+
+def _parse(spec: str) -> tuple[str, str, str | None]:
+    """ "ollama:nomic-embed-text@http://host:11434" -> ("ollama", "nomic-embed-text", "http://host:11434")."""
+    head, at, url = spec.partition("@")
+    kind, _, model = head.partition(":")
+    if at and not url:
+        raise ConfigError(f"embedder spec {spec!r} has an '@' but no URL after it")
+    return kind.strip().lower(), model.strip(), url.strip() or None
+
+
+def _minilm(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
+    from llmemo.embed.minilm import MiniLMEmbedder
+
+    if url is not None:
+        raise ConfigError("the minilm embedder runs in-process: its spec takes no '@URL'")
+    return MiniLMEmbedder(model=model or None, **options)
+
+
+def _openai(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
+    from llmemo.embed.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(model or "text-embedding-3-small", base_url=url, **options)
+
+
+def _ollama(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
+    from llmemo.embed.ollama import OllamaEmbedder
+
+    return OllamaEmbedder(model or "nomic-embed-text", url=url, **options)
+
+
+def _async_minilm(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
+    return ThreadedEmbedder(_minilm(model, url, options))
+
+
+def _async_openai(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
+    from llmemo.embed.openai import AsyncOpenAIEmbedder
+
+    return AsyncOpenAIEmbedder(model or "text-embedding-3-small", base_url=url, **options)
+
+
+def _async_ollama(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
+    from llmemo.embed.ollama import AsyncOllamaEmbedder
+
+    return AsyncOllamaEmbedder(model or "nomic-embed-text", url=url, **options)
+
+
+SyncFactory = Callable[[str, str | None, Mapping[str, Any]], Embedder]
+AsyncFactory = Callable[[str, str | None, Mapping[str, Any]], AsyncEmbedder]
+
+# name -> factory(model, url, options). `register_embedder` adds more.
+SYNC_EMBEDDERS: dict[str, SyncFactory] = {
+    "minilm": _minilm,
+    "openai": _openai,
+    "ollama": _ollama,
+}
+ASYNC_EMBEDDERS: dict[str, AsyncFactory] = {
+    "minilm": _async_minilm,
+    "openai": _async_openai,
+    "ollama": _async_ollama,
+}
+
+
+def register_embedder(name: str, sync: SyncFactory, async_: AsyncFactory) -> None:
+    """Teach `from_spec` a new embedder name."""
+    SYNC_EMBEDDERS[name] = sync
+    ASYNC_EMBEDDERS[name] = async_
+
+
+def _factory(spec: str, table: Mapping[str, Any]) -> tuple[Any, str, str | None]:
+    if not isinstance(spec, str):
+        raise ConfigError(f"not an embedder spec: {spec!r}")
+    kind, model, url = _parse(spec)
+    if kind not in table:
+        known = ", ".join(sorted(table))
+        raise ConfigError(f"unknown embedder {kind!r} in spec {spec!r}; known: {known}")
+    return table[kind], model, url
+
+
+def from_spec(spec: Spec, **options: Any) -> Embedder:
+    """An Embedder from "minilm", "openai:MODEL[@BASE_URL]", "ollama:MODEL[@URL]" or a function
+    of a list of texts returning vectors; `options` go to the embedder's constructor."""
+    if callable(spec):
+        from llmemo.embed.callable import CallableEmbedder
+
+        if inspect.iscoroutinefunction(spec):
+            raise ConfigError("an async embedding function needs async_from_spec")
+        return CallableEmbedder(spec, **options)  # type: ignore[arg-type]
+    factory, model, url = _factory(spec, SYNC_EMBEDDERS)
+    embedder: Embedder = factory(model, url, options)
+    return embedder
+
+
+def async_from_spec(spec: Spec, **options: Any) -> AsyncEmbedder:
+    """The AsyncEmbedder for `spec`; local models and sync functions run in a worker thread."""
+    if callable(spec):
+        from llmemo.embed.callable import AsyncCallableEmbedder, CallableEmbedder
+
+        if inspect.iscoroutinefunction(spec):
+            return AsyncCallableEmbedder(spec, **options)
+        return ThreadedEmbedder(CallableEmbedder(spec, **options))  # type: ignore[arg-type]
+    factory, model, url = _factory(spec, ASYNC_EMBEDDERS)
+    embedder: AsyncEmbedder = factory(model, url, options)
+    return embedder

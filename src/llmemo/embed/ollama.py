@@ -1,0 +1,116 @@
+"""Embeddings from an Ollama server's `POST /api/embed`, sync and async."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy.typing as npt
+
+from llmemo.embed.base import EmbedderError
+from llmemo.embed.http import AsyncHTTPEmbedder, HTTPEmbedder
+from llmemo.errors import ConfigError
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_URL = "http://localhost:11434"
+# Native widths of common embedding models (tag stripped), for when `dim` is not given.
+KNOWN_DIMS = {
+    "nomic-embed-text": 768,
+    "mxbai-embed-large": 1024,
+    "all-minilm": 384,
+    "snowflake-arctic-embed": 1024,
+    "bge-m3": 1024,
+    "bge-large": 1024,
+}
+
+
+def _host_url(url: str | None) -> str:
+    """The server's base URL: `url`, else OLLAMA_HOST (which may omit the scheme), else localhost."""
+    value = url or os.environ.get("OLLAMA_HOST") or DEFAULT_URL
+    if "://" not in value:
+        value = f"http://{value}"
+    return value.rstrip("/")
+
+
+class OllamaWire:
+    """Ollama's embed API: `{"model", "input": [...], "truncate": true}` in, `{"embeddings"}` out."""
+
+    name = "ollama"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        url: str | None = None,
+        dim: int | None = None,
+        keep_alive: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if not model:
+            raise ConfigError("the ollama embedder needs a model, e.g. ollama:nomic-embed-text")
+        width = dim or KNOWN_DIMS.get(model.split(":", 1)[0])
+        if width is None:
+            raise ConfigError(f"the width of {model!r} vectors is not known here: pass dim=N")
+        self.model = model
+        self.dim = width
+        self.keep_alive = keep_alive
+        self.url = _host_url(url) + "/api/embed"
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self, texts: Sequence[str]) -> dict[str, Any]:
+        # truncate: a text past the model's context is cut, as the local model does, not refused.
+        body: dict[str, Any] = {"model": self.model, "input": list(texts), "truncate": True}
+        if self.keep_alive is not None:
+            body["keep_alive"] = self.keep_alive
+        return body
+
+    def vectors(self, payload: Any) -> npt.ArrayLike:
+        embeddings = payload.get("embeddings") if isinstance(payload, dict) else None
+        if not isinstance(embeddings, list):
+            raise EmbedderError("no 'embeddings' list in the answer")
+        return embeddings
+
+
+class OllamaEmbedder(HTTPEmbedder):
+    """Embeddings from Ollama at `url` (default: OLLAMA_HOST, else http://localhost:11434).
+
+    `dim` states the width of a model this module does not know; `keep_alive` (e.g. "30m") how
+    long Ollama keeps the model loaded after a call.
+    """
+
+    def __init__(
+        self,
+        model: str = "nomic-embed-text",
+        *,
+        url: str | None = None,
+        dim: int | None = None,
+        keep_alive: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        batch_size: int = 64,
+        timeout: float = 60.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        wire = OllamaWire(model, url=url, dim=dim, keep_alive=keep_alive, headers=headers)
+        super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)
+
+
+class AsyncOllamaEmbedder(AsyncHTTPEmbedder):
+    """The asyncio twin of OllamaEmbedder (same arguments, an httpx.AsyncClient)."""
+
+    def __init__(
+        self,
+        model: str = "nomic-embed-text",
+        *,
+        url: str | None = None,
+        dim: int | None = None,
+        keep_alive: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        batch_size: int = 64,
+        timeout: float = 60.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        wire = OllamaWire(model, url=url, dim=dim, keep_alive=keep_alive, headers=headers)
+        super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)
