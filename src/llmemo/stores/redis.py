@@ -18,10 +18,17 @@ require("redis", "redis")
 
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
+import redis.asyncio.retry  # noqa: E402
+import redis.retry  # noqa: E402
+from redis.backoff import NoBackoff  # noqa: E402
 
 SCHEMES = ("redis", "rediss", "unix")
 # Overridable by keyword or by the URL query (`?socket_timeout=2`), which wins, as in redis-py.
 DEFAULT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 0.5}
+# One immediate retry, on a broken connection only: a pooled connection that Redis (a restart,
+# its idle `timeout`) or a proxy closed is replaced instead of failing one call per connection.
+# Timeouts are not retried: a slow store must fail within one socket timeout.
+_RETRIES, _RETRY_ON = 1, (redis.ConnectionError,)
 _UNLINK_BATCH = 500
 P = TypeVar("P", redis.client.Pipeline, redis.asyncio.client.Pipeline)
 
@@ -57,14 +64,14 @@ def _secrets(url: str, options: dict[str, Any]) -> list[str]:
     return sorted({s for s in found if isinstance(s, str) and s}, key=len, reverse=True)
 
 
-def _client_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+def _client_options(url: str, options: dict[str, Any], retry: Any) -> dict[str, Any]:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         known = ", ".join(f"{s}://" for s in SCHEMES)
         raise ConfigError(f"not a Redis URL: {redact(url)!r}; expected one of {known}")
     if options.get("decode_responses"):
         raise ConfigError("decode_responses=True is not supported: the store keeps bytes")
-    return {**DEFAULT_OPTIONS, **options}
+    return {**DEFAULT_OPTIONS, "retry": retry, **options}
 
 
 def _check(pool: Any, url: str, secrets: Sequence[str]) -> None:
@@ -161,7 +168,7 @@ class RedisStore(_Boundary):
         `socket_timeout`, `ssl_cert_reqs`, `ssl_ca_certs`, `max_connections`.
         """
         secrets = _secrets(url, options)
-        kwargs = _client_options(url, options)
+        kwargs = _client_options(url, options, redis.retry.Retry(NoBackoff(), _RETRIES, _RETRY_ON))
         try:
             client = redis.Redis.from_url(url, **kwargs)
         except (TypeError, ValueError, redis.RedisError) as exc:
@@ -259,7 +266,8 @@ class AsyncRedisStore(_Boundary):
     def from_url(cls, url: str, **options: Any) -> AsyncRedisStore:
         """As RedisStore.from_url; no connection is made until the first call."""
         secrets = _secrets(url, options)
-        kwargs = _client_options(url, options)
+        retry = redis.asyncio.retry.Retry(NoBackoff(), _RETRIES, _RETRY_ON)
+        kwargs = _client_options(url, options, retry)
         try:
             client = redis.asyncio.Redis.from_url(url, **kwargs)
         except (TypeError, ValueError, redis.RedisError) as exc:
