@@ -46,6 +46,12 @@ class Hit:
     tags: tuple[str, ...] = ()
     kind: Literal["exact", "semantic"] = "exact"
     similarity: float | None = None
+    ttl: float | None = None  # the TTL the entry was stored with (None: no expiry)
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left before the entry expires (None: never), as of this read."""
+        return None if self.ttl is None else self.ttl - self.age
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,7 @@ class BaseCache:
             model=entry.model,
             usage=entry.usage,
             tags=entry.tags,
+            ttl=entry.ttl,
         )
 
     def encode_entry(
