@@ -32,6 +32,4 @@ def require(module: str, extra: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(
-            f"{module!r} is not installed: pip install 'llmemo[{extra}]'"
-        )
+        raise MissingExtraError(f"{module!r} is not installed: pip install 'llmemo[{extra}]'")
