@@ -196,6 +196,15 @@ def test_a_closed_store_raises_store_error(tmp_path: Path) -> None:
         store.get("k")
 
 
+@pytest.mark.asyncio
+async def test_a_closed_async_store_raises_store_error(tmp_path: Path) -> None:
+    store = AsyncSQLiteStore.from_url(f"sqlite:///{tmp_path / 'closed.db'}")
+    await store.close()
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get("k")
+
+
 def test_from_url_paths_and_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     relative = SQLiteStore.from_url("sqlite:///relative.db?busy_timeout=0.5&purge_every=50")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -11,13 +12,14 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from llmemo.errors import ConfigError, StoreError
 from llmemo.stores.base import Counters, glob_regex
 
 T = TypeVar("T")
+log = logging.getLogger("llmemo.stores")
 
 # A plain rowid table for entries: values are kilobytes of JSON, which WITHOUT ROWID handles badly.
 _SCHEMA = """
@@ -180,7 +182,10 @@ class SQLiteStore:
     def _wrote(self, conn: sqlite3.Connection) -> None:
         self._writes += 1
         if self._writes % self._purge_every == 0:
-            self._purge_batch(conn)
+            try:
+                self._purge_batch(conn)
+            except sqlite3.OperationalError as exc:  # the write itself succeeded; purge next time
+                log.debug("sqlite store %r: purge skipped: %s", self.path, exc)
 
     def _purge_batch(self, conn: sqlite3.Connection) -> int:
         cursor = conn.execute(
@@ -232,6 +237,8 @@ class SQLiteStore:
             return cursor.rowcount == 1
 
     def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
         now = self._clock()
         gone = 0
         with self._transaction("delete") as conn:
@@ -337,23 +344,18 @@ class AsyncSQLiteStore:
     def __init__(self, store: SQLiteStore) -> None:
         self.sync = store
         self.url = store.url
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmemo-sqlite")
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="llmemo-sqlite"
+        )
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        clock: Callable[[], float] = time.time,
-        busy_timeout: float = 2.0,
-        purge_every: int = 1000,
-    ) -> AsyncSQLiteStore:
-        store = SQLiteStore.from_url(
-            url, clock=clock, busy_timeout=busy_timeout, purge_every=purge_every
-        )
-        return cls(store)
+    def from_url(cls, url: str, **options: Any) -> AsyncSQLiteStore:
+        """As SQLiteStore.from_url (same options)."""
+        return cls(SQLiteStore.from_url(url, **options))
 
     async def _run(self, call: Callable[..., T], *args: object) -> T:
+        if self._executor is None:
+            raise StoreError(f"sqlite store {self.sync.path!r}: the store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
 
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
@@ -396,5 +398,7 @@ class AsyncSQLiteStore:
         await self._run(self.sync.ping)
 
     async def close(self) -> None:
-        await self._run(self.sync.close)
-        self._executor.shutdown(wait=False)
+        if self._executor is not None:
+            await self._run(self.sync.close)
+            self._executor.shutdown(wait=False)
+            self._executor = None
