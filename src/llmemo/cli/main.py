@@ -188,3 +188,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _exit("interrupted", 130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+from llmemo.cli import serve as _serve  # noqa: E402, F401 - registers `llmemo serve`

@@ -344,6 +344,11 @@ class StreamCollector:
             if data.get("type") == "message_stop":
                 self.finished = True
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes of an unfinished event (a pass-through proxy forwards them at the end)."""
+        return self._decoder.pending
+
     def response(self) -> JSON:
         if self.error is not None:
             raise IncompleteStreamError(f"the stream reported an error: {self.error!r:.200}")

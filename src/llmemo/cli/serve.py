@@ -1,0 +1,133 @@
+"""`llmemo serve`: the caching service under uvicorn (`--upstream demo` needs no API key)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmemo.cli.main import app, fail
+from llmemo.errors import require
+
+_NO_UPSTREAM = (
+    "no upstream configured: set OPENAI_BASE_URL=https://api.openai.com/v1 and/or "
+    "ANTHROPIC_BASE_URL=https://api.anthropic.com (or --openai-base-url/--anthropic-base-url, "
+    "or --upstream openai|anthropic|providers), or try it offline with --upstream demo"
+)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (env LLMEMO_HOST; default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env LLMEMO_PORT; default 8000).")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Store URL: redis://, rediss://, sqlite:///path, memory:// "
+            "(env LLMEMO_STORE or REDIS_URL; default: the embedded SQLite file)."
+        ),
+    ] = None,
+    openai_base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible upstream, with /v1 (env OPENAI_BASE_URL).")
+    ] = None,
+    anthropic_base_url: Annotated[
+        str | None, typer.Option(help="Anthropic upstream, without /v1 (env ANTHROPIC_BASE_URL).")
+    ] = None,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            help="Preset upstream: demo (a local fake, no API key), openai, anthropic or "
+            "providers (both) (env LLMEMO_UPSTREAM)."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Cache namespace (env LLMEMO_NAMESPACE).")
+    ] = None,
+    shared: Annotated[
+        bool | None,
+        typer.Option(
+            "--shared/--isolated",
+            help="Shared: all callers share answers. Isolated (default): one scope per API key "
+            "(env LLMEMO_SHARED).",
+        ),
+    ] = None,
+    ttl: Annotated[
+        str | None, typer.Option(help="Entry lifetime, e.g. 24h (env LLMEMO_TTL).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file of settings (env LLMEMO_CONFIG).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="uvicorn log level (default info).")] = None,
+) -> None:
+    """Run the OpenAI- and Anthropic-compatible caching service."""
+    require("uvicorn", "server")
+    import uvicorn
+
+    from llmemo.service import create_app, load_settings
+    from llmemo.stores.base import default_url, redact
+
+    settings = load_settings(
+        config,
+        host=host,
+        port=port,
+        store=store,
+        openai_base_url=openai_base_url,
+        anthropic_base_url=anthropic_base_url,
+        upstream=upstream,
+        namespace=namespace,
+        shared=shared,
+        ttl=ttl,
+        log_level=log_level,
+    )
+    demo = None
+    if settings.upstream == "demo":
+        from llmemo.testing.server import UpstreamServer
+
+        demo = UpstreamServer().start()
+        settings = settings.model_copy(
+            update={"openai_base_url": demo.openai_base_url, "anthropic_base_url": demo.url}
+        )
+        typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
+    if settings.openai_url is None and settings.anthropic_url is None:
+        fail(_NO_UPSTREAM, 2)
+    _check_store(settings.store or default_url())
+    mode = "shared" if settings.shared else "isolated per API key"
+    typer.echo(
+        f"llmemo: serving on http://{settings.host}:{settings.port}/v1 "
+        f"(store {redact(settings.store or default_url())}, namespace {settings.namespace}, {mode})",
+        err=True,
+    )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            lifespan="on",
+        )
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+def _check_store(url: str) -> None:
+    """Fail now on a store URL that cannot work; only warn when the store is down (fail-open)."""
+    from llmemo.errors import StoreError
+    from llmemo.stores.base import from_url, redact
+
+    store = from_url(url)  # ConfigError (one line, exit 2) for a bad URL
+    try:
+        store.ping()
+    except StoreError as exc:
+        typer.echo(
+            f"llmemo: warning: the store {redact(url)} does not answer ({exc}); "
+            "serving anyway, every request goes upstream until it does",
+            err=True,
+        )
+    finally:
+        with contextlib.suppress(StoreError):
+            store.close()

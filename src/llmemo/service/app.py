@@ -1,0 +1,129 @@
+"""The app factory: routes, and a lifespan that owns one AsyncCache and the upstream clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llmemo.errors import LLMemoError, StoreError
+from llmemo.service.errors import handle_exception, json_response
+from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
+from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
+from llmemo.service.settings import Settings
+from llmemo.service.upstream import Provider, Upstreams, forward_headers
+from llmemo.stores.base import async_from_url, default_url, redact
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Service:
+    """What one running app holds; `proxy` exists between lifespan start and end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store_url = settings.store or default_url()
+        self._proxy: Proxy | None = None
+
+    @property
+    def proxy(self) -> Proxy:
+        if self._proxy is None:
+            raise RuntimeError("the llmemo app is not started (run it with its lifespan)")
+        return self._proxy
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        options = {"namespace": self.settings.namespace}
+        if self.settings.ttl is not None:
+            options["ttl"] = self.settings.ttl
+        cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
+        self.metrics.watch_circuit(lambda: cache.breaker.state)
+        upstreams = Upstreams(self.settings)
+        self._proxy = Proxy(cache, upstreams, self.metrics, self.settings)
+        try:
+            yield
+        finally:
+            self._proxy = None
+            await upstreams.aclose()
+            await cache.close()
+
+    def endpoint(self, endpoint: Endpoint) -> Handler:
+        async def handle(request: Request) -> Response:
+            return await self.proxy.handle(request, endpoint)
+
+        return handle
+
+    async def healthz(self, request: Request) -> Response:
+        """The process is up (says nothing about the store or the upstream)."""
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """Whether the store answers; when it does not, requests still succeed (failing open).
+
+        200 in both cases (the service answers either way); `?strict=1` turns degraded into 503.
+        """
+        cache = self.proxy.cache
+        problem = None
+        try:
+            await asyncio.wait_for(cache.backend.ping(), self.settings.ready_timeout)
+        except (StoreError, TimeoutError) as exc:
+            problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        circuit = cache.breaker.state
+        body: dict[str, object] = {"store": redact(self.store_url), "circuit": circuit}
+        if problem is None and circuit == "closed":
+            body.update(status="ok", detail="store reachable")
+        else:
+            body.update(
+                status="degraded",
+                detail=(
+                    f"store unreachable ({problem}): failing open, every request goes upstream"
+                    if problem is not None
+                    else "store reachable again: its circuit closes on the next successful request"
+                ),
+            )
+        strict = request.query_params.get("strict") in ("1", "true")
+        return json_response(body, 503 if strict and body["status"] != "ok" else 200)
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def models(self, request: Request) -> Response:
+        """GET /v1/models[/id], passed through to the provider the caller's SDK speaks to."""
+        provider: Provider = "anthropic" if "anthropic-version" in request.headers else "openai"
+        suffix = request.url.path.removeprefix("/v1/models")
+        path = ("/v1/models" if provider == "anthropic" else "/models") + suffix
+        status, body, headers = await self.proxy.upstreams.get(
+            provider, path, request.url.query, forward_headers(request.headers)
+        )
+        return Response(body, status, headers)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The llmemo service as an ASGI app (run it with uvicorn, lifespan on)."""
+    service = Service(settings)
+    routes = [Route(e.path, service.endpoint(e), methods=["POST"]) for e in ENDPOINTS]
+    routes += [
+        Route("/v1/models", service.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", service.models, methods=["GET"]),
+        Route("/healthz", service.healthz, methods=["GET"]),
+        Route("/readyz", service.readyz, methods=["GET"]),
+        Route("/metrics", service.prometheus, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=service.lifespan,
+        exception_handlers={
+            HTTPException: handle_exception,
+            LLMemoError: handle_exception,
+            Exception: handle_exception,
+        },
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,159 @@
+"""Errors of the service and the one table that maps them to HTTP answers in the provider's shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmemo.core.streaming import IncompleteStreamError
+from llmemo.errors import ConfigError, LLMemoError, UnkeyableError
+
+Flavour = Literal["openai", "anthropic"]
+log = logging.getLogger("llmemo.service")
+
+
+class ServiceError(LLMemoError):
+    """An error the service answers itself (not the upstream's)."""
+
+
+class BadRequestError(ServiceError):
+    """Malformed JSON, a missing field, a bad control header."""
+
+
+class PayloadTooLargeError(ServiceError):
+    """The request body is over `max_body_bytes`."""
+
+
+class NoUpstreamError(ServiceError):
+    """The route's provider has no upstream configured."""
+
+
+class UpstreamUnreachableError(ServiceError):
+    """The upstream refused the connection, or broke it before answering."""
+
+
+class UpstreamTimeoutError(ServiceError):
+    """The upstream did not answer in time."""
+
+
+class ClientGoneError(ServiceError):
+    """The client disconnected in the middle of a stream (the entry is not stored)."""
+
+
+class UpstreamError(ServiceError):
+    """The upstream answered with an error: passed back to the client as is, never cached."""
+
+    def __init__(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        super().__init__(f"upstream answered {status}")
+        self.status = status
+        self.body = body
+        self.headers = dict(headers)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """How one kind of error is answered: HTTP status and the error type each provider uses."""
+
+    status: int
+    openai: str
+    anthropic: str
+
+
+# The one table. The first entry an exception is an instance of wins (most specific first).
+PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
+    (BadRequestError, Problem(400, "invalid_request_error", "invalid_request_error")),
+    (UnkeyableError, Problem(400, "invalid_request_error", "invalid_request_error")),
+    (ConfigError, Problem(400, "invalid_request_error", "invalid_request_error")),
+    (PayloadTooLargeError, Problem(413, "invalid_request_error", "request_too_large")),
+    (NoUpstreamError, Problem(503, "server_error", "api_error")),
+    (UpstreamUnreachableError, Problem(502, "server_error", "api_error")),
+    (UpstreamTimeoutError, Problem(504, "timeout", "timeout_error")),
+    (IncompleteStreamError, Problem(502, "server_error", "api_error")),
+    (ClientGoneError, Problem(499, "invalid_request_error", "invalid_request_error")),
+)
+INTERNAL = Problem(500, "server_error", "api_error")
+_HTTP_TYPES: Mapping[int, tuple[str, str]] = {
+    404: ("invalid_request_error", "not_found_error"),
+    405: ("invalid_request_error", "invalid_request_error"),
+}
+
+
+def problem_of(exc: BaseException) -> Problem:
+    for kind, problem in PROBLEMS:
+        if isinstance(exc, kind):
+            return problem
+    return INTERNAL
+
+
+def error_body(flavour: Flavour, kind: str, message: str) -> dict[str, Any]:
+    """An error body as the provider writes it."""
+    if flavour == "anthropic":
+        return {"type": "error", "error": {"type": kind, "message": message}}
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+def flavour_of(request: Request) -> Flavour:
+    """Anthropic's shape on /v1/messages and for the Anthropic SDK elsewhere, else OpenAI's."""
+    path = request.url.path
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith(("/v1/chat/", "/v1/completions", "/v1/embeddings")):
+        return "openai"
+    return "anthropic" if "anthropic-version" in request.headers else "openai"
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def error_response(exc: BaseException, flavour: Flavour) -> Response:
+    """The HTTP answer for an exception (the upstream's own answer for UpstreamError)."""
+    if isinstance(exc, UpstreamError):
+        return Response(exc.body, exc.status, {**exc.headers, "x-llmemo-cache": "miss"})
+    if isinstance(exc, HTTPException):
+        kinds = _HTTP_TYPES.get(exc.status_code, ("invalid_request_error", "invalid_request_error"))
+        body = error_body(flavour, kinds[0] if flavour == "openai" else kinds[1], exc.detail)
+        return json_response(body, exc.status_code, exc.headers)
+    problem = problem_of(exc)
+    if problem is INTERNAL:
+        log.error("internal error", exc_info=exc)
+        message = "llmemo failed to handle the request (see the service log)"
+    else:
+        message = str(exc)
+    kind = problem.anthropic if flavour == "anthropic" else problem.openai
+    return json_response(error_body(flavour, kind, message), problem.status)
+
+
+def stream_error(flavour: Flavour, exc: BaseException) -> bytes:
+    """An error event for a stream that already started (the SDKs raise it as an API error)."""
+    problem = problem_of(exc)
+    message = f"the upstream stream broke: {exc}"
+    if flavour == "anthropic":
+        body = orjson.dumps(error_body(flavour, problem.anthropic, message))
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + orjson.dumps(error_body(flavour, problem.openai, message)) + b"\n\n"
+
+
+async def handle_exception(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler: every error leaves in the provider's shape."""
+    path = request.url.path
+    if isinstance(exc, HTTPException) and exc.status_code == 404:
+        exc = HTTPException(
+            404,
+            f"Unknown path {path}: llmemo serves POST /v1/chat/completions, /v1/completions, "
+            "/v1/embeddings, /v1/messages and GET /v1/models, /healthz, /readyz, /metrics.",
+        )
+    elif isinstance(exc, HTTPException) and exc.status_code == 405:
+        allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "POST")
+        message = f"Method {request.method} is not allowed on {path}; use {allowed}."
+        exc = HTTPException(405, message, exc.headers)
+    return error_response(exc, flavour_of(request))

@@ -1,0 +1,145 @@
+"""Prometheus metrics of one app (its own registry, so two apps in a process never mix)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+
+from llmemo.core._async.cache import AsyncCache
+from llmemo.core.entry import Usage, usage_of
+from llmemo.core.facade import Result
+from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
+from llmemo.core.streaming import IncompleteStreamError
+from llmemo.errors import StoreError
+from llmemo.service.errors import (
+    NoUpstreamError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnreachableError,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+_HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Metrics:
+    """Counters and histograms of the service; `render()` is the /metrics body."""
+
+    def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
+        self.registry = CollectorRegistry()
+        self.prices = prices
+        self._price: dict[str | None, tuple[float, float]] = {}
+        r = self.registry
+        self.requests = Counter(
+            "llmemo_requests",
+            "Answers by route, model and cache result (hit, semantic, miss, bypass).",
+            ["route", "model", "cache"],
+            registry=r,
+        )
+        self.hit_latency = Histogram(
+            "llmemo_hit_latency_seconds",
+            "Time to answer a request from the cache.",
+            ["route"],
+            buckets=_HIT_BUCKETS,
+            registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "llmemo_upstream_latency_seconds",
+            "Time the upstream took (to the end of the stream for streams).",
+            ["route"],
+            buckets=_UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.tokens_saved = Counter(
+            "llmemo_tokens_saved", "Tokens answered from the cache.", ["route", "model"], registry=r
+        )
+        self.dollars_saved = Counter(
+            "llmemo_dollars_saved",
+            "List-price USD of the tokens answered from the cache.",
+            ["route", "model"],
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "llmemo_store_errors",
+            "Store operations that failed (the cache failed open).",
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "llmemo_upstream_errors",
+            "Upstream failures by route and reason (HTTP status, timeout, unreachable, stream).",
+            ["route", "reason"],
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "llmemo_store_circuit_open",
+            "1 while the store's circuit breaker is open (requests skip the store).",
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def watch_circuit(self, state: Callable[[], str]) -> None:
+        self.circuit_open.set_function(lambda: 0.0 if state() == "closed" else 1.0)
+
+    def record(self, route: str, model: str | None, result: Result, seconds: float) -> None:
+        """Count one answer; hits also add their latency and what they saved."""
+        name = model or "-"
+        self.requests.labels(route, name, result.status).inc()
+        if not result.cached:
+            return
+        self.hit_latency.labels(route).observe(seconds)
+        usage = result.hit.usage if result.hit is not None else usage_of(result.response)
+        if usage.total:
+            self.tokens_saved.labels(route, name).inc(usage.total)
+            dollars = self._dollars(model or _model_of(result.response), usage)
+            if dollars:
+                self.dollars_saved.labels(route, name).inc(dollars)
+
+    def _dollars(self, model: str | None, usage: Usage) -> float:
+        price = self._price.get(model)
+        if price is None:
+            price = self._price[model] = (
+                cost(model, Usage(1_000_000, 0), self.prices),
+                cost(model, Usage(0, 1_000_000), self.prices),
+            )
+        return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6
+
+    def upstream_failed(self, route: str, exc: BaseException) -> None:
+        """Count an upstream failure (a client that went away is not one)."""
+        if isinstance(exc, UpstreamError):
+            self.upstream_errors.labels(route, str(exc.status)).inc()
+            return
+        for kind, reason in _REASONS:
+            if isinstance(exc, kind):
+                self.upstream_errors.labels(route, reason).inc()
+                return
+
+
+_REASONS: tuple[tuple[type[BaseException], str], ...] = (
+    (UpstreamTimeoutError, "timeout"),
+    (UpstreamUnreachableError, "unreachable"),
+    (IncompleteStreamError, "stream"),
+    (NoUpstreamError, "unconfigured"),
+)
+
+
+def _model_of(response: Mapping[str, Any]) -> str | None:
+    model = response.get("model")
+    return model if isinstance(model, str) else None
+
+
+class MeteredCache(AsyncCache):
+    """An AsyncCache that also counts its store errors in the service's metrics."""
+
+    def __init__(self, *args: Any, metrics: Metrics, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.metrics = metrics
+
+    def count_store_error(self, error: StoreError) -> None:
+        super().count_store_error(error)
+        self.metrics.store_errors.inc()

@@ -1,0 +1,220 @@
+"""The cached endpoints: parse the request, ask the cache (which calls the upstream on a miss), respond."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmemo.core._async.cache import AsyncCache
+from llmemo.core.facade import Result
+from llmemo.core.request import CacheRequest, from_anthropic, from_openai
+from llmemo.core.streaming import Shape, replay
+from llmemo.service.controls import Controls, read_controls
+from llmemo.service.errors import (
+    BadRequestError,
+    Flavour,
+    PayloadTooLargeError,
+    ServiceError,
+    json_response,
+)
+from llmemo.service.metrics import Metrics
+from llmemo.service.relay import SSE_TYPE, Relay, RelayResponse
+from llmemo.service.settings import Settings
+from llmemo.service.upstream import Provider, Upstreams, forward_headers
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A cached route: where it is forwarded and how its requests and streams are read."""
+
+    path: str
+    provider: Provider
+    kind: str  # the request normaliser's endpoint name
+    upstream_path: str  # appended to the provider's base URL
+    shape: Shape | None  # its stream format; None when it does not stream
+
+    @property
+    def flavour(self) -> Flavour:
+        return self.provider
+
+
+ENDPOINTS = (
+    Endpoint("/v1/chat/completions", "openai", "chat", "/chat/completions", "chat"),
+    Endpoint("/v1/completions", "openai", "completions", "/completions", "completion"),
+    Endpoint("/v1/embeddings", "openai", "embeddings", "/embeddings", None),
+    Endpoint("/v1/messages", "anthropic", "messages", "/v1/messages", "message"),
+)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to be over `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(_too_large(int(declared), limit))
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(_too_large(size, limit))
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"The request body ({size} bytes or more) is over this service's limit of {limit} bytes "
+        "(LLMEMO_MAX_BODY_BYTES)."
+    )
+
+
+def parse(endpoint: Endpoint, raw: bytes) -> tuple[dict[str, Any], CacheRequest]:
+    """The JSON body and its canonical request; BadRequestError / UnkeyableError (400) otherwise."""
+    if not raw.strip():
+        raise BadRequestError("The request body is empty: send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise BadRequestError(f"The request body must be a JSON object, not {type(body).__name__}.")
+    if endpoint.provider == "anthropic":
+        return body, from_anthropic(body)
+    return body, from_openai(body, endpoint.kind)
+
+
+def cache_headers(result: Result) -> dict[str, str]:
+    headers: dict[str, str] = {"x-llmemo-cache": result.status}
+    if result.cached:
+        headers["age"] = str(int(result.hit.age)) if result.hit is not None else "0"
+    return headers
+
+
+def _include_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and bool(options.get("include_usage"))
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure is answered or counted, never "never retrieved"
+
+
+class Proxy:
+    """The handlers of the cached routes, around one cache and the upstream clients."""
+
+    def __init__(
+        self, cache: AsyncCache, upstreams: Upstreams, metrics: Metrics, settings: Settings
+    ) -> None:
+        self.cache = cache
+        self.upstreams = upstreams
+        self.metrics = metrics
+        self.settings = settings
+
+    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+        started = time.perf_counter()
+        raw = await read_body(request, self.settings.max_body_bytes)
+        body, canonical = parse(endpoint, raw)
+        controls = read_controls(request.headers, self.settings.shared)
+        headers = forward_headers(request.headers)
+        if endpoint.shape is not None and body.get("stream") is True:
+            return await self.stream(endpoint, body, raw, canonical, controls, headers, started)
+        passed: dict[str, str] = {}
+
+        async def call() -> dict[str, Any]:
+            sent = time.perf_counter()
+            try:
+                data, answer = await self.upstreams.post(
+                    endpoint.provider, endpoint.upstream_path, raw, headers
+                )
+            except ServiceError as exc:
+                self.metrics.upstream_failed(endpoint.path, exc)
+                raise
+            finally:
+                self.metrics.upstream_latency.labels(endpoint.path).observe(
+                    time.perf_counter() - sent
+                )
+            passed.update(answer)
+            return data
+
+        result = await self.cache.compute(canonical, call, **controls.options())
+        self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
+        return json_response(result.response, 200, {**passed, **cache_headers(result)})
+
+    async def stream(
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        raw: bytes,
+        canonical: CacheRequest,
+        controls: Controls,
+        headers: Mapping[str, str],
+        started: float,
+    ) -> Response:
+        """A stream request: relay the upstream's stream on a miss, replay the entry on a hit.
+
+        Followers of an in-flight identical request wait for the leader's whole answer, then get
+        it replayed (they do not share the leader's live stream).
+        """
+        assert endpoint.shape is not None
+        include_usage = _include_usage(body)
+        content = raw
+        hide_usage = (
+            self.settings.stream_usage and endpoint.shape != "message" and not include_usage
+        )
+        if hide_usage:  # ask for usage so the entry has token counts; the client will not see it
+            options = body.get("stream_options")
+            extra = dict(options) if isinstance(options, Mapping) else {}
+            content = orjson.dumps({**body, "stream_options": {**extra, "include_usage": True}})
+        relay = Relay(
+            self.upstreams,
+            endpoint.provider,
+            endpoint.upstream_path,
+            content,
+            headers,
+            endpoint.shape,
+            endpoint.flavour,
+            hide_usage,
+        )
+        task = asyncio.ensure_future(
+            self._compute_stream(endpoint, canonical, controls, relay, started)
+        )
+        task.add_done_callback(_consume)
+        waiting: list[asyncio.Future[Any]] = [task, relay.started]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if relay.started.done():
+            status = "miss" if controls.cacheable else "bypass"
+            return RelayResponse(relay, task, {**relay.started.result(), "x-llmemo-cache": status})
+        result = task.result()
+        body_bytes = replay(endpoint.shape, result.response, include_usage)
+        return Response(body_bytes, 200, cache_headers(result), media_type=SSE_TYPE)
+
+    async def _compute_stream(
+        self,
+        endpoint: Endpoint,
+        canonical: CacheRequest,
+        controls: Controls,
+        relay: Relay,
+        started: float,
+    ) -> Result:
+        async def call() -> dict[str, Any]:
+            sent = time.perf_counter()
+            try:
+                return await relay()
+            except Exception as exc:
+                self.metrics.upstream_failed(endpoint.path, exc)
+                raise
+            finally:
+                self.metrics.upstream_latency.labels(endpoint.path).observe(
+                    time.perf_counter() - sent
+                )
+
+        result = await self.cache.compute(canonical, call, **controls.options())
+        self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
+        return result

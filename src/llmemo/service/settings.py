@@ -1,0 +1,145 @@
+"""Service settings, parsed once: flags > environment > TOML file > defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from llmemo.core.durations import seconds
+from llmemo.core.request import check_name
+from llmemo.errors import ConfigError
+
+Preset = Literal["demo", "openai", "anthropic", "providers"]
+OPENAI_URL = "https://api.openai.com/v1"
+ANTHROPIC_URL = "https://api.anthropic.com"
+
+
+def _env(*names: str) -> AliasChoices:
+    """The field's own name (flags, TOML) and then its environment variables, in priority order."""
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything `llmemo serve` can be told. Environment: `LLMEMO_<NAME>` unless noted."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLMEMO_",
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    store: str | None = Field(None, validation_alias=_env("LLMEMO_STORE", "REDIS_URL"))
+    """Store URL; None means the embedded SQLite file (`llmemo.stores.base.default_url`)."""
+    openai_base_url: str | None = Field(
+        None, validation_alias=_env("openai_base_url", "OPENAI_BASE_URL")
+    )
+    anthropic_base_url: str | None = Field(
+        None, validation_alias=_env("anthropic_base_url", "ANTHROPIC_BASE_URL")
+    )
+    upstream: Preset | None = None
+    """A preset for both base URLs: `demo` (the local fake upstream), or the real providers."""
+    namespace: str = "default"
+    shared: bool = False
+    """True: every caller shares the namespace's answers. False (default): one scope per credential."""
+    ttl: str | None = None
+    """Default entry lifetime ("24h", "7d", seconds); None keeps the library default (24 h)."""
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    connect_timeout: float = Field(10.0, gt=0)
+    upstream_timeout: float = Field(600.0, gt=0)
+    """Seconds to wait for each read from the upstream (a long generation can be slow)."""
+    max_connections: int = Field(200, gt=0)
+    """Pooled connections per provider."""
+    ready_timeout: float = Field(1.0, gt=0)
+    stream_usage: bool = True
+    """Ask OpenAI streams for their usage chunk (so entries carry token counts); hidden from
+    clients that did not ask for it."""
+    log_level: str = "info"
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return check_name("namespace", value)
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: str | None) -> str | None:
+        if value is not None:
+            seconds(value)
+        return value
+
+    @field_validator("openai_base_url", "anthropic_base_url", "store")
+    @classmethod
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if "://" not in value:
+            raise ValueError(f"not a URL: {value!r}")
+        return value if info.field_name == "store" else value.rstrip("/")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @property
+    def openai_url(self) -> str | None:
+        """The OpenAI base URL in effect (a preset fills it in; `demo` is set by the CLI)."""
+        if self.openai_base_url is None and self.upstream in ("openai", "providers"):
+            return OPENAI_URL
+        return self.openai_base_url
+
+    @property
+    def anthropic_url(self) -> str | None:
+        if self.anthropic_base_url is None and self.upstream in ("anthropic", "providers"):
+            return ANTHROPIC_URL
+        return self.anthropic_base_url
+
+
+def load_settings(config: str | Path | None = None, **flags: Any) -> Settings:
+    """Settings from flags (None values are ignored), the environment and a TOML file.
+
+    The file is `config`, else `$LLMEMO_CONFIG`; a named file that does not exist is an error.
+    Raises ConfigError with one readable line for anything invalid.
+    """
+    path = config or os.environ.get("LLMEMO_CONFIG")
+    if path is not None and not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return _FromFile(**given)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed TOML file
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "settings"
+        problems.append(f"{where}: {error['msg']}")
+    return "invalid settings: " + "; ".join(problems)

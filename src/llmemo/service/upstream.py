@@ -1,0 +1,176 @@
+"""Forwarding to the providers: one pooled httpx.AsyncClient per provider.
+
+The caller's headers (their API key included) are forwarded as they came and kept nowhere else.
+An upstream error is raised as UpstreamError carrying the upstream's status, body and useful
+headers, so the cache never stores it and the client gets the provider's own answer back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from llmemo.service.errors import (
+    NoUpstreamError,
+    UpstreamError,
+    UpstreamTimeoutError,
+    UpstreamUnreachableError,
+)
+from llmemo.service.settings import Settings
+from llmemo.stores.base import redact
+
+Provider = Literal["openai", "anthropic"]
+
+# Never forwarded: hop-by-hop headers, our own controls, and what httpx sets itself.
+_HOP_BY_HOP = frozenset(
+    {
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+        "accept-encoding",
+        "cache-control",
+        "cookie",
+    }
+)
+# Upstream response headers worth passing back (request ids, rate limits, retry hints).
+_ANSWER_PREFIXES = (
+    "content-type",
+    "x-request-id",
+    "request-id",
+    "retry-after",
+    "x-ratelimit-",
+    "anthropic-ratelimit-",
+    "openai-",
+    "x-should-retry",
+)
+_ENV_HINT = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+
+
+def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The caller's headers minus hop-by-hop ones and llmemo's own controls."""
+    return {
+        name: value
+        for name, value in headers.items()
+        if name not in _HOP_BY_HOP and not name.startswith("x-llmemo-")
+    }
+
+
+def answer_headers(headers: httpx.Headers) -> dict[str, str]:
+    """The upstream response headers that the client should see."""
+    return {name: value for name, value in headers.items() if name.startswith(_ANSWER_PREFIXES)}
+
+
+class Upstreams:
+    """The HTTP clients of the configured providers (one connection pool each)."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.connect_timeout)
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        self.timeout = settings.upstream_timeout
+        self.bases: dict[Provider, str] = {}
+        self.clients: dict[Provider, httpx.AsyncClient] = {}
+        urls: dict[Provider, str | None] = {
+            "openai": settings.openai_url,
+            "anthropic": settings.anthropic_url,
+        }
+        for provider, base in urls.items():
+            if base is not None:
+                self.bases[provider] = base
+                self.clients[provider] = httpx.AsyncClient(timeout=timeout, limits=limits)
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+    def _client(self, provider: Provider) -> tuple[httpx.AsyncClient, str]:
+        client = self.clients.get(provider)
+        if client is None:
+            raise NoUpstreamError(
+                f"no {provider} upstream is configured: start llmemo with "
+                f"{_ENV_HINT[provider]} (or --{provider}-base-url) set, or with --upstream demo"
+            )
+        return client, self.bases[provider]
+
+    @contextlib.contextmanager
+    def _translated(self, provider: Provider) -> Iterator[None]:
+        """httpx errors -> 504 (timed out) or 502 (refused, broken), worded for a person."""
+        try:
+            yield
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError(
+                f"the {provider} upstream at {redact(self.bases[provider])} did not answer "
+                f"in time ({type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamUnreachableError(
+                f"cannot reach the {provider} upstream at {redact(self.bases[provider])}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+    async def post(
+        self, provider: Provider, path: str, content: bytes, headers: Mapping[str, str]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """POST and return (the JSON answer, headers to pass back); raises on any error."""
+        client, base = self._client(provider)
+        with self._translated(provider):
+            response = await client.post(base + path, content=content, headers=headers)
+        if response.status_code >= 400:
+            raise UpstreamError(
+                response.status_code, response.content, answer_headers(response.headers)
+            )
+        try:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            raise UpstreamUnreachableError(
+                f"the {provider} upstream answered {response.status_code} without a JSON object"
+            )
+        return data, answer_headers(response.headers)
+
+    async def open_stream(
+        self, provider: Provider, path: str, content: bytes, headers: Mapping[str, str]
+    ) -> httpx.Response:
+        """POST and return the open streaming response (status < 400); the caller closes it."""
+        client, base = self._client(provider)
+        request = client.build_request("POST", base + path, content=content, headers=headers)
+        with self._translated(provider):
+            response = await client.send(request, stream=True)
+            if response.status_code >= 400:
+                try:
+                    body = await response.aread()
+                finally:
+                    await response.aclose()
+                raise UpstreamError(response.status_code, body, answer_headers(response.headers))
+        return response
+
+    async def chunks(self, provider: Provider, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The decoded body of an open stream, chunk by chunk (errors translated)."""
+        with self._translated(provider):
+            async for chunk in response.aiter_bytes():
+                yield chunk
+
+    async def get(
+        self, provider: Provider, path: str, query: str, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """A GET passed through as is: (status, body, headers to pass back)."""
+        client, base = self._client(provider)
+        url = base + path + (f"?{query}" if query else "")
+        with self._translated(provider):
+            response = await client.get(url, headers=headers)
+        return response.status_code, response.content, answer_headers(response.headers)
