@@ -17,7 +17,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from llmemo.errors import ConfigError, StoreError, require
 
@@ -29,9 +29,14 @@ import numpy.typing as npt  # noqa: E402
 Vector: TypeAlias = npt.NDArray[np.float32]
 """A (dim,) float32 vector; indexes normalise it to unit length (a zero vector never matches)."""
 
+Dtype = Literal["float16", "float32"]
+"""How vectors are kept: float16 halves their memory and moves similarities by < 1e-3."""
+
 NO_TENANT = "~"
 """The tag stored for `tenant=None`; `tag_token` never produces it for a real tenant."""
 
+_NUMPY: dict[str, type[np.floating[Any]]] = {"float16": np.float16, "float32": np.float32}
+_SHORT = {"float16": "f16", "float32": "f32"}
 _SAFE_TAG = re.compile(r"[A-Za-z0-9_.\-]")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -131,6 +136,35 @@ def unit(vector: npt.ArrayLike, dim: int) -> Vector:
     if not math.isfinite(norm) or norm == 0.0:
         return np.zeros(dim, dtype=np.float32)
     return np.ascontiguousarray(array / norm, dtype=np.float32)
+
+
+def index_name(prefix: str, dim: int, dtype: Dtype) -> str:
+    """`{prefix}:~vec:{f16|f32}:{dim}`: one index per vector shape ('~' is no namespace's)."""
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise ConfigError(f"index prefix {prefix!r} must be non-empty and without braces")
+    if dtype not in _SHORT:
+        raise ConfigError(f"vector dtype must be one of {sorted(_SHORT)}, got {dtype!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 32768:
+        raise ConfigError(f"vector dim must be an int in [1, 32768], got {dim!r}")
+    return f"{prefix}:~vec:{_SHORT[dtype]}:{dim}"
+
+
+def record_key(name: str, key: str) -> str:
+    """The hash of `key`'s vector: `{name}:{key}` (the entry's hash tag is the first one in it)."""
+    return f"{name}:{key}"
+
+
+def entry_key(name: str, record: str) -> str:
+    """The inverse of `record_key`."""
+    return record[len(name) + 1 :]
+
+
+def vector_bytes(vector: npt.ArrayLike, dim: int, dtype: Dtype) -> bytes | None:
+    """The unit vector as little-endian bytes of `dtype`; None for a zero vector (no direction)."""
+    v = unit(vector, dim)
+    if not v.any():
+        return None
+    return v.astype(np.dtype(_NUMPY[dtype]).newbyteorder("<")).tobytes()
 
 
 @dataclass(frozen=True)
