@@ -22,6 +22,7 @@ RENAMES = {
     "AsyncRenewer": "Renewer",
     "ainvoke": "invoke",
     "asleep": "sleep",
+    "aspawn": "spawn",
     "async_from_url": "from_url",
     "aclose": "close",
 }

@@ -261,3 +261,57 @@ async def test_async_cache_miss_then_hit() -> None:
     assert (await cache.invalidate()) == 2
     assert (await cache.stats()).hits == 2
     await cache.close()
+
+
+def test_stale_while_revalidate_serves_stale_and_refreshes_once() -> None:
+    import time as _time
+
+    clock = Clock()
+    cache = make(clock, ttl=TtlPolicy.build("1h", jitter=0.0), stale_grace="10m")
+    upstream = Upstream(answer("new"), delay=0.2)
+    cache.store(chat(), answer("old"))
+    clock.now += 3601  # past the soft TTL, within the grace period
+    results = [cache.compute(chat(), upstream) for _ in range(10)]
+    assert {r.status for r in results} == {"stale"}
+    assert all(r.response == answer("old") for r in results)
+    deadline = _time.monotonic() + 5
+    while upstream.calls == 0 or cache.lookup(chat()).response != answer("new"):  # type: ignore[union-attr]
+        assert _time.monotonic() < deadline, "the background refresh never landed"
+        _time.sleep(0.02)
+    assert upstream.calls == 1  # ten stale hits, one refresh
+    assert cache.compute(chat(), upstream).status == "hit"
+    clock.now += 3600 + 601  # past soft TTL and grace: a plain miss
+    assert cache.compute(chat(), upstream).status == "miss"
+    assert cache.stats().stale_hits == 10
+
+
+def test_without_grace_an_expired_entry_is_a_miss() -> None:
+    clock = Clock()
+    cache = make(clock, ttl=TtlPolicy.build("1h", jitter=0.0))
+    cache.store(chat(), answer("old"))
+    clock.now += 3601
+    assert cache.compute(chat(), Upstream()).status == "miss"
+
+
+@pytest.mark.asyncio
+async def test_async_stale_while_revalidate() -> None:
+    import asyncio
+
+    clock = Clock()
+    cache = AsyncCache(
+        AsyncMemoryStore(MemoryStore(clock=clock)),
+        clock=clock,
+        ttl=TtlPolicy.build("1h", jitter=0.0),
+    )
+    upstream = Upstream(answer("new"), delay=0.05)
+    await cache.store(chat(), answer("old"), stale_grace="5m")
+    clock.now += 3700
+    results = await asyncio.gather(
+        *(cache.compute(chat(), upstream.acall, stale_grace="5m") for _ in range(10))
+    )
+    assert {r.status for r in results} == {"stale"}
+    for _ in range(200):
+        if upstream.calls and (await cache.lookup(chat())).response == answer("new"):  # type: ignore[union-attr]
+            break
+        await asyncio.sleep(0.01)
+    assert upstream.calls == 1

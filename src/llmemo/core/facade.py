@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmemo.core import entry as entries
 from llmemo.core.breaker import CircuitBreaker
-from llmemo.core.durations import Duration
+from llmemo.core.durations import Duration, seconds
 from llmemo.core.entry import Usage
 from llmemo.core.policy import SKIP_UNCACHEABLE, TtlArg, TtlPolicy, skip_reason
 from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
@@ -30,7 +30,7 @@ from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableE
 if TYPE_CHECKING:
     from llmemo.integrations.memoize import F, KeyFn
 
-Status = Literal["hit", "semantic", "miss", "bypass"]
+Status = Literal["hit", "semantic", "stale", "miss", "bypass"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Hit:
     kind: Literal["exact", "semantic"] = "exact"
     similarity: float | None = None
     ttl: float | None = None  # the TTL the entry was stored with (None: no expiry)
+    stale: bool = False  # past its soft TTL, within its grace period (stale-while-revalidate)
 
     @property
     def remaining(self) -> float | None:
@@ -67,7 +68,7 @@ class Result:
 
     @property
     def cached(self) -> bool:
-        return self.status in ("hit", "semantic")
+        return self.status in ("hit", "semantic", "stale")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class Call:
     sha: str
     ttl: TtlArg
     cacheable: bool
+    grace: float | None = None  # stale-while-revalidate grace period, seconds
 
 
 def response_dict(response: Any) -> dict[str, Any]:
@@ -133,9 +135,8 @@ class BaseCache:
         clock: Callable[[], float] = time.time,
         version_ttl: float = 1.0,
         flush_interval: float = 10.0,
+        stale_grace: Duration | None = None,
     ) -> None:
-        from llmemo.core.durations import seconds
-
         self.namespace = check_name("namespace", namespace)
         check_name("prefix", prefix)
         self.prefix = prefix
@@ -152,6 +153,9 @@ class BaseCache:
         self.clock = clock
         self.version_ttl = version_ttl
         self.flush_interval = flush_interval
+        # Stale-while-revalidate: entries live `grace` seconds past their TTL, served as stale
+        # while one background call refreshes them. None (the default) turns it off.
+        self.stale_grace = seconds(stale_grace) if stale_grace is not None else None
         self._versions: dict[str, tuple[int, float]] = {}
         self._prices: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
         self._stats = StatsBuffer()
@@ -169,6 +173,7 @@ class BaseCache:
         tags: tuple[str, ...] | list[str] = (),
         ttl: TtlArg = None,
         cacheable: bool = True,
+        stale_grace: Duration | None = None,
     ) -> Call:
         """Normalise a request and resolve its scope (no I/O)."""
         base = self.defaults
@@ -179,7 +184,8 @@ class BaseCache:
             tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
         )
         canonical = to_request_cached(request, self.normalisation)
-        return Call(canonical, scope, digest(canonical, scope), ttl, cacheable)
+        grace = self.stale_grace if stale_grace is None else seconds(stale_grace) or None
+        return Call(canonical, scope, digest(canonical, scope), ttl, cacheable, grace)
 
     def key_of(self, call: Call, version: int) -> str:
         return exact_key(self.prefix, call.scope.namespace, version, call.sha)
@@ -209,6 +215,7 @@ class BaseCache:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
         entry = entries.decode(data)
         now = self.clock()
+        stale = entry.stale_after is not None and now >= entry.stale_after
         return Hit(
             response=entry.response if isinstance(entry.response, dict) else dict(entry.response),
             key=key,
@@ -218,6 +225,7 @@ class BaseCache:
             usage=entry.usage,
             tags=entry.tags,
             ttl=entry.ttl,
+            stale=stale,
         )
 
     def encode_entry(
@@ -232,16 +240,21 @@ class BaseCache:
         if reason is not None:
             return None, None, reason
         ttl = self.policy.choose(call.ttl, call.scope.tags)
+        now = self.clock()
+        stale_after = None
+        if call.grace is not None and ttl is not None:
+            stale_after, ttl = now + ttl, ttl + call.grace
         entry = entries.Entry(
             response=response,
             model=call.request.model or _str(response.get("model")),
-            created=self.clock(),
+            created=now,
             usage=entries.usage_of(response),
             tags=call.scope.tags,
             tenant=call.scope.tenant,
             user=call.scope.user,
             provider=call.request.provider,
             ttl=ttl,
+            stale_after=stale_after,
         )
         return entries.encode(entry), ttl, None
 

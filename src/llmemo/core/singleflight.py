@@ -11,7 +11,7 @@ import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -95,6 +95,21 @@ async def ainvoke(fn: Callable[[], Any]) -> Any:
     if inspect.isawaitable(result):
         result = await result
     return result
+
+
+def spawn(fn: Callable[[], object]) -> None:
+    """Run fn in a daemon thread (a background refresh must not hold the caller)."""
+    threading.Thread(target=fn, daemon=True, name="llmemo-refresh").start()
+
+
+_background: set[asyncio.Task[object]] = set()  # strong references, so a running task is not collected
+
+
+def aspawn(fn: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    """Run fn as a task on the running loop (a background refresh must not hold the caller)."""
+    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(fn())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 def sleep(seconds: float) -> None:

@@ -12,6 +12,8 @@ class CacheStats:
 
     hits: int = 0
     semantic_hits: int = 0
+    stale_hits: int = 0
+    revalidations: int = 0
     misses: int = 0
     stores: int = 0
     skips: int = 0
@@ -37,7 +39,7 @@ class CacheStats:
         ints = {
             name: int(counters.get(name, 0))
             for name in (
-                "hits", "semantic_hits", "misses", "stores", "skips", "bypasses",
+                "hits", "semantic_hits", "stale_hits", "revalidations", "misses", "stores", "skips", "bypasses",
                 "store_errors", "corrupt", "tokens_saved",
             )
         }  # fmt: skip
@@ -52,6 +54,8 @@ class CacheStats:
         return {
             "hits": self.hits,
             "semantic_hits": self.semantic_hits,
+            "stale_hits": self.stale_hits,
+            "revalidations": self.revalidations,
             "misses": self.misses,
             "hit_rate": round(self.hit_rate, 4),
             "stores": self.stores,

@@ -15,7 +15,7 @@ from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
-from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep
+from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep, aspawn
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
 from llmemo.stores import base as stores
@@ -31,6 +31,7 @@ class AsyncCache(BaseCache):
         super().__init__(**options)
         self.backend = store
         self._flights = AsyncFlights()
+        self._revalidating: set[str] = set()
 
     @classmethod
     def from_url(cls, url: str | None = None, **options: Any) -> AsyncCache:
@@ -155,6 +156,8 @@ class AsyncCache(BaseCache):
 
         refresh: skip the lookup and replace the entry (Cache-Control: no-cache).
         no_store: look up, but do not store a fresh answer (Cache-Control: no-store).
+        stale_grace: serve an expired entry this long past its TTL (status "stale") while one
+        background call refreshes it (stale-while-revalidate); the cache's default otherwise.
         cacheable=False: neither look up nor store (counted as a bypass).
         """
         call = self.prepare(request, ttl=ttl, cacheable=cacheable, **scope)
@@ -171,6 +174,10 @@ class AsyncCache(BaseCache):
                 self.count_hit(hit)
                 if self.flush_due():
                     await self.flush()
+                if hit.stale:
+                    self.count("stale_hits")
+                    self._revalidate_later(call, version, fn)
+                    return Result(hit.response, "stale", hit)
                 return Result(hit.response, "hit", hit)
         self.count("misses")
         return await self._flight(key, lambda: self._lead(call, version, fn, not no_store, refresh))
@@ -237,6 +244,38 @@ class AsyncCache(BaseCache):
                 await self._safely(lambda: self.backend.delete_if_equal(lock, token), False)
             if self.flush_due():
                 await self.flush()
+
+    def _revalidate_later(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
+        """Refresh a stale entry in the background, once: one task per key here, one lease overall."""
+        key = self.key_of(call, version)
+        if key in self._revalidating:
+            return
+        self._revalidating.add(key)
+
+        async def refresh() -> None:
+            try:
+                await self._revalidate(call, version, fn)
+            finally:
+                self._revalidating.discard(key)
+
+        aspawn(refresh)
+
+    async def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
+        key, lock = self.key_of(call, version), self.lock_of(call, version)
+        token = os.urandom(12).hex().encode()
+        if not await self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), False):
+            return  # another process is refreshing it (or the store is down): keep serving stale
+        try:
+            response = response_dict(await ainvoke(fn))
+            value, ttl, reason = self.encode_entry(call, response)
+            if value is None:
+                self.count(f"skip:{reason}")
+            elif await self._put(key, value, ttl):
+                self.count("revalidations")
+        except Exception:  # a failed refresh keeps the stale entry until its grace runs out
+            self.count("revalidation_errors")
+        finally:
+            await self._safely(lambda: self.backend.delete_if_equal(lock, token), False)
 
     async def _await_leader(self, key: str, lock: str, token: bytes, refresh: bool) -> Hit | None:
         """Wait for another process's leader: its value (a hit), or its lease (we take over)."""
