@@ -1,13 +1,15 @@
 """`@cache.memoize(...)`: cache what a function returns, keyed on its qualified name and arguments.
 
 Values are stored as JSON, so a memoized function must return JSON data: dict (str keys), list,
-tuple, str, int, float, bool or None. The function's value is returned in its stored form on a miss as on a hit (tuples as
-lists, str/int enums as plain str/int), so the caller sees the same value either way. Anything else fails with `UnstorableValueError` naming the
-offending part; return e.g. `model.model_dump()` or `dataclasses.asdict(obj)` instead. (No pickle:
-a shared Redis would then run whatever bytes it holds as code.)
+tuple, str, int, float, bool or None. The value is returned in its stored form on a miss as on a
+hit (tuples as lists, str/int enums as plain str/int), so callers see the same value either way.
+Anything else fails with `UnstorableValueError` naming the offending part: return e.g.
+`model.model_dump()` or `dataclasses.asdict(obj)` instead. (No pickle: a shared Redis would then
+run whatever bytes it holds as code.)
 
-Arguments are keyed canonically (JSON values, pydantic models through `model_dump()`); an argument
-that cannot be keyed (an open file, `self` of a plain class) fails with `UnkeyableError`; pass
+Arguments are keyed by parameter name with defaults applied (so changing a default changes the
+key), canonically: JSON values, pydantic models through `model_dump()`. An argument that cannot be
+keyed (an open file, `self` of a plain class) fails with `UnkeyableError`: pass
 `key=lambda *args, **kwargs: ...` to build the key from what matters. Misses are single-flight:
 concurrent calls with the same arguments run the function once (across processes too).
 """
@@ -69,20 +71,34 @@ def memoize(
     return decorate
 
 
-def _request(
-    name: str, key: KeyFn | None, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> CacheRequest:
-    if key is None:
-        return from_call(name, args, kwargs)
-    return from_call(name, (key(*args, **kwargs),), {})
+def _keyer(
+    fn: Callable[..., Any], name: str, key: KeyFn | None
+) -> Callable[[tuple[Any, ...], Mapping[str, Any]], CacheRequest]:
+    """How a call's arguments become its request: by parameter name, defaults applied, so
+    `f(1)`, `f(1, b=2)` and `f(a=1, b=2)` share an entry; or through the user's `key`."""
+    if key is not None:
+        return lambda args, kwargs: from_call(name, (key(*args, **kwargs),), {})
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have none: key the arguments as given
+        return lambda args, kwargs: from_call(name, args, kwargs)
+
+    def request(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> CacheRequest:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return from_call(name, (), bound.arguments)
+
+    return request
 
 
 def _sync(
     cache: Cache, fn: Callable[..., Any], name: str, key: KeyFn | None, options: dict[str, Any]
 ) -> Callable[..., Any]:
+    keyed = _keyer(fn, name, key)
+
     @functools.wraps(fn)
     def memoized(*args: Any, **kwargs: Any) -> Any:
-        request = _request(name, key, args, kwargs)
+        request = keyed(args, kwargs)
         result = cache.compute(request, lambda: box(fn(*args, **kwargs), name), **options)
         return result.response["value"]
 
@@ -96,9 +112,11 @@ def _async(
     key: KeyFn | None,
     options: dict[str, Any],
 ) -> Callable[..., Any]:
+    keyed = _keyer(fn, name, key)
+
     @functools.wraps(fn)
     async def memoized(*args: Any, **kwargs: Any) -> Any:
-        request = _request(name, key, args, kwargs)
+        request = keyed(args, kwargs)
 
         async def call() -> dict[str, Any]:
             return box(await fn(*args, **kwargs), name)
