@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import LLMemoError, StoreError
 from llmemo.service.errors import handle_exception, json_response
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
@@ -40,7 +41,10 @@ class Service:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        options = {"namespace": self.settings.namespace}
+        options: dict[str, object] = {
+            "namespace": self.settings.namespace,
+            "breaker": CircuitBreaker(reset=self.settings.store_retry),
+        }
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(200, gt=0)
     """Pooled connections per provider."""
     ready_timeout: float = Field(1.0, gt=0)
+    store_retry: float = Field(5.0, gt=0)
+    """Seconds the service stops using a failing store before it tries it again (circuit breaker)."""
     stream_usage: bool = True
     """Ask OpenAI streams for their usage chunk (so entries carry token counts); hidden from
     clients that did not ask for it."""
