@@ -128,6 +128,16 @@ class LLMemoCache(BaseCache):
             tags=tags,
         )
 
+    def close(self) -> None:
+        """Flush counters and close the sync twin's store (`aclose` closes both twins)."""
+        if self.cache is not None:
+            self.cache.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        if self.async_cache is not None:
+            await self.async_cache.close()
+
     def _request(self, prompt: str, llm_string: str) -> CacheRequest:
         return from_prompt(prompt, llm_string, self._norm)
 
