@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import openai
@@ -366,3 +367,18 @@ def test_wrong_cache_or_client_is_a_clear_error(
         llmemo.wrap(llmemo.wrap(oai, cache), cache)
     with pytest.raises(ConfigError, match="unknown cache option"):
         llmemo.wrap(oai, cache, time_to_live=3)
+
+
+def test_store_down_fails_open(oai: openai.OpenAI, upstream: UpstreamServer) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with Cache.from_url(f"redis://127.0.0.1:{port}/0") as cache:
+        client = llmemo.wrap(oai, cache)
+        for _ in range(2):
+            answer = client.chat.completions.create(**ask())
+            assert type(answer) is ChatCompletion
+        chunks = list(client.chat.completions.create(**ask(), stream=True))
+        assert text_of(chunks) == answer.choices[0].message.content
+        assert cache.stats().store_errors >= 1
+    assert calls(upstream) == 3
