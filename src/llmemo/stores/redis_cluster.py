@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -48,12 +49,13 @@ SCHEMES = ("redis+cluster", "rediss+cluster")
 # Retries after a connection error, CLUSTERDOWN or an uncovered slot, each after a topology
 # refresh. Few on purpose: a cache that waits out a failover stalls its callers instead of
 # answering from upstream. MOVED and ASK are followed apart from these.
-RETRIES = 2
+RETRIES = 1
 # The policies under which a full server refuses writes instead of making room.
 _NON_EVICTING = frozenset({"noeviction"})
 _warned: set[str] = set()  # clusters (redacted URL) already warned about, once per process
 log = logging.getLogger("llmemo.stores")
 _ERRORS = (redis.RedisError, RedisClusterException, OSError)
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _nodes(hosts: str, url: str) -> list[tuple[str, int]]:
@@ -173,11 +175,65 @@ def _policy_warning(replies: Any, url: str) -> None:
             return
 
 
+class NodeDownError(StoreError):
+    """A cluster node did not answer moments ago, so its keys were not tried (the rest work)."""
+
+
+class NodeGate:
+    """A circuit per cluster node, so one dead primary does not cost its timeouts on every call.
+
+    After a node fails to answer, calls for its slots fail at once (StoreError, so the cache
+    fails open) for `cooldown` seconds; then one call probes it, and redis-py's topology refresh
+    on that call's error finds the promoted replica. Calls for other nodes are never held up.
+    """
+
+    def __init__(self, cooldown: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cooldown = cooldown
+        self.clock = clock
+        self._down: dict[str, float] = {}  # node name -> when it may be probed
+        self._probing: set[str] = set()
+        self._lock = threading.Lock()
+
+    def allow(self, node: str | None) -> bool:
+        if node is None or not self._down:  # the common case: no lock taken
+            return True
+        with self._lock:
+            until = self._down.get(node)
+            if until is None:
+                return True
+            if node in self._probing or self.clock() < until:
+                return False
+            self._probing.add(node)
+            return True
+
+    def failed(self, node: str | None) -> None:
+        if node is not None:
+            with self._lock:
+                self._down[node] = self.clock() + self.cooldown
+                self._probing.discard(node)
+
+    def ok(self, node: str | None) -> None:
+        if node is not None and node in self._down:
+            with self._lock:
+                self._down.pop(node, None)
+                self._probing.discard(node)
+
+
+def _node_of(client: Any, key: str) -> str | None:
+    """The name of the primary serving `key`'s slot, as the client knows it (no I/O)."""
+    try:
+        return cast(str, client.get_node_from_key(key).name)
+    except (RedisClusterException, redis.RedisError, AttributeError):
+        return None  # slot map not loaded yet or slot uncovered: let redis-py sort it out
+
+
 class _Boundary:
-    """The one place redis-py cluster errors become StoreError (password scrubbed)."""
+    """What both twins share: the one place redis-py cluster errors become StoreError (password
+    scrubbed), and the per-node gate around single-key commands."""
 
     url: str
     _secrets: Sequence[str]
+    gate: NodeGate
 
     @contextmanager
     def _errors(self, command: str) -> Iterator[None]:
@@ -187,6 +243,24 @@ class _Boundary:
             text = _scrub(str(exc), self._secrets) or "no detail"
             message = f"redis cluster {command} failed on {self.url}: {type(exc).__name__}: {text}"
             raise StoreError(message) from exc
+
+    @contextmanager
+    def _gated(self, command: str, key: str, connect: Callable[[], Any]) -> Iterator[Any]:
+        """`_errors` for a command on one key, skipped while the key's node is known down."""
+        with self._errors(command):
+            client = connect()
+            node = _node_of(client, key)
+            if not self.gate.allow(node):
+                raise NodeDownError(
+                    f"redis cluster {command} skipped on {self.url}: node {node} did not answer "
+                    f"less than {self.gate.cooldown:g}s ago"
+                )
+            try:
+                yield client
+            except _UNREACHABLE:
+                self.gate.failed(node)
+                raise
+            self.gate.ok(node)
 
 
 class RedisClusterStore(_Boundary):
@@ -205,6 +279,7 @@ class RedisClusterStore(_Boundary):
         self._nodes = list(nodes)
         self._client: redis.cluster.RedisCluster | None = None
         self._connecting = threading.Lock()
+        self.gate = NodeGate()
         self._delete_if_equal: Any = None
         self._expire_if_equal: Any = None
 
@@ -261,19 +336,18 @@ class RedisClusterStore(_Boundary):
         _policy_warning(replies, self.url)
 
     def get(self, key: str, refresh: float | None = None) -> bytes | None:
-        with self._errors("GET"):
-            client = self._connect()
+        with self._gated("GET", key, self._connect) as client:
             if refresh is None:
                 return cast("bytes | None", client.get(key))
             return cast("bytes | None", client.getex(key, px=_ms(refresh)))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        with self._errors("SET"):
-            self._connect().set(key, value, px=None if ttl is None else _ms(ttl))
+        with self._gated("SET", key, self._connect) as client:
+            client.set(key, value, px=None if ttl is None else _ms(ttl))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._errors("SET NX"):
-            return bool(self._connect().set(key, value, nx=True, px=_ms(ttl)))
+        with self._gated("SET NX", key, self._connect) as client:
+            return bool(client.set(key, value, nx=True, px=_ms(ttl)))
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -284,13 +358,11 @@ class RedisClusterStore(_Boundary):
             return sum(pipe.execute())
 
     def delete_if_equal(self, key: str, value: bytes) -> bool:
-        with self._errors("EVALSHA delete_if_equal"):
-            self._connect()
+        with self._gated("EVALSHA delete_if_equal", key, self._connect):
             return bool(self._delete_if_equal(keys=[key], args=[value]))
 
     def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._errors("EVALSHA expire_if_equal"):
-            self._connect()
+        with self._gated("EVALSHA expire_if_equal", key, self._connect):
             return bool(self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
@@ -324,14 +396,14 @@ class RedisClusterStore(_Boundary):
     def incr(self, key: str, amounts: Counters) -> dict[str, float]:
         if not amounts:
             return {}
-        with self._errors("HINCRBYFLOAT"):
-            pipe = _pipeline(self._connect())
+        with self._gated("HINCRBYFLOAT", key, self._connect) as client:
+            pipe = _pipeline(client)
             _queue_incr(pipe, key, amounts)
             return {name: float(new) for name, new in zip(amounts, pipe.execute(), strict=True)}
 
     def counters(self, key: str) -> dict[str, float]:
-        with self._errors("HGETALL"):
-            found = self._connect().hgetall(key)
+        with self._gated("HGETALL", key, self._connect) as client:
+            found = client.hgetall(key)
         return {_text(name): float(value) for name, value in found.items()}
 
     def ping(self) -> None:
@@ -363,6 +435,10 @@ class AsyncRedisClusterStore(_Boundary):
         self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
         self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
         self._policy_checked = False
+        self.gate = NodeGate()
+
+    def _get_client(self) -> redis.asyncio.cluster.RedisCluster:
+        return self.client
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncRedisClusterStore:
@@ -393,20 +469,20 @@ class AsyncRedisClusterStore(_Boundary):
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
         if not self._policy_checked:
             await self._check_policy()
-        with self._errors("GET"):
+        with self._gated("GET", key, self._get_client) as client:
             if refresh is None:
-                return cast("bytes | None", await self.client.get(key))
-            return cast("bytes | None", await self.client.getex(key, px=_ms(refresh)))
+                return cast("bytes | None", await client.get(key))
+            return cast("bytes | None", await client.getex(key, px=_ms(refresh)))
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         if not self._policy_checked:
             await self._check_policy()
-        with self._errors("SET"):
-            await self.client.set(key, value, px=None if ttl is None else _ms(ttl))
+        with self._gated("SET", key, self._get_client) as client:
+            await client.set(key, value, px=None if ttl is None else _ms(ttl))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._errors("SET NX"):
-            return bool(await self.client.set(key, value, nx=True, px=_ms(ttl)))
+        with self._gated("SET NX", key, self._get_client) as client:
+            return bool(await client.set(key, value, nx=True, px=_ms(ttl)))
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -417,11 +493,11 @@ class AsyncRedisClusterStore(_Boundary):
             return sum(await pipe.execute())
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        with self._errors("EVALSHA delete_if_equal"):
+        with self._gated("EVALSHA delete_if_equal", key, self._get_client):
             return bool(await self._delete_if_equal(keys=[key], args=[value]))
 
     async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._errors("EVALSHA expire_if_equal"):
+        with self._gated("EVALSHA expire_if_equal", key, self._get_client):
             return bool(await self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
 
     async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
@@ -455,8 +531,8 @@ class AsyncRedisClusterStore(_Boundary):
     async def incr(self, key: str, amounts: Counters) -> dict[str, float]:
         if not amounts:
             return {}
-        with self._errors("HINCRBYFLOAT"):
-            pipe = _pipeline(self.client)
+        with self._gated("HINCRBYFLOAT", key, self._get_client) as client:
+            pipe = _pipeline(client)
             _queue_incr(pipe, key, amounts)
             replies = await pipe.execute()
         return {name: float(new) for name, new in zip(amounts, replies, strict=True)}
@@ -464,8 +540,8 @@ class AsyncRedisClusterStore(_Boundary):
     async def counters(self, key: str) -> dict[str, float]:
         if not self._policy_checked:
             await self._check_policy()
-        with self._errors("HGETALL"):
-            found = await self.client.hgetall(key)
+        with self._gated("HGETALL", key, self._get_client) as client:
+            found = await client.hgetall(key)
         return {_text(name): float(value) for name, value in found.items()}
 
     async def ping(self) -> None:
