@@ -36,6 +36,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May the next call use the store?"""
+        if self._opened_at is None:  # closed: the hot path takes no lock
+            return True
         with self._lock:
             if self._opened_at is None:
                 return True
@@ -45,6 +47,8 @@ class CircuitBreaker:
             return True
 
     def success(self) -> None:
+        if self._failures == 0 and self._opened_at is None and not self._probing:
+            return  # already closed: nothing to reset, no lock on the hot path
         with self._lock:
             self._failures = 0
             self._opened_at = None

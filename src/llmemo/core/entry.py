@@ -147,16 +147,25 @@ def decode_head(data: bytes) -> EntryHead:
         raise CorruptEntryError(f"bad header: {exc}") from None
 
 
-def decode(data: bytes) -> Entry:
-    """Parse an entry; anything unreadable raises CorruptEntryError (never another error)."""
+def decode_parts(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, body document) of an entry, for the hit path; CorruptEntryError when unreadable."""
     flags, head, body = _split(data)
     try:
         if flags & _FLAG_ZSTD:
             body = _zstd()[1].decompress(body)
         doc = orjson.loads(body)
+    except (zstandard.ZstdError, orjson.JSONDecodeError) as exc:
+        raise CorruptEntryError(f"unreadable body: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("r"), dict):
+        raise CorruptEntryError("the stored response is not an object")
+    return head, doc
+
+
+def decode(data: bytes) -> Entry:
+    """Parse an entry; anything unreadable raises CorruptEntryError (never another error)."""
+    head, doc = decode_parts(data)
+    try:
         response = doc["r"]
-        if not isinstance(response, dict):
-            raise CorruptEntryError("the stored response is not an object")
         meta = _head_fields(head)
         usage = head.get("k") or (0, 0)
         return Entry(

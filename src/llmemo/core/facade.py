@@ -177,12 +177,15 @@ class BaseCache:
     ) -> Call:
         """Normalise a request and resolve its scope (no I/O)."""
         base = self.defaults
-        scope = Scope(
-            namespace=namespace or base.namespace,
-            tenant=tenant if tenant is not None else base.tenant,
-            user=user if user is not None else base.user,
-            tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
-        )
+        if namespace is None and tenant is None and user is None and not tags:
+            scope = base  # the common case: no per-call scope, nothing to validate again
+        else:
+            scope = Scope(
+                namespace=namespace or base.namespace,
+                tenant=tenant if tenant is not None else base.tenant,
+                user=user if user is not None else base.user,
+                tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
+            )
         canonical = to_request_cached(request, self.normalisation)
         grace = self.stale_grace if stale_grace is None else seconds(stale_grace) or None
         return Call(canonical, scope, digest(canonical, scope), ttl, cacheable, grace)
@@ -213,20 +216,25 @@ class BaseCache:
 
     def hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
-        entry = entries.decode(data)
+        head, doc = entries.decode_parts(data)
         now = self.clock()
-        stale = entry.stale_after is not None and now >= entry.stale_after
-        return Hit(
-            response=entry.response if isinstance(entry.response, dict) else dict(entry.response),
-            key=key,
-            created=entry.created,
-            age=max(0.0, now - entry.created),
-            model=entry.model,
-            usage=entry.usage,
-            tags=entry.tags,
-            ttl=entry.ttl,
-            stale=stale,
-        )
+        try:
+            created = float(head.get("c", 0.0))
+            stale_after = head.get("s")
+            usage = head.get("k") or (0, 0)
+            return Hit(
+                response=doc["r"],
+                key=key,
+                created=created,
+                age=max(0.0, now - created),
+                model=head.get("m"),
+                usage=entries.Usage(int(usage[0]), int(usage[1])),
+                tags=tuple(str(t) for t in head.get("g") or ()),
+                ttl=head.get("l"),
+                stale=stale_after is not None and now >= float(stale_after),
+            )
+        except (TypeError, ValueError, IndexError) as exc:
+            raise CorruptEntryError(f"bad header: {exc}") from None
 
     def encode_entry(
         self, call: Call, response: dict[str, Any]
@@ -283,8 +291,6 @@ class BaseCache:
         self._stats.add(name, amount)
 
     def count_hit(self, hit: Hit, kind: str = "hits") -> None:
-        self._stats.add(kind)
-        self._stats.add("tokens_saved", hit.usage.total)
         price = self._prices.get(hit.model)
         if price is None:
             price = self._prices[hit.model] = (
@@ -292,7 +298,9 @@ class BaseCache:
                 cost(hit.model, Usage(0, 1_000_000), self.prices),
             )
         dollars = (hit.usage.input_tokens * price[0] + hit.usage.output_tokens * price[1]) / 1e6
-        self._stats.add("dollars_saved", dollars)
+        self._stats.add_many(
+            ((kind, 1), ("tokens_saved", hit.usage.total), ("dollars_saved", dollars))
+        )
 
     def count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")

@@ -81,6 +81,11 @@ class StatsBuffer:
         with self._lock:
             self._pending[name] = self._pending.get(name, 0) + amount
 
+    def add_many(self, amounts: tuple[tuple[str, float], ...]) -> None:
+        with self._lock:
+            for name, amount in amounts:
+                self._pending[name] = self._pending.get(name, 0) + amount
+
     def drain(self) -> dict[str, float]:
         with self._lock:
             pending = {k: v for k, v in self._pending.items() if v}

@@ -7,7 +7,7 @@ reuse these command shapes. The cache fails open, so a slow Redis must fail fast
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -132,20 +132,38 @@ def _queue_incr(pipe: P, key: str, amounts: Counters) -> P:
     return pipe
 
 
+class _Translate:
+    """`with`-block that turns redis-py errors into StoreError (a class: cheaper than a generator
+    context manager on the hit path)."""
+
+    __slots__ = ("boundary", "command")
+
+    def __init__(self, boundary: _Boundary, command: str) -> None:
+        self.boundary = boundary
+        self.command = command
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None and isinstance(exc, redis.RedisError | OSError):
+            text = _scrub(str(exc), self.boundary._secrets) or "no detail"
+            message = (
+                f"redis {self.command} failed on {self.boundary.url}: {type(exc).__name__}: {text}"
+            )
+            raise StoreError(message) from exc
+
+
 class _Boundary:
     """What both twins share: the redacted URL and the one place redis-py errors are translated."""
 
     url: str
     _secrets: Sequence[str]
 
-    @contextmanager
-    def _errors(self, command: str) -> Iterator[None]:
-        try:
-            yield
-        except (redis.RedisError, OSError) as exc:
-            text = _scrub(str(exc), self._secrets) or "no detail"
-            message = f"redis {command} failed on {self.url}: {type(exc).__name__}: {text}"
-            raise StoreError(message) from exc
+    def _errors(self, command: str) -> _Translate:
+        return _Translate(self, command)
 
 
 class RedisStore(_Boundary):
