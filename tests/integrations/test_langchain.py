@@ -263,3 +263,11 @@ async def test_set_llm_cache_with_chat_openai_async(
     assert second.content == first.content
     assert second.response_metadata["id"] == first.response_metadata["id"]
     assert upstream.stats().total == 1
+
+
+def test_clear_with_a_model_filter(lc: LLMemoCache) -> None:
+    lc.update("p", LLM, [Generation(text="mini")])
+    lc.update("p", OTHER_LLM, [Generation(text="big")])
+    lc.clear(model="gpt-4o")
+    assert lc.lookup("p", OTHER_LLM) is None
+    assert lc.lookup("p", LLM) == [Generation(text="mini")]
