@@ -149,6 +149,12 @@ def index_name(prefix: str, dim: int, dtype: Dtype) -> str:
     return f"{prefix}:~vec:{_SHORT[dtype]}:{dim}"
 
 
+def log_key(prefix: str, dim: int, dtype: Dtype) -> str:
+    """`{prefix}:~vlog:{f16|f32}:{dim}:{llmemo-index}`: the change log of LocalIndexes of that shape."""
+    index_name(prefix, dim, dtype)  # validates
+    return f"{prefix}:~vlog:{_SHORT[dtype]}:{dim}:{{llmemo-index}}"
+
+
 def record_key(name: str, key: str) -> str:
     """The hash of `key`'s vector: `{name}:{key}` (the entry's hash tag is the first one in it)."""
     return f"{name}:{key}"
@@ -205,8 +211,9 @@ class VectorIndex(Protocol):
 
     `add` replaces any vector already under the item's key. `search` returns at most k matches,
     best first, all from `scope` and with similarity >= min_similarity. `delete` takes entry keys
-    and returns how many were indexed. `count` is how many live vectors the index holds (all
-    scopes). `drop` removes the index and every vector it holds. Failures raise VectorIndexError.
+    and returns how many were indexed. `count` is how many vectors the index holds, in all scopes
+    (a server-side index may still count one that expired in the last few hundred ms). `drop`
+    removes the index and every vector it holds. Failures raise VectorIndexError.
     """
 
     @property

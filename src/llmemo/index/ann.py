@@ -1,0 +1,237 @@
+"""In-process vectors for LocalIndex: one sub-index per scope, exact while small, HNSW when large.
+
+Keeping a separate sub-index per `IndexScope` makes the pre-filter exact by construction: a search
+only ever looks at vectors of its own scope, so another tenant's or context's vector cannot be
+returned, and k neighbours are found even when the scope is a tiny part of the whole index.
+Below `graph_from` vectors a scope is a numpy matrix scanned exactly (faster than a graph there,
+see docs/benchmarks.md); at `graph_from` it becomes a usearch HNSW graph. No I/O here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llmemo.errors import require
+from llmemo.index.base import (
+    Dtype,
+    IndexScope,
+    Match,
+    Vector,
+    similarity_from_cosine_distance,
+)
+
+require("usearch", "semantic")
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+from usearch.index import Index  # noqa: E402
+
+_GROWTH = 2
+
+
+def brute_similarities(matrix: npt.NDArray[np.float32], query: Vector) -> npt.NDArray[np.float64]:
+    """Cosine similarity of unit rows to a unit query, on the one [0, 1] scale (clamped)."""
+    dots = matrix @ query
+    return np.clip(dots.astype(np.float64), 0.0, 1.0)
+
+
+def graph_similarity(distance: float) -> float:
+    """usearch's `cos` metric reports 1 - cos: the shared cosine-distance conversion applies."""
+    return similarity_from_cosine_distance(float(distance))
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """HNSW parameters of the usearch graphs: links per node, ef at insert and at query."""
+
+    connectivity: int = 16
+    expansion_add: int = 128
+    expansion_search: int = 64
+
+
+class ScopeVectors:
+    """The vectors of one scope: a growable float32 matrix, then (past `graph_from`) a graph."""
+
+    def __init__(self, dim: int, dtype: Dtype, graph_from: int, params: GraphParams) -> None:
+        self.dim = dim
+        self._dtype = "f16" if dtype == "float16" else "f32"
+        self._graph_from = graph_from
+        self._params = params
+        self._matrix = np.zeros((4, dim), dtype=np.float32)
+        self._keys: list[str] = []  # row -> key (matrix mode)
+        self._rows: dict[str, int] = {}  # key -> row (matrix mode) or label (graph mode)
+        self._graph: Index | None = None
+        self._labels: dict[int, str] = {}  # graph mode: label -> key
+        self._next_label = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def put(self, key: str, vector: Vector) -> None:
+        """Add or replace `key`'s unit vector."""
+        if key in self._rows:
+            self.remove(key)
+        if self._graph is None and len(self._rows) >= self._graph_from:
+            self._to_graph()
+        if self._graph is not None:
+            label = next(self._next_label)
+            self._graph.add(np.uint64(label), vector)
+            self._rows[key] = label
+            self._labels[label] = key
+            return
+        row = len(self._keys)
+        if row == len(self._matrix):
+            grown = np.zeros((len(self._matrix) * _GROWTH, self.dim), dtype=np.float32)
+            grown[:row] = self._matrix
+            self._matrix = grown
+        self._matrix[row] = vector
+        self._keys.append(key)
+        self._rows[key] = row
+
+    def remove(self, key: str) -> bool:
+        """Forget `key`; False if it was not here."""
+        where = self._rows.pop(key, None)
+        if where is None:
+            return False
+        if self._graph is not None:
+            self._graph.remove(np.uint64(where))
+            del self._labels[where]
+            return True
+        last = len(self._keys) - 1
+        if where != last:  # move the last row into the hole
+            moved = self._keys[last]
+            self._matrix[where] = self._matrix[last]
+            self._keys[where] = moved
+            self._rows[moved] = where
+        self._keys.pop()
+        return True
+
+    def search(self, query: Vector, k: int) -> list[tuple[str, float]]:
+        """Up to k (key, similarity) pairs, most similar first."""
+        if self._graph is not None:
+            found = self._graph.search(query, k)
+            return [
+                (self._labels[int(label)], graph_similarity(distance))
+                for label, distance in zip(found.keys, found.distances, strict=True)
+                if int(label) in self._labels
+            ]
+        n = len(self._keys)
+        if n == 0:
+            return []
+        sims = brute_similarities(self._matrix[:n], query)
+        top = np.argpartition(-sims, k - 1)[:k] if n > k else np.arange(n)
+        top = top[np.argsort(-sims[top], kind="stable")]
+        return [(self._keys[i], float(sims[i])) for i in top]
+
+    def _to_graph(self) -> None:
+        params = self._params
+        graph = Index(
+            ndim=self.dim,
+            metric="cos",
+            dtype=self._dtype,
+            connectivity=params.connectivity,
+            expansion_add=params.expansion_add,
+            expansion_search=params.expansion_search,
+        )
+        n = len(self._keys)
+        labels = np.arange(n, dtype=np.uint64)
+        if n:
+            graph.add(labels, self._matrix[:n])
+        self._labels = dict(enumerate(self._keys))
+        self._rows = {key: label for label, key in self._labels.items()}
+        self._next_label = itertools.count(n)
+        self._graph = graph
+        self._matrix = np.zeros((0, self.dim), dtype=np.float32)
+        self._keys = []
+
+
+class Vectors:
+    """Every scope's vectors, with expiry deadlines (wall-clock seconds), behind one lock."""
+
+    def __init__(
+        self,
+        dim: int,
+        dtype: Dtype = "float16",
+        graph_from: int = 4096,
+        params: GraphParams | None = None,
+    ) -> None:
+        self.dim = dim
+        self._dtype: Dtype = dtype
+        self._graph_from = graph_from
+        self._params = params or GraphParams()
+        self._scopes: dict[IndexScope, ScopeVectors] = {}
+        self._where: dict[str, tuple[IndexScope, float | None]] = {}
+        self._deadlines: list[tuple[float, str]] = []  # a heap; stale rows are skipped
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def put(self, key: str, scope: IndexScope, vector: Vector, deadline: float | None) -> None:
+        """Add or replace `key` (in whichever scope it was) with a unit vector."""
+        with self._lock:
+            self._remove(key)
+            if not vector.any():
+                return  # a zero vector has no direction: never a match
+            part = self._scopes.get(scope)
+            if part is None:
+                part = self._scopes[scope] = ScopeVectors(
+                    self.dim, self._dtype, self._graph_from, self._params
+                )
+            part.put(key, vector)
+            self._where[key] = (scope, deadline)
+            if deadline is not None:
+                heapq.heappush(self._deadlines, (deadline, key))
+
+    def remove(self, keys: Sequence[str]) -> int:
+        """Forget `keys`; how many were here."""
+        with self._lock:
+            return sum(self._remove(key) for key in keys)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._scopes.clear()
+            self._where.clear()
+            self._deadlines.clear()
+
+    def expire(self, now: float) -> int:
+        """Forget every vector whose deadline is past; how many."""
+        with self._lock:
+            return self._expire(now)
+
+    def search(
+        self, query: Vector, scope: IndexScope, k: int, min_similarity: float, now: float
+    ) -> list[Match]:
+        """Up to k live matches in `scope`, most similar first, each >= min_similarity."""
+        with self._lock:
+            self._expire(now)
+            part = self._scopes.get(scope)
+            if part is None or not query.any():
+                return []
+            found = part.search(query, k)
+        return [Match(key, sim) for key, sim in found if sim >= min_similarity]
+
+    def _remove(self, key: str) -> bool:
+        where = self._where.pop(key, None)
+        if where is None:
+            return False
+        scope = where[0]
+        part = self._scopes[scope]
+        part.remove(key)
+        if not len(part):
+            del self._scopes[scope]
+        return True
+
+    def _expire(self, now: float) -> int:
+        gone = 0
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            deadline, key = heapq.heappop(heap)
+            where = self._where.get(key)
+            if where is not None and where[1] == deadline:
+                gone += self._remove(key)
+        return gone
