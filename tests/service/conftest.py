@@ -78,9 +78,22 @@ def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
     return upstream_server
 
 
+SETTINGS_ENV = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "REDIS_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from the test alone, never from the developer's environment."""
+    import os
+
+    for name in [*SETTINGS_ENV, *(n for n in os.environ if n.upper().startswith("LLMEMO_"))]:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def serve(upstream: UpstreamServer, redis_url: str) -> Iterator[Serve]:
-    """Start a service (Redis store, the local upstream); keyword arguments override settings."""
+    """Start a service (Redis store, the local upstream); keyword arguments override settings
+    (None removes one)."""
     started: list[ServiceServer] = []
 
     def start(**overrides: Any) -> ServiceServer:

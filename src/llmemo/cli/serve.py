@@ -83,6 +83,13 @@ def serve(
         ttl=ttl,
         log_level=log_level,
     )
+    if (
+        settings.upstream != "demo"
+        and settings.openai_url is None
+        and settings.anthropic_url is None
+    ):
+        fail(_NO_UPSTREAM, 2)
+    _check_store(settings.store or default_url())
     demo = None
     if settings.upstream == "demo":
         from llmemo.testing.server import UpstreamServer
@@ -92,9 +99,6 @@ def serve(
             update={"openai_base_url": demo.openai_base_url, "anthropic_base_url": demo.url}
         )
         typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
-    if settings.openai_url is None and settings.anthropic_url is None:
-        fail(_NO_UPSTREAM, 2)
-    _check_store(settings.store or default_url())
     mode = "shared" if settings.shared else "isolated per API key"
     typer.echo(
         f"llmemo: serving on http://{settings.host}:{settings.port}/v1 "

@@ -1,0 +1,106 @@
+"""Settings: flags > environment > TOML file > defaults, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmemo.errors import ConfigError
+from llmemo.service.settings import ANTHROPIC_URL, OPENAI_URL, load_settings
+
+
+@pytest.fixture
+def toml(tmp_path: Path) -> Path:
+    path = tmp_path / "llmemo.toml"
+    path.write_text(
+        'store = "memory://from-file"\nport = 9001\nnamespace = "file"\nshared = true\n'
+    )
+    return path
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert (settings.host, settings.port, settings.store, settings.shared) == (
+        "127.0.0.1",
+        8000,
+        None,
+        False,
+    )
+    assert settings.openai_url is None and settings.anthropic_url is None
+
+
+def test_file_then_environment_then_flags(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(toml)
+    assert (settings.store, settings.port, settings.namespace, settings.shared) == (
+        "memory://from-file",
+        9001,
+        "file",
+        True,
+    )
+    monkeypatch.setenv("REDIS_URL", "redis://redis-url:6379/0")
+    assert load_settings(toml).store == "redis://redis-url:6379/0"
+    monkeypatch.setenv("LLMEMO_STORE", "redis://llmemo-store:6379/0")
+    monkeypatch.setenv("LLMEMO_PORT", "9100")
+    settings = load_settings(toml)
+    assert (settings.store, settings.port) == ("redis://llmemo-store:6379/0", 9100)
+    settings = load_settings(toml, store="memory://flag", port=1234)
+    assert (settings.store, settings.port) == ("memory://flag", 1234)
+
+
+def test_config_file_from_the_environment(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMEMO_CONFIG", str(toml))
+    assert load_settings().port == 9001
+
+
+def test_provider_urls_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://gateway:8080/v1/")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://claude-gateway")
+    settings = load_settings()
+    assert settings.openai_url == "http://gateway:8080/v1"
+    assert settings.anthropic_url == "http://claude-gateway"
+    assert load_settings(openai_base_url="http://flag/v1").openai_url == "http://flag/v1"
+
+
+@pytest.mark.parametrize(
+    ("preset", "openai", "anthropic"),
+    [
+        ("openai", OPENAI_URL, None),
+        ("anthropic", None, ANTHROPIC_URL),
+        ("providers", OPENAI_URL, ANTHROPIC_URL),
+        ("demo", None, None),  # the CLI starts the demo upstream and fills both in
+    ],
+)
+def test_upstream_presets(preset: str, openai: str | None, anthropic: str | None) -> None:
+    settings = load_settings(upstream=preset)
+    assert (settings.openai_url, settings.anthropic_url) == (openai, anthropic)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"port": "eighty"}, "port"),
+        ({"namespace": "has space"}, "namespace"),
+        ({"ttl": "forever"}, "not a duration"),
+        ({"upstream": "bedrock"}, "upstream"),
+        ({"openai_base_url": "api.openai.com"}, "not a URL"),
+        ({"max_body_bytes": 0}, "max_body_bytes"),
+    ],
+)
+def test_bad_values_are_one_line_config_errors(flags: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(**flags)
+    assert "\n" not in str(caught.value)
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml")
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('colour = "blue"\n')
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(unknown)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("port = \n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(broken)
