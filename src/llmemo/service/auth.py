@@ -35,8 +35,8 @@ class AuthError(ServiceError):
 class Caller:
     """An authenticated caller of /v1/warm.
 
-    name: its identity for rate limiting. message_id: its idempotency key (`Upstash-Message-Id`
-    or `Idempotency-Key`, else the JWT's `jti`). jti/expires: the token's id and expiry (QStash).
+    name: its identity for rate limiting. message_id: `Upstash-Message-Id` or `Idempotency-Key`.
+    jti/expires: the signature's token id and expiry (QStash only).
     """
 
     kind: Literal["qstash", "token"]
@@ -44,6 +44,11 @@ class Caller:
     message_id: str | None = None
     jti: str | None = None
     expires: float | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        """What makes a delivery the same as an earlier one: the message id, else the jti."""
+        return self.message_id or self.jti
 
 
 def body_hash(body: bytes) -> str:
@@ -99,9 +104,7 @@ class WarmAuth:
             claims = self.verify_signature(signature.strip(), body, self.expected_url(url))
             jti = claims.get("jti")
             jti = jti if isinstance(jti, str) and jti else None
-            return Caller(
-                "qstash", "qstash", _message_id(headers) or jti, jti, float(claims["exp"])
-            )
+            return Caller("qstash", "qstash", _message_id(headers), jti, float(claims["exp"]))
         scheme, _, credential = headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
             if self.token is None:
