@@ -6,7 +6,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,6 +76,29 @@ class Settings(BaseSettings):
     """Ask OpenAI streams for their usage chunk (so entries carry token counts); hidden from
     clients that did not ask for it."""
     log_level: str = "info"
+    # -- /v1/warm and rate limits (docs/warm.md) --
+    warm_token: SecretStr | None = None
+    """Bearer token allowed to call /v1/warm."""
+    qstash_current_signing_key: SecretStr | None = Field(
+        None, validation_alias=_env("qstash_current_signing_key", "QSTASH_CURRENT_SIGNING_KEY")
+    )
+    qstash_next_signing_key: SecretStr | None = Field(
+        None, validation_alias=_env("qstash_next_signing_key", "QSTASH_NEXT_SIGNING_KEY")
+    )
+    warm_url: str | None = None
+    """Public URL of /v1/warm as QStash calls it (the signature's `sub`); default: the request's."""
+    warm_openai_api_key: SecretStr | None = None
+    warm_anthropic_api_key: SecretStr | None = None
+    """API keys /v1/warm calls the providers with (the proxy forwards each caller's own)."""
+    warm_rate_limit: str = "10/10 seconds"
+    """/v1/warm requests per caller (the `limits` notation: "10/10 seconds", "100 per hour")."""
+    miss_rate_limit: str | None = None
+    """Upstream calls (cache misses) per tenant, e.g. "60/minute"; hits are never limited."""
+    warm_concurrency: int = Field(8, gt=0)
+    warm_background_from: int = Field(20, ge=0)
+    """Batches with more items run as a job: 202, then GET /v1/warm/{id}."""
+    warm_record_ttl: float = Field(3 * 86400.0, gt=0)
+    """Seconds warm results (idempotency records, jobs) are kept."""
 
     @field_validator("namespace")
     @classmethod
@@ -82,7 +112,7 @@ class Settings(BaseSettings):
             seconds(value)
         return value
 
-    @field_validator("openai_base_url", "anthropic_base_url", "store")
+    @field_validator("openai_base_url", "anthropic_base_url", "store", "warm_url")
     @classmethod
     def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
