@@ -25,6 +25,7 @@ from llmemo.service.errors import (
     json_response,
 )
 from llmemo.service.metrics import Metrics
+from llmemo.service.ratelimit import RateLimits
 from llmemo.service.relay import SSE_TYPE, Relay, RelayResponse
 from llmemo.service.settings import Settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
@@ -110,12 +111,18 @@ class Proxy:
     """The handlers of the cached routes, around one cache and the upstream clients."""
 
     def __init__(
-        self, cache: AsyncCache, upstreams: Upstreams, metrics: Metrics, settings: Settings
+        self,
+        cache: AsyncCache,
+        upstreams: Upstreams,
+        metrics: Metrics,
+        settings: Settings,
+        limits: RateLimits | None = None,
     ) -> None:
         self.cache = cache
         self.upstreams = upstreams
         self.metrics = metrics
         self.settings = settings
+        self.limits = limits  # its miss limit is checked by the leader, before going upstream
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         started = time.perf_counter()
@@ -128,6 +135,8 @@ class Proxy:
         passed: dict[str, str] = {}
 
         async def call() -> dict[str, Any]:
+            if self.limits is not None:
+                await self.limits.check_miss(controls.tenant, endpoint.flavour)
             sent = time.perf_counter()
             try:
                 data, answer = await self.upstreams.post(
@@ -204,6 +213,8 @@ class Proxy:
         started: float,
     ) -> Result:
         async def call() -> dict[str, Any]:
+            if self.limits is not None:
+                await self.limits.check_miss(controls.tenant, endpoint.flavour)
             sent = time.perf_counter()
             try:
                 return await relay()
