@@ -19,6 +19,7 @@ from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
 from llmemo.service.settings import Settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
+from llmemo.service.warm import Warming
 from llmemo.stores.base import async_from_url, default_url, redact
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -31,6 +32,7 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.store_url = settings.store or default_url()
+        self.warming = Warming(settings, self.metrics, self.store_url)
         self._proxy: Proxy | None = None
 
     @property
@@ -50,11 +52,13 @@ class Service:
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
         self.metrics.watch_circuit(lambda: cache.breaker.state)
         upstreams = Upstreams(self.settings)
-        self._proxy = Proxy(cache, upstreams, self.metrics, self.settings)
+        await self.warming.open(cache, upstreams)
+        self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)
         try:
             yield
         finally:
             self._proxy = None
+            await self.warming.aclose()
             await upstreams.aclose()
             await cache.close()
 
@@ -119,6 +123,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.prometheus, methods=["GET"]),
+        *service.warming.routes(),
     ]
     app = Starlette(
         routes=routes,
