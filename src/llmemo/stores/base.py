@@ -206,6 +206,18 @@ def _async_redis_cluster(url: str) -> AsyncStore:
     return AsyncRedisClusterStore.from_url(url)
 
 
+def _upstash(url: str) -> Store:
+    from llmemo.stores.upstash import UpstashStore
+
+    return UpstashStore.from_url(url)
+
+
+def _async_upstash(url: str) -> AsyncStore:
+    from llmemo.stores.upstash import AsyncUpstashStore
+
+    return AsyncUpstashStore.from_url(url)
+
+
 # scheme -> factory. Later issues register more (redis+cluster, upstash) with `register_scheme`.
 SYNC_SCHEMES: dict[str, SyncFactory] = {
     "memory": _memory,
@@ -215,6 +227,9 @@ SYNC_SCHEMES: dict[str, SyncFactory] = {
     "unix": _redis,
     "redis+cluster": _redis_cluster,
     "rediss+cluster": _redis_cluster,
+    "upstash": _upstash,
+    "upstash+https": _upstash,
+    "upstash+http": _upstash,
 }
 ASYNC_SCHEMES: dict[str, AsyncFactory] = {
     "memory": _async_memory,
@@ -224,6 +239,9 @@ ASYNC_SCHEMES: dict[str, AsyncFactory] = {
     "unix": _async_redis,
     "redis+cluster": _async_redis_cluster,
     "rediss+cluster": _async_redis_cluster,
+    "upstash": _async_upstash,
+    "upstash+https": _async_upstash,
+    "upstash+http": _async_upstash,
 }
 
 
