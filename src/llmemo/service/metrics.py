@@ -33,6 +33,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.prices = prices
         self._price: dict[str | None, tuple[float, float]] = {}
+        self._children: dict[tuple[str, ...], Any] = {}  # labelled children, looked up once
         r = self.registry
         self.requests = Counter(
             "llmemo_requests",
@@ -86,19 +87,26 @@ class Metrics:
     def watch_circuit(self, state: Callable[[], str]) -> None:
         self.circuit_open.set_function(lambda: 0.0 if state() == "closed" else 1.0)
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def record(self, route: str, model: str | None, result: Result, seconds: float) -> None:
         """Count one answer; hits also add their latency and what they saved."""
         name = model or "-"
-        self.requests.labels(route, name, result.status).inc()
+        self._child(self.requests, route, name, result.status).inc()
         if not result.cached:
             return
-        self.hit_latency.labels(route).observe(seconds)
+        self._child(self.hit_latency, route).observe(seconds)
         usage = result.hit.usage if result.hit is not None else usage_of(result.response)
         if usage.total:
-            self.tokens_saved.labels(route, name).inc(usage.total)
+            self._child(self.tokens_saved, route, name).inc(usage.total)
             dollars = self._dollars(model or _model_of(result.response), usage)
             if dollars:
-                self.dollars_saved.labels(route, name).inc(dollars)
+                self._child(self.dollars_saved, route, name).inc(dollars)
 
     def _dollars(self, model: str | None, usage: Usage) -> float:
         price = self._price.get(model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,11 +55,22 @@ ENDPOINTS = (
 )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def header_dict(request: Request) -> dict[str, str]:
+    """The request headers as a plain dict (read several times per request; a dict is fastest)."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1") for name, value in request.scope["headers"]
+    }
+
+
+async def read_body(
+    request: Request, limit: int, headers: Mapping[str, str] | None = None
+) -> bytes:
     """The request body, refused with 413 as soon as it is known to be over `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(_too_large(int(declared), limit))
+    declared = (request.headers if headers is None else headers).get("content-length", "")
+    if declared.isdigit():
+        if int(declared) > limit:
+            raise PayloadTooLargeError(_too_large(int(declared), limit))
+        return await request.body()  # the server stops at the declared length
     parts, size = [], 0
     async for part in request.stream():
         size += len(part)
@@ -73,6 +85,31 @@ def _too_large(size: int, limit: int) -> str:
         f"The request body ({size} bytes or more) is over this service's limit of {limit} bytes "
         "(LLMEMO_MAX_BODY_BYTES)."
     )
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a request body says: its canonical request and how it wants to be answered."""
+
+    canonical: CacheRequest
+    stream: bool
+    include_usage: bool
+
+
+def read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
+    """Parse and normalise a body; small bodies are memoised (a repeated request is parsed once)."""
+    if len(raw) <= _MEMO_BYTES:
+        return _read_request_memo(endpoint, raw)
+    return _read_request(endpoint, raw)
+
+
+def _read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
+    body, canonical = parse(endpoint, raw)
+    return Parsed(canonical, body.get("stream") is True, _include_usage(body))
+
+
+_MEMO_BYTES = 16 * 1024
+_read_request_memo = functools.lru_cache(maxsize=1024)(_read_request)
 
 
 def parse(endpoint: Endpoint, raw: bytes) -> tuple[dict[str, Any], CacheRequest]:
@@ -126,12 +163,13 @@ class Proxy:
 
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         started = time.perf_counter()
-        raw = await read_body(request, self.settings.max_body_bytes)
-        body, canonical = parse(endpoint, raw)
-        controls = read_controls(request.headers, self.settings.shared)
-        headers = forward_headers(request.headers)
-        if endpoint.shape is not None and body.get("stream") is True:
-            return await self.stream(endpoint, body, raw, canonical, controls, headers, started)
+        received = header_dict(request)
+        raw = await read_body(request, self.settings.max_body_bytes, received)
+        parsed = read_request(endpoint, raw)
+        canonical = parsed.canonical
+        controls = read_controls(received, self.settings.shared)
+        if endpoint.shape is not None and parsed.stream:
+            return await self.stream(endpoint, parsed, raw, controls, received, started)
         passed: dict[str, str] = {}
 
         async def call() -> dict[str, Any]:
@@ -140,7 +178,7 @@ class Proxy:
             sent = time.perf_counter()
             try:
                 data, answer = await self.upstreams.post(
-                    endpoint.provider, endpoint.upstream_path, raw, headers
+                    endpoint.provider, endpoint.upstream_path, raw, forward_headers(received)
                 )
             except ServiceError as exc:
                 self.metrics.upstream_failed(endpoint.path, exc)
@@ -159,11 +197,10 @@ class Proxy:
     async def stream(
         self,
         endpoint: Endpoint,
-        body: dict[str, Any],
+        parsed: Parsed,
         raw: bytes,
-        canonical: CacheRequest,
         controls: Controls,
-        headers: Mapping[str, str],
+        received: Mapping[str, str],
         started: float,
     ) -> Response:
         """A stream request: relay the upstream's stream on a miss, replay the entry on a hit.
@@ -172,12 +209,13 @@ class Proxy:
         it replayed (they do not share the leader's live stream).
         """
         assert endpoint.shape is not None
-        include_usage = _include_usage(body)
+        include_usage = parsed.include_usage
         content = raw
         hide_usage = (
             self.settings.stream_usage and endpoint.shape != "message" and not include_usage
         )
         if hide_usage:  # ask for usage so the entry has token counts; the client will not see it
+            body = orjson.loads(raw)
             options = body.get("stream_options")
             extra = dict(options) if isinstance(options, Mapping) else {}
             content = orjson.dumps({**body, "stream_options": {**extra, "include_usage": True}})
@@ -186,13 +224,13 @@ class Proxy:
             endpoint.provider,
             endpoint.upstream_path,
             content,
-            headers,
+            forward_headers(received),
             endpoint.shape,
             endpoint.flavour,
             hide_usage,
         )
         task = asyncio.ensure_future(
-            self._compute_stream(endpoint, canonical, controls, relay, started)
+            self._compute_stream(endpoint, parsed.canonical, controls, relay, started)
         )
         task.add_done_callback(_consume)
         waiting: list[asyncio.Future[Any]] = [task, relay.started]

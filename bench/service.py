@@ -1,0 +1,334 @@
+"""Service hit throughput: `llmemo serve` (Redis store) vs a bare Starlette endpoint, in one run.
+
+Both apps run in their own process under the same uvicorn configuration (one worker, the same HTTP
+implementation), and the same load generator drives both: N keep-alive HTTP/1.1 connections written
+with raw asyncio, each sending the next request as soon as the previous answer is read. The bare
+endpoint reads the request body and returns the very bytes llmemo returns on a hit. Rounds
+alternate between the two so that drift in the machine's load hits both alike.
+
+Run: .venv/bin/python bench/service.py [--concurrency 32] [--seconds 5] [--rounds 3] [--write]
+A private redis-server and the local fake upstream are started (the upstream answers one miss).
+Not a test: nothing is asserted. --write puts the figures into docs/benchmarks.md (own section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+SECTION = "## Service (issue 3)"
+KEY = "sk-bench-0123456789"
+REQUEST = {
+    "model": "gpt-4o-mini",
+    "temperature": 0,
+    "messages": [
+        {"role": "system", "content": "You are a concise assistant for an online bookshop."},
+        {"role": "user", "content": "Summarise 'Pride and Prejudice' in three sentences."},
+    ],
+}
+
+
+# -- the two servers (child processes) --------------------------------------------------------
+
+
+def run_server(kind: str, port: int, redis_url: str, upstream: str, body_file: str) -> None:
+    import uvicorn
+
+    if kind == "llmemo":
+        from llmemo.service import create_app, load_settings
+
+        settings = load_settings(
+            store=redis_url, openai_base_url=upstream + "/v1", anthropic_base_url=upstream
+        )
+        app = create_app(settings)
+    else:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        body = Path(body_file).read_bytes()
+
+        async def bare(request: Request) -> Response:
+            await request.body()
+            return Response(body, media_type="application/json")
+
+        app = Starlette(routes=[Route("/v1/chat/completions", bare, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_server(
+    kind: str, port: int, redis_url: str, upstream: str, body_file: str
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--port",
+        str(port),
+        "--redis-url",
+        redis_url,
+        "--upstream",
+        upstream,
+        "--body-file",
+        body_file,
+    ]
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {kind} server did not start") from None
+            time.sleep(0.05)
+
+
+# -- the load generator -----------------------------------------------------------------------
+
+
+def http_request(port: int) -> bytes:
+    body = orjson.dumps(REQUEST)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"authorization: Bearer {KEY}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
+
+
+@dataclass
+class Round:
+    side: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    not_hits: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+async def _connection(port: int, until: float, latencies: list[float], bad: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = http_request(port)
+    try:
+        while (start := time.perf_counter()) < until:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            found = _LENGTH.search(head)
+            await reader.readexactly(int(found[1]) if found else 0)
+            latencies.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200") or (
+                b"x-llmemo-cache" in head and b"x-llmemo-cache: hit" not in head
+            ):
+                bad.append(1)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+async def load(port: int, concurrency: int, seconds: float) -> tuple[int, float, list[float], int]:
+    latencies: list[float] = []
+    bad: list[int] = []
+    start = time.perf_counter()
+    until = start + seconds
+    await asyncio.gather(*(_connection(port, until, latencies, bad) for _ in range(concurrency)))
+    return len(latencies), time.perf_counter() - start, latencies, len(bad)
+
+
+def measure(side: str, port: int, concurrency: int, seconds: float) -> Round:
+    requests, elapsed, latencies, bad = asyncio.run(load(port, concurrency, seconds))
+    return Round(side, requests, elapsed, latencies, bad)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    import redis
+    import starlette
+    import uvicorn
+
+    cpu = platform.processor() or platform.machine()
+    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    server = version.split()[2].removeprefix("v=") if version else "?"
+    return (
+        f"{os.cpu_count()} vCPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} (h11), "
+        f"starlette {starlette.__version__}, redis-server {server}, redis-py {redis.__version__}"
+    )
+
+
+def write_docs(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    start = doc.find(SECTION)
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        end = doc.find("\n## ", start + len(SECTION))
+        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
+    path.write_text(doc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--write", action="store_true", help="record the figures in docs/benchmarks.md"
+    )
+    parser.add_argument("--child", choices=["llmemo", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--body-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_server(args.child, args.port, args.redis_url, args.upstream, args.body_file)
+        return
+
+    import httpx
+
+    from llmemo.testing.redis_server import RedisServer, free_port
+    from llmemo.testing.server import UpstreamServer
+
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        redis_server = stack.enter_context(RedisServer())
+        upstream = stack.enter_context(UpstreamServer())
+        body_file = str(Path(tmp) / "body.json")
+        ports = {"llmemo": free_port(), "bare": free_port()}
+        servers = {}
+        servers["llmemo"] = start_server(
+            "llmemo", ports["llmemo"], redis_server.url, upstream.url, body_file
+        )
+        stack.callback(servers["llmemo"].terminate)
+        url = f"http://127.0.0.1:{ports['llmemo']}/v1/chat/completions"
+        headers = {"authorization": f"Bearer {KEY}"}
+        first = httpx.post(url, json=REQUEST, headers=headers)
+        hit = httpx.post(url, json=REQUEST, headers=headers)
+        assert (first.headers["x-llmemo-cache"], hit.headers["x-llmemo-cache"]) == ("miss", "hit")
+        Path(body_file).write_bytes(hit.content)
+        servers["bare"] = start_server(
+            "bare", ports["bare"], redis_server.url, upstream.url, body_file
+        )
+        stack.callback(servers["bare"].terminate)
+
+        for side in (
+            "bare",
+            "llmemo",
+        ):  # warm up both (connections, caches, JIT-free but lazy imports)
+            measure(side, ports[side], args.concurrency, 1.0)
+        rounds: list[Round] = []
+        for number in range(args.rounds):
+            for side in ("bare", "llmemo") if number % 2 == 0 else ("llmemo", "bare"):
+                done = measure(side, ports[side], args.concurrency, args.seconds)
+                rounds.append(done)
+                print(
+                    f"round {number + 1} {side:>6}: {done.rps:8.0f} req/s  "
+                    f"p50 {pct(done.latencies, 0.5):6.2f} ms  p99 {pct(done.latencies, 0.99):6.2f} ms"
+                    + (f"  ({done.not_hits} not hits!)" if done.not_hits else "")
+                )
+        upstream_calls = upstream.stats().total
+
+    summary = {}
+    for side in ("bare", "llmemo"):
+        mine = [r for r in rounds if r.side == side]
+        latencies = [x for r in mine for x in r.latencies]
+        summary[side] = (
+            statistics.median(r.rps for r in mine),
+            pct(latencies, 0.5),
+            pct(latencies, 0.99),
+        )
+    ratio = summary["llmemo"][0] / summary["bare"][0]
+    command = "bench/service.py " + " ".join(
+        f"--{k} {v}"
+        for k, v in (
+            ("concurrency", args.concurrency),
+            ("seconds", args.seconds),
+            ("rounds", args.rounds),
+        )
+    )
+    print(
+        f"\nmedian of {args.rounds} rounds, concurrency {args.concurrency}, {len(hit.content)}-byte body"
+    )
+    print(
+        f"  bare Starlette : {summary['bare'][0]:8.0f} req/s  p50 {summary['bare'][1]:.2f} ms  p99 {summary['bare'][2]:.2f} ms"
+    )
+    print(
+        f"  llmemo hit     : {summary['llmemo'][0]:8.0f} req/s  p50 {summary['llmemo'][1]:.2f} ms  p99 {summary['llmemo'][2]:.2f} ms"
+    )
+    print(
+        f"  ratio llmemo / bare throughput: {ratio:.2f} (target >= 0.60); upstream calls: {upstream_calls}"
+    )
+    print(f"  machine: {machine()}")
+    if args.write:
+        write_docs(_section(args, summary, ratio, len(hit.content), command, upstream_calls))
+        print("written to docs/benchmarks.md")
+
+
+def _section(
+    args: argparse.Namespace,
+    summary: dict[str, tuple[float, float, float]],
+    ratio: float,
+    size: int,
+    command: str,
+    upstream_calls: int,
+) -> str:
+    verdict = "met" if ratio >= 0.6 else "**not met**"
+    rows = "\n".join(
+        f"| {name} | {summary[side][0]:,.0f} | {summary[side][1]:.2f} | {summary[side][2]:.2f} |"
+        for side, name in (
+            ("bare", "bare Starlette endpoint, same body"),
+            ("llmemo", "`llmemo serve` exact hit, Redis"),
+        )
+    )
+    return f"""{SECTION}
+
+Command: `.venv/bin/python {command}` (starts its own `redis-server` and the local upstream, which
+answers the one miss; {upstream_calls} upstream call in the whole run). Each side is its own uvicorn
+process (one worker, h11, access log off); one load generator (raw asyncio, {args.concurrency}
+keep-alive connections, each sending its next request when the answer is in) drives both, {args.rounds}
+alternating rounds of {args.seconds:g} s after a 1 s warm-up each; throughput is the median round,
+latencies are pooled over the rounds. The request is a 2-message chat completion with an API key
+(tenant scope on); the answer is the {size}-byte cached `chat.completion`.
+
+Machine: {machine()}. The load generator, both servers and Redis share the 2 cores.
+
+| | requests/s | p50 ms | p99 ms |
+|---|---:|---:|---:|
+{rows}
+
+**Ratio llmemo / bare throughput: {ratio:.2f}** (target >= 0.60: {verdict}).
+"""
+
+
+if __name__ == "__main__":
+    main()
