@@ -39,6 +39,7 @@ async def client(upstream: UpstreamServer) -> AsyncIterator[httpx.AsyncClient]:
 
 def openai_error(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
+    assert response.headers["x-llmemo-cache"] == "bypass"  # the cache was never asked
     body = response.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}

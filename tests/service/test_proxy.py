@@ -171,6 +171,7 @@ def test_upstream_down_is_a_502_in_the_provider_shape(serve: Serve) -> None:
     service = serve(openai_base_url=closed + "/v1", anthropic_base_url=closed)
     response = post(service)
     assert response.status_code == 502
+    assert response.headers["x-llmemo-cache"] == "miss"
     assert "cannot reach the openai upstream" in response.json()["error"]["message"]
     streamed = post(service, {**BODY, "stream": True})
     assert streamed.status_code == 502

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,7 +15,6 @@ from llmemo.core.streaming import IncompleteStreamError
 from llmemo.errors import ConfigError, LLMemoError, UnkeyableError
 
 Flavour = Literal["openai", "anthropic"]
-log = logging.getLogger("llmemo.service")
 
 
 class ServiceError(LLMemoError):
@@ -79,6 +77,14 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (ClientGoneError, Problem(499, "invalid_request_error", "invalid_request_error")),
 )
 INTERNAL = Problem(500, "server_error", "api_error")
+# Errors that happen after the cache was asked (and missed): their answers say `miss`.
+_AFTER_LOOKUP = (
+    UpstreamUnreachableError,
+    UpstreamTimeoutError,
+    IncompleteStreamError,
+    NoUpstreamError,
+)
+_CACHE = "x-llmemo-cache"
 _HTTP_TYPES: Mapping[int, tuple[str, str]] = {
     404: ("invalid_request_error", "not_found_error"),
     405: ("invalid_request_error", "invalid_request_error"),
@@ -118,19 +124,18 @@ def json_response(
 def error_response(exc: BaseException, flavour: Flavour) -> Response:
     """The HTTP answer for an exception (the upstream's own answer for UpstreamError)."""
     if isinstance(exc, UpstreamError):
-        return Response(exc.body, exc.status, {**exc.headers, "x-llmemo-cache": "miss"})
+        return Response(exc.body, exc.status, {**exc.headers, _CACHE: "miss"})
     if isinstance(exc, HTTPException):
         kinds = _HTTP_TYPES.get(exc.status_code, ("invalid_request_error", "invalid_request_error"))
         body = error_body(flavour, kinds[0] if flavour == "openai" else kinds[1], exc.detail)
-        return json_response(body, exc.status_code, exc.headers)
+        return json_response(body, exc.status_code, {**(exc.headers or {}), _CACHE: "bypass"})
     problem = problem_of(exc)
-    if problem is INTERNAL:
-        log.error("internal error", exc_info=exc)
-        message = "llmemo failed to handle the request (see the service log)"
-    else:
-        message = str(exc)
+    # Internal errors are logged by the server (Starlette re-raises them); details stay there.
+    internal = "llmemo failed to handle the request (see the service log)"
+    message = internal if problem is INTERNAL else str(exc)
     kind = problem.anthropic if flavour == "anthropic" else problem.openai
-    return json_response(error_body(flavour, kind, message), problem.status)
+    status = "miss" if isinstance(exc, _AFTER_LOOKUP) else "bypass"
+    return json_response(error_body(flavour, kind, message), problem.status, {_CACHE: status})
 
 
 def stream_error(flavour: Flavour, exc: BaseException) -> bytes:
