@@ -246,3 +246,9 @@ def test_bad_names() -> None:
         Scope(namespace="has space")
     with pytest.raises(ConfigError, match="tag"):
         Scope(tags=("a:b",))
+
+
+def test_a_minimal_anthropic_body_is_told_apart_by_its_model() -> None:
+    body = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
+    assert to_request(body).provider == "anthropic"
+    assert digest(to_request(body), Scope()) == digest(from_anthropic(body), Scope())
