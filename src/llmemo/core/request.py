@@ -389,15 +389,18 @@ def from_call(qualname: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
 def to_request(
     request: CacheRequest | Mapping[str, Any], norm: Normalisation = DEFAULT_NORMALISATION
 ) -> CacheRequest:
-    """Accept a CacheRequest, or an OpenAI or Anthropic request body (told apart by its keys)."""
+    """Accept a CacheRequest, or an OpenAI or Anthropic request body (told apart by its keys and
+    model name; call `from_anthropic`/`from_openai` directly when the provider is known)."""
     if isinstance(request, CacheRequest):
         return request
     if not isinstance(request, Mapping):
         raise UnkeyableError(
             f"expected a request body (dict) or CacheRequest, got {type(request).__name__}"
         )
+    model = request.get("model")
+    claude = isinstance(model, str) and model.startswith("claude")
     if "messages" in request and (
-        _ANTHROPIC_MARKERS & request.keys() or _has_anthropic_blocks(request)
+        claude or _ANTHROPIC_MARKERS & request.keys() or _has_anthropic_blocks(request)
     ):
         return from_anthropic(request, norm)
     return from_openai(request, None, norm)
