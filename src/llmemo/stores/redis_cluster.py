@@ -55,7 +55,7 @@ _NON_EVICTING = frozenset({"noeviction"})
 _warned: set[str] = set()  # clusters (redacted URL) already warned about, once per process
 log = logging.getLogger("llmemo.stores")
 _ERRORS = (redis.RedisError, RedisClusterException, OSError)
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, OSError)
 
 
 def _nodes(hosts: str, url: str) -> list[tuple[str, int]]:
@@ -194,8 +194,13 @@ class NodeGate:
         self._probing: set[str] = set()
         self._lock = threading.Lock()
 
+    @property
+    def closed(self) -> bool:
+        """No node is down: the common case, checked without a lock or a slot lookup."""
+        return not self._down
+
     def allow(self, node: str | None) -> bool:
-        if node is None or not self._down:  # the common case: no lock taken
+        if node is None or not self._down:
             return True
         with self._lock:
             until = self._down.get(node)
@@ -235,32 +240,42 @@ class _Boundary:
     _secrets: Sequence[str]
     gate: NodeGate
 
+    def _store_error(self, command: str, exc: BaseException) -> StoreError:
+        text = _scrub(str(exc), self._secrets) or "no detail"
+        message = f"redis cluster {command} failed on {self.url}: {type(exc).__name__}: {text}"
+        return StoreError(message)
+
     @contextmanager
     def _errors(self, command: str) -> Iterator[None]:
         try:
             yield
         except _ERRORS as exc:
-            text = _scrub(str(exc), self._secrets) or "no detail"
-            message = f"redis cluster {command} failed on {self.url}: {type(exc).__name__}: {text}"
-            raise StoreError(message) from exc
+            raise self._store_error(command, exc) from exc
 
     @contextmanager
     def _gated(self, command: str, key: str, connect: Callable[[], Any]) -> Iterator[Any]:
         """`_errors` for a command on one key, skipped while the key's node is known down."""
-        with self._errors(command):
+        gate, node = self.gate, None
+        try:
             client = connect()
-            node = _node_of(client, key)
-            if not self.gate.allow(node):
-                raise NodeDownError(
-                    f"redis cluster {command} skipped on {self.url}: node {node} did not answer "
-                    f"less than {self.gate.cooldown:g}s ago"
-                )
+            if not gate.closed:
+                node = _node_of(client, key)
+                if not gate.allow(node):
+                    raise NodeDownError(
+                        f"redis cluster {command} skipped on {self.url}: node {node} did not "
+                        f"answer less than {gate.cooldown:g}s ago"
+                    )
             try:
                 yield client
             except _UNREACHABLE:
-                self.gate.failed(node)
+                gate.failed(node or _node_of(client, key))
                 raise
-            self.gate.ok(node)
+            except BaseException:
+                gate.ok(node)  # it answered (an error reply): not down, and no probe left open
+                raise
+        except _ERRORS as exc:
+            raise self._store_error(command, exc) from exc
+        gate.ok(node)
 
 
 class RedisClusterStore(_Boundary):
