@@ -16,6 +16,7 @@ from llmemo.service.errors import BadRequestError
 # cannot be looked up in a table of hashes of known keys.
 _TENANT_SALT = b"llmemo-tenant/1\x00"
 ANONYMOUS = "anonymous"
+_CONTROL_HEADERS = ("cache-control", "x-llmemo-ttl", "x-llmemo-namespace", "x-llmemo-tags")
 
 
 def tenant_id(credential: str) -> str:
@@ -78,6 +79,8 @@ class Controls:
 
 def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
     """Controls from `Cache-Control` and `X-LLMemo-TTL/Namespace/Tags`; BadRequestError if invalid."""
+    if not any(name in headers for name in _CONTROL_HEADERS):  # the common case
+        return Controls(tenant=tenant_of(headers, shared))
     directives = {
         part.strip().lower() for part in headers.get("cache-control", "").split(",") if part.strip()
     }
