@@ -3,6 +3,7 @@ a primary's failover under load (the issue 7 acceptance test; it prints what deg
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import threading
 import time
@@ -319,3 +320,64 @@ def test_failover_under_load(failover_cluster: RedisClusterServer, victim: str) 
     assert all(c.ok for c in settled)  # writes and hits on the failed slots resumed
     assert report["failed_lookup"]["window_s"] < promoted - killed + 1.5
     cache.close()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio
+async def test_async_failover_under_load(failover_cluster: RedisClusterServer) -> None:
+    """The same with AsyncCache (what `llmemo serve` runs): 12 tasks, a data primary killed."""
+    cluster = failover_cluster
+    for port in cluster.ports:
+        cluster.restart(port)
+    cluster.wait_ok(timeout=30)
+    cluster.flushall()
+    cache = AsyncCache.from_url(cluster.url, breaker=CircuitBreaker(threshold=100, reset=1.0))
+    requests = [chat(f"question {i}") for i in range(90)]
+    for request in requests:
+        assert await cache.store(request, answer())
+    slots = _slot_owners(cluster)
+
+    def port(key: str) -> int:
+        return slots[key_slot(key.encode())]
+
+    taken = {port(cache.meta_key("default")), port(cache.stats_key("default"))}
+    dead = next(p for p in cluster.primaries() if p not in taken)
+    replica = cluster.replicas_of(dead)[0]
+    calls: list[Call] = []
+    stop = asyncio.Event()
+
+    async def work(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            request = requests[(n * 7 + worker) % len(requests)] if n % 4 else chat(f"{worker}/{n}")
+            failed = port(cache.key_of(cache.prepare(request), 0)) == dead
+            started = time.monotonic()
+            if n % 4:
+                kind, ok = "lookup", await cache.lookup(request) is not None
+            else:
+                kind, ok = "store", await cache.store(request, answer())
+            calls.append(Call(started, time.monotonic(), failed, kind, ok))
+            await asyncio.sleep(0.001)
+
+    workers = asyncio.gather(*(work(w) for w in range(12)))  # raises if any call raised
+    await asyncio.sleep(1.0)
+    killed = time.monotonic()
+    cluster.kill(dead)
+    while not _promoted(replica):
+        assert time.monotonic() - killed < 20, "the replica was not promoted"
+        await asyncio.sleep(0.01)
+    promoted = time.monotonic()
+    await asyncio.sleep(2.5)
+    stop.set()
+    await workers
+    report = _report(calls, killed, promoted)
+    print(f"\nfailover (async, data-primary): {report}")
+
+    assert report["healthy_lookup"]["degraded"] == report["healthy_store"]["degraded"] == 0
+    settled = [c for c in calls if c.started > promoted + 1.5]
+    assert {(c.kind, c.failed_shard) for c in settled} == {
+        (kind, failed) for kind in ("lookup", "store") for failed in (True, False)
+    }
+    assert all(c.ok for c in settled)
+    await cache.close()
