@@ -340,3 +340,24 @@ def test_cache_from_the_environment(monkeypatch: pytest.MonkeyPatch, gw: Upstash
         assert cache.compute(chat(), upstream).status == "miss"
         assert cache.compute(chat(), upstream).status == "hit"
         assert TOKEN not in cache.backend.url
+
+
+def test_a_local_index_rebuilds_from_upstash_records(gw: UpstashGateway) -> None:
+    """The semantic layer on Upstash: LocalIndex, its vector records read back through `heads`."""
+    import numpy as np
+
+    from llmemo.index.base import IndexItem, IndexScope
+    from llmemo.index.local import LocalIndex
+
+    scope = IndexScope("app", 0, None, "ctx", "test-embedder")
+    writer = LocalIndex(UpstashStore.from_url(gw.store_url), 8, log=None)
+    vector = np.arange(1, 9, dtype=np.float32)
+    writer.add(IndexItem("llmemo:app:0:x:abc", vector, scope, ttl=60))
+    reader = LocalIndex(UpstashStore.from_url(gw.store_url), 8, log=None)  # a cold start
+    (match,) = reader.search(vector, scope, k=1)
+    assert match.key == "llmemo:app:0:x:abc"
+    assert match.similarity == pytest.approx(1.0, abs=1e-3)
+    writer.close()
+    reader.close()
+    writer.store.close()
+    reader.store.close()
