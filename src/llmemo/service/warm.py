@@ -200,7 +200,9 @@ class Warming:
 
     async def _post(self, request: Request, caller: Caller, raw: bytes) -> Response:
         run = await self._run_of(caller)
-        if run is not None:
+        if run is None:
+            await self.store.ping()  # nothing could be stored: 503 now, so the caller retries
+        else:
             recorded = await self.store.get(self._key("done", run))
             if recorded is not None:
                 return _replay(recorded)
