@@ -191,3 +191,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from llmemo.cli import serve as _serve  # noqa: E402, F401 - registers `llmemo serve`
+from llmemo.cli import warm as _warm  # noqa: E402, F401 - registers `llmemo warm`
