@@ -3,8 +3,10 @@ errors (wrong token, outage, 5xx, timeout) and the Cache on it, all through the 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -361,3 +363,25 @@ def test_a_local_index_rebuilds_from_upstash_records(gw: UpstashGateway) -> None
     reader.close()
     writer.store.close()
     reader.store.close()
+
+
+def test_one_store_serves_many_threads(gw: UpstashGateway) -> None:
+    store = UpstashStore.from_url(gw.store_url)
+
+    def work(n: int) -> bool:
+        value = bytes([n]) * 100
+        store.set(f"t{n}", value, 60)
+        return all(store.get(f"t{n}", refresh=60) == value for _ in range(20))
+
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(work, range(64)))
+    store.close()
+
+
+@pytest.mark.asyncio
+async def test_one_async_store_serves_many_tasks(gw: UpstashGateway) -> None:
+    store = AsyncUpstashStore.from_url(gw.store_url)
+    await asyncio.gather(*(store.set(f"t{n}", bytes([n]), 60) for n in range(100)))
+    got = await asyncio.gather(*(store.get(f"t{n}") for n in range(100)))
+    assert got == [bytes([n]) for n in range(100)]
+    await store.close()

@@ -22,7 +22,9 @@ per 1000 keys; `scan` is one request per SCAN page.
 
 The SDK has no timeout (httpx's is None) and retries after 3 s; a cache must fail fast instead,
 so the store sets a timeout and a status check on the SDK's httpx client (`_http._client`, present
-since upstash-redis 1.4; a release without it fails at construction, not by hanging).
+since upstash-redis 1.4; a release without it fails at construction, not by hanging). Telemetry
+headers and read-your-writes sync tokens are off: a read that misses a write made a moment ago
+on a global database's replica is a miss, and the cache is built for misses.
 """
 
 from __future__ import annotations
@@ -259,6 +261,8 @@ def _sdk_options(config: UpstashConfig) -> dict[str, Any]:
         "rest_retries": config.retries,
         "rest_retry_interval": _RETRY_INTERVAL,
         "allow_telemetry": False,
+        # True makes the SDK add a header to a dict that other threads' requests are reading.
+        "read_your_writes": False,
     }
 
 
