@@ -25,7 +25,7 @@ StoreOpt = Annotated[
     typer.Option(
         "--store",
         envvar="LLMEMO_STORE",
-        help="Store URL: sqlite:///path (default ~/.cache/llmemo/cache.db), redis://, rediss://, memory://",
+        help="Store URL: sqlite:///path (default ~/.cache/llmemo/cache.db), redis://, rediss://, redis+cluster://, upstash://, memory://",
     ),
 ]
 NamespaceOpt = Annotated[
