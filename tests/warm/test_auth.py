@@ -132,3 +132,16 @@ def test_a_short_token_expiry_window_is_still_checked(service: ServiceServer) ->
     stale = sign(BODY, exp_in=-10, nbf_in=-300)
     assert time.time() > jwt.decode(stale, options={"verify_signature": False})["exp"] + 5
     assert warm(service, **{"upstash-signature": stale}).status_code == 401
+
+
+def test_keys_come_from_the_environment_and_are_never_shown(
+    serve: Serve, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QSTASH_CURRENT_SIGNING_KEY", CURRENT)
+    monkeypatch.setenv("QSTASH_NEXT_SIGNING_KEY", NEXT)
+    monkeypatch.setenv("LLMEMO_WARM_TOKEN", TOKEN)
+    service = serve(qstash_current_signing_key=None, qstash_next_signing_key=None, warm_token=None)
+    shown = repr(service.settings) + service.settings.model_dump_json()
+    assert CURRENT not in shown and NEXT not in shown and TOKEN not in shown
+    assert warm(service, **{"upstash-signature": sign(BODY, NEXT)}).status_code == 200
+    assert warm(service, authorization=f"Bearer {TOKEN}").status_code == 200
