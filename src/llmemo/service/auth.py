@@ -24,6 +24,9 @@ from llmemo.service.errors import ServiceError
 log = logging.getLogger("llmemo.service.auth")
 LEEWAY = 5.0  # seconds of clock skew allowed on nbf/exp (as the QStash SDKs' clock tolerance)
 _REQUIRED = ["iss", "sub", "exp", "nbf", "body"]
+# PyJWT >= 2.10 warns on each decode with a key under 32 bytes (QStash chooses the keys; we say it
+# once at start-up instead); older versions never warn.
+_SHORT_KEY: type[Warning] | None = getattr(jwt, "InsecureKeyLengthWarning", None)
 _URL_HINT = "set LLMEMO_WARM_URL to the exact URL QStash calls when a proxy sits in front"
 
 
@@ -148,8 +151,9 @@ class WarmAuth:
         """Verify with the current key, then the next; translate PyJWT's errors into reasons."""
         for number, key in enumerate(self.keys):
             try:
-                with warnings.catch_warnings():  # a short key was reported once at start-up
-                    warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
+                with warnings.catch_warnings():
+                    if _SHORT_KEY is not None:
+                        warnings.simplefilter("ignore", _SHORT_KEY)
                     claims: dict[str, Any] = jwt.decode(
                         signature,
                         key,

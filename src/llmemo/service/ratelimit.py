@@ -21,12 +21,13 @@ import orjson
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
+from limits.errors import ConfigurationError, StorageError
 from prometheus_client import CollectorRegistry, Counter
 
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import ConfigError
 from llmemo.service.errors import Flavour, UpstreamError, error_body
+from llmemo.stores.base import redact
 
 log = logging.getLogger("llmemo.service.ratelimit")
 # Short timeouts: a slow limiter must not slow every request (it fails open instead).
@@ -131,7 +132,12 @@ class RateLimits:
 
     async def open(self) -> None:
         """Connect the storage (lazily: no round trip here). Call inside the serving loop."""
-        self._storage = storage_for(self.store_url)
+        try:
+            self._storage = storage_for(self.store_url)
+        except ConfigurationError as exc:  # e.g. a redis-py too old for limits' asyncio bridge
+            raise ConfigError(
+                f"the rate limiter cannot use {redact(self.store_url)}: {exc}"
+            ) from None
         self._limiter = MovingWindowRateLimiter(self._storage)
 
     async def aclose(self) -> None:
