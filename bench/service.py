@@ -251,10 +251,8 @@ def main() -> None:
         )
         stack.callback(servers["bare"].terminate)
 
-        for side in (
-            "bare",
-            "llmemo",
-        ):  # warm up both (connections, caches, JIT-free but lazy imports)
+        load_before = os.getloadavg()[0]
+        for side in ("bare", "llmemo"):  # warm up both: connections, lazy imports
             measure(side, ports[side], args.concurrency, 1.0)
         rounds: list[Round] = []
         for number in range(args.rounds):
@@ -267,6 +265,7 @@ def main() -> None:
                     + (f"  ({done.not_hits} not hits!)" if done.not_hits else "")
                 )
         upstream_calls = upstream.stats().total
+        load = (load_before, os.getloadavg()[0])
 
     summary = {}
     for side in ("bare", "llmemo"):
@@ -300,9 +299,9 @@ def main() -> None:
     print(
         f"  ratio llmemo / bare throughput: {ratio:.2f} (target >= 0.60); upstream calls: {upstream_calls}"
     )
-    print(f"  machine: {machine()}")
+    print(f"  machine: {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after")
     if args.write:
-        write_docs(_section(args, summary, ratio, len(hit.content), command, upstream_calls))
+        write_docs(_section(args, summary, ratio, len(hit.content), command, upstream_calls, load))
         print("written to docs/benchmarks.md")
 
 
@@ -313,6 +312,7 @@ def _section(
     size: int,
     command: str,
     upstream_calls: int,
+    load: tuple[float, float],
 ) -> str:
     verdict = "met" if ratio >= 0.6 else "**not met**"
     rows = "\n".join(
@@ -332,7 +332,8 @@ alternating rounds of {args.seconds:g} s after a 1 s warm-up each; throughput is
 latencies are pooled over the rounds. The request is a 2-message chat completion with an API key
 (tenant scope on); the answer is the {size}-byte cached `chat.completion`.
 
-Machine: {machine()}. The load generator, both servers and Redis share the 2 cores.
+Machine: {machine()}. The load generator, both servers and Redis share the 2 cores; the 1-minute
+load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
 
 | | requests/s | p50 ms | p99 ms |
 |---|---:|---:|---:|
