@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from llmemo.errors import require
@@ -40,7 +40,7 @@ def brute_similarities(matrix: npt.NDArray[np.float32], query: Vector) -> npt.ND
 
 
 def graph_similarity(distance: float) -> float:
-    """usearch's `cos` metric reports 1 - cos: the shared cosine-distance conversion applies."""
+    """usearch's `ip` metric on unit rows reports 1 - cos: the shared conversion applies."""
     return similarity_from_cosine_distance(float(distance))
 
 
@@ -70,6 +70,16 @@ class ScopeVectors:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def load(self, keys: Sequence[str], matrix: npt.NDArray[np.float32]) -> None:
+        """Fill an empty part at once: one batched, multi-threaded graph build when large."""
+        self._matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        self._keys = list(keys)
+        self._rows = {key: row for row, key in enumerate(self._keys)}
+        if len(self._keys) >= self._graph_from:
+            self._to_graph()
+        elif len(self._matrix) == 0:
+            self._matrix = np.zeros((4, self.dim), dtype=np.float32)
 
     def put(self, key: str, vector: Vector) -> None:
         """Add or replace `key`'s unit vector."""
@@ -131,7 +141,7 @@ class ScopeVectors:
         params = self._params
         graph = Index(
             ndim=self.dim,
-            metric="cos",
+            metric="ip",  # rows are unit vectors: inner product is the cosine, and cheaper
             dtype=self._dtype,
             connectivity=params.connectivity,
             expansion_add=params.expansion_add,
@@ -140,7 +150,7 @@ class ScopeVectors:
         n = len(self._keys)
         labels = np.arange(n, dtype=np.uint64)
         if n:
-            graph.add(labels, self._matrix[:n])
+            graph.add(labels, self._matrix[:n], threads=0)  # 0: every core
         self._labels = dict(enumerate(self._keys))
         self._rows = {key: label for label, key in self._labels.items()}
         self._next_label = itertools.count(n)
@@ -156,7 +166,7 @@ class Vectors:
         self,
         dim: int,
         dtype: Dtype = "float16",
-        graph_from: int = 4096,
+        graph_from: int = 8192,
         params: GraphParams | None = None,
     ) -> None:
         self.dim = dim
@@ -170,6 +180,31 @@ class Vectors:
 
     def __len__(self) -> int:
         return len(self._where)
+
+    def load(self, rows: Iterable[tuple[str, IndexScope, Vector, float | None]]) -> None:
+        """Replace everything with `rows` (a rebuild): each scope is built in one batch."""
+        groups: dict[IndexScope, dict[str, Vector]] = {}
+        where: dict[str, tuple[IndexScope, float | None]] = {}
+        for key, scope, vector, deadline in rows:
+            old = where.get(key)
+            if old is not None:
+                del groups[old[0]][key]
+            if vector.any():
+                groups.setdefault(scope, {})[key] = vector
+                where[key] = (scope, deadline)
+            else:
+                where.pop(key, None)
+        scopes: dict[IndexScope, ScopeVectors] = {}
+        for scope, members in groups.items():
+            if not members:
+                continue
+            part = ScopeVectors(self.dim, self._dtype, self._graph_from, self._params)
+            part.load(list(members), np.stack(list(members.values())))
+            scopes[scope] = part
+        deadlines = [(d, key) for key, (_, d) in where.items() if d is not None]
+        heapq.heapify(deadlines)
+        with self._lock:
+            self._scopes, self._where, self._deadlines = scopes, where, deadlines
 
     def put(self, key: str, scope: IndexScope, vector: Vector, deadline: float | None) -> None:
         """Add or replace `key` (in whichever scope it was) with a unit vector."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmemo.errors import ConfigError
@@ -163,16 +163,36 @@ class _Base:
         assert event.scope is not None and event.vector is not None
         return encode_add(event.key, event.scope, event.vector, event.deadline, self.dtype)
 
-    def _apply(self, events: Iterable[bytes], into: Vectors | None = None) -> None:
-        """Apply log events (or records) in order; unreadable ones are skipped."""
-        vectors = self._vectors if into is None else into
-        now = self._clock()
-        for data in events:
+    def _events(self, blobs: Iterable[bytes | None]) -> Iterator[Event]:
+        """Decoded events (or records); unreadable ones are skipped."""
+        for data in blobs:
+            if data is None:
+                continue
             try:
-                event = decode(data, self._dim, self.dtype)
+                yield decode(data, self._dim, self.dtype)
             except (ValueError, TypeError):
-                continue  # not ours (another shape or a foreign key under our prefix)
-            _apply_one(vectors, event, now)
+                continue  # not ours (another shape, or a foreign key under our prefix)
+
+    def _apply(self, events: Iterable[bytes]) -> None:
+        """Apply log events in log order."""
+        now = self._clock()
+        for event in self._events(events):
+            _apply_one(self._vectors, event, now)
+
+    def _load(self, records: Iterable[Event]) -> None:
+        """Replace the vectors with the store's live records (one batched build per scope)."""
+        now = self._clock()
+        fresh = self._fresh()
+        fresh.load(
+            (e.key, e.scope, e.vector, e.deadline)
+            for e in records
+            if e.op == "add"
+            and e.scope is not None
+            and e.vector is not None
+            and (e.deadline is None or e.deadline > now)
+        )
+        self._vectors = fresh
+        self._polled = time.monotonic()
 
     def _due(self) -> bool:
         return time.monotonic() - self._polled >= self.poll_interval
@@ -218,7 +238,7 @@ class LocalIndex(_Base):
         log: ChangeLog | Auto | None = "auto",
         log_maxlen: int = 10_000,
         poll_interval: float = 0.1,
-        graph_from: int = 4096,
+        graph_from: int = 8192,
         graph: GraphParams | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -241,12 +261,10 @@ class LocalIndex(_Base):
         """Reload every record from the store (the log position is taken first: see changelog)."""
         if self.log is not None:
             self._position = self.log.end()
-        fresh = self._fresh()
+        records: list[Event] = []
         for batch in self.store.scan(record_pattern(self.name), count=1000):
-            values = self.store.heads(batch, head_size(self._dim))
-            self._apply((v for v in values if v is not None), into=fresh)
-        self._vectors = fresh
-        self._polled = time.monotonic()
+            records += self._events(self.store.heads(batch, head_size(self._dim)))
+        self._load(records)
 
     def sync(self, wait: bool = True) -> None:
         """Apply the changes other processes logged since the last sync (or rebuild if too many)."""
@@ -332,7 +350,7 @@ class AsyncLocalIndex(_Base):
         log: AsyncChangeLog | Auto | None = "auto",
         log_maxlen: int = 10_000,
         poll_interval: float = 0.1,
-        graph_from: int = 4096,
+        graph_from: int = 8192,
         graph: GraphParams | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -359,12 +377,10 @@ class AsyncLocalIndex(_Base):
     async def _rebuild(self) -> None:
         if self.log is not None:
             self._position = await self.log.end()
-        fresh = self._fresh()
+        records: list[Event] = []
         async for batch in self.store.scan(record_pattern(self.name), count=1000):
-            values = await self.store.heads(batch, head_size(self._dim))
-            self._apply((v for v in values if v is not None), into=fresh)
-        self._vectors = fresh
-        self._polled = time.monotonic()
+            records += self._events(await self.store.heads(batch, head_size(self._dim)))
+        self._load(records)
 
     async def sync(self, wait: bool = True) -> None:
         """Apply the changes other processes logged since the last sync (or rebuild if too many)."""

@@ -86,11 +86,10 @@ def scope_filter(scope: IndexScope) -> str:
     return " ".join(f"@{field}:{{{escape_tag(value)}}}" for field, value in scope.tags().items())
 
 
-def search_args(
-    name: str, blob: bytes, scope: IndexScope, k: int, ef_runtime: int
-) -> list[str | int | bytes]:
+def search_args(name: str, blob: bytes, scope: IndexScope, k: int) -> list[str | int | bytes]:
     """FT.SEARCH arguments: KNN k inside the scope filter, nearest first, returning the payload."""
-    query = f"({scope_filter(scope)})=>[KNN {k} @{_VECTOR_FIELD} $v EF_RUNTIME {ef_runtime} AS {_SCORE}]"
+    # EF_RUNTIME is the index's (set at FT.CREATE), so the same query also runs on a FLAT index.
+    query = f"({scope_filter(scope)})=>[KNN {k} @{_VECTOR_FIELD} $v AS {_SCORE}]"
     return [
         "FT.SEARCH", name, query, "PARAMS", 2, "v", blob,
         "SORTBY", _SCORE, "ASC", "RETURN", 2, _SCORE, _PAYLOAD_FIELD,
@@ -198,7 +197,7 @@ class _Base:
         blob = vector_bytes(vector, self._dim, self.dtype)
         if blob is None:
             return None
-        return search_args(self.name, blob, scope, k, max(self.hnsw.ef_runtime, k))
+        return search_args(self.name, blob, scope, k)
 
 
 def _where(client: Any) -> str:
