@@ -45,14 +45,14 @@ REQUEST = {
 # -- the two servers (child processes) --------------------------------------------------------
 
 
-def run_server(kind: str, port: int, redis_url: str, upstream: str, body_file: str) -> None:
+def run_server(kind: str, port: int, store: str, upstream: str, body_file: str) -> None:
     import uvicorn
 
     if kind == "llmemo":
         from llmemo.service import create_app, load_settings
 
         settings = load_settings(
-            store=redis_url, openai_base_url=upstream + "/v1", anthropic_base_url=upstream
+            store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream
         )
         app = create_app(settings)
     else:
@@ -123,10 +123,23 @@ class Round:
     seconds: float
     latencies: list[float]
     not_hits: int
+    server_cpu: float  # CPU seconds the server process used during the round
+    redis_cpu: float
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def server_us(self) -> float:
+        """Server CPU per request: what throughput on a core of its own would be bounded by."""
+        return self.server_cpu / self.requests * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _connection(port: int, until: float, latencies: list[float], bad: list[int]) -> None:
@@ -157,9 +170,14 @@ async def load(port: int, concurrency: int, seconds: float) -> tuple[int, float,
     return len(latencies), time.perf_counter() - start, latencies, len(bad)
 
 
-def measure(side: str, port: int, concurrency: int, seconds: float) -> Round:
+def measure(
+    side: str, port: int, concurrency: int, seconds: float, server: int, redis_pid: int
+) -> Round:
+    before = cpu_seconds(server), cpu_seconds(redis_pid)
     requests, elapsed, latencies, bad = asyncio.run(load(port, concurrency, seconds))
-    return Round(side, requests, elapsed, latencies, bad)
+    server_cpu = cpu_seconds(server) - before[0]
+    redis_cpu = cpu_seconds(redis_pid) - before[1]
+    return Round(side, requests, elapsed, latencies, bad, server_cpu, redis_cpu)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -212,6 +230,9 @@ def main() -> None:
         help="run everything at this niceness (negative needs root): shields the run from other jobs",
     )
     parser.add_argument(
+        "--also-memory", action="store_true", help="also measure llmemo on memory:// (no Redis)"
+    )
+    parser.add_argument(
         "--write", action="store_true", help="record the figures in docs/benchmarks.md"
     )
     parser.add_argument("--child", choices=["llmemo", "bare"], help=argparse.SUPPRESS)
@@ -225,121 +246,153 @@ def main() -> None:
         return
 
     if args.nice:
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by Redis and both servers
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by Redis and the servers
+    result = run(args)
+    if args.write:
+        write_docs(_section(args, *result))
+        print("written to docs/benchmarks.md")
+
+
+NAMES = {"bare": "bare Starlette", "llmemo": "llmemo hit", "memory": "llmemo hit, memory://"}
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, float]]:
     import httpx
 
     from llmemo.testing.redis_server import RedisServer, free_port
     from llmemo.testing.server import UpstreamServer
 
+    names = ["bare", "llmemo", *(["memory"] if args.also_memory else [])]
+    stores = {"llmemo": args.store, "memory": "memory://"}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         redis_server = stack.enter_context(RedisServer())
         upstream = stack.enter_context(UpstreamServer())
         body_file = str(Path(tmp) / "body.json")
-        ports = {"llmemo": free_port(), "bare": free_port()}
-        servers = {}
-        store = args.store or redis_server.url
-        servers["llmemo"] = start_server("llmemo", ports["llmemo"], store, upstream.url, body_file)
-        stack.callback(servers["llmemo"].terminate)
-        url = f"http://127.0.0.1:{ports['llmemo']}/v1/chat/completions"
-        headers = {"authorization": f"Bearer {KEY}"}
-        first = httpx.post(url, json=REQUEST, headers=headers)
-        hit = httpx.post(url, json=REQUEST, headers=headers)
-        assert (first.headers["x-llmemo-cache"], hit.headers["x-llmemo-cache"]) == ("miss", "hit")
-        Path(body_file).write_bytes(hit.content)
-        servers["bare"] = start_server(
-            "bare", ports["bare"], redis_server.url, upstream.url, body_file
-        )
+        ports = {name: free_port() for name in names}
+        servers: dict[str, subprocess.Popen[bytes]] = {}
+        hit = b""
+        for name in names[1:]:  # the llmemo servers first: the bare one returns their hit's body
+            store = stores[name] or redis_server.url
+            servers[name] = start_server("llmemo", ports[name], store, upstream.url, body_file)
+            stack.callback(servers[name].terminate)
+            url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
+            answers = [
+                httpx.post(url, json=REQUEST, headers={"authorization": f"Bearer {KEY}"})
+                for _ in range(2)
+            ]
+            assert [a.headers["x-llmemo-cache"] for a in answers] == ["miss", "hit"]
+            hit = hit or answers[1].content
+        Path(body_file).write_bytes(hit)
+        servers["bare"] = start_server("bare", ports["bare"], "", upstream.url, body_file)
         stack.callback(servers["bare"].terminate)
 
         load_before = os.getloadavg()[0]
-        for side in ("bare", "llmemo"):  # warm up both: connections, lazy imports
-            measure(side, ports[side], args.concurrency, 1.0)
+        redis_pid = redis_server.process.pid if redis_server.process else os.getpid()
+
+        def measure_side(name: str, seconds: float) -> Round:
+            pid = servers[name].pid
+            return measure(name, ports[name], args.concurrency, seconds, pid, redis_pid)
+
+        for name in names:  # warm up: connections, lazy imports
+            measure_side(name, 1.0)
         rounds: list[Round] = []
         for number in range(args.rounds):
-            for side in ("bare", "llmemo") if number % 2 == 0 else ("llmemo", "bare"):
-                done = measure(side, ports[side], args.concurrency, args.seconds)
+            shift = number % len(names)
+            for name in names[shift:] + names[:shift]:  # rotate who goes first
+                done = measure_side(name, args.seconds)
                 rounds.append(done)
                 print(
-                    f"round {number + 1} {side:>6}: {done.rps:8.0f} req/s  "
+                    f"round {number + 1} {name:>6}: {done.rps:6.0f} req/s  "
                     f"p50 {pct(done.latencies, 0.5):6.2f} ms  p99 {pct(done.latencies, 0.99):6.2f} ms"
+                    f"  server CPU {done.server_us:5.0f} us/request"
                     + (f"  ({done.not_hits} not hits!)" if done.not_hits else "")
                 )
         upstream_calls = upstream.stats().total
         load = (load_before, os.getloadavg()[0])
 
-    summary = {}
-    for side in ("bare", "llmemo"):
-        mine = [r for r in rounds if r.side == side]
-        latencies = [x for r in mine for x in r.latencies]
-        summary[side] = (
-            statistics.median(r.rps for r in mine),
+    sides = {name: Side.of([r for r in rounds if r.side == name]) for name in names}
+    print(f"\nmedian of {args.rounds} rounds, concurrency {args.concurrency}, {len(hit)}-byte body")
+    for name, side in sides.items():
+        print(f"  {NAMES[name]:<22}: {side.describe()}")
+        if name != "bare":
+            print(
+                f"  {'':<22}  ratio to bare: throughput {side.rps / sides['bare'].rps:.2f}, "
+                f"server CPU per request {sides['bare'].server_us / side.server_us:.2f}"
+            )
+    print(f"  target: throughput ratio >= 0.60; upstream calls: {upstream_calls} (the misses)")
+    print(f"  machine: {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after")
+    return sides, len(hit), load
+
+
+@dataclass(frozen=True)
+class Side:
+    """One server over its rounds: median throughput and CPU, latencies pooled."""
+
+    rps: float
+    p50: float
+    p99: float
+    server_us: float
+    redis_us: float
+
+    @classmethod
+    def of(cls, rounds: list[Round]) -> Side:
+        latencies = [x for r in rounds for x in r.latencies]
+        return cls(
+            statistics.median(r.rps for r in rounds),
             pct(latencies, 0.5),
             pct(latencies, 0.99),
+            statistics.median(r.server_us for r in rounds),
+            statistics.median(r.redis_cpu / r.requests * 1e6 for r in rounds),
         )
-    ratio = summary["llmemo"][0] / summary["bare"][0]
-    command = "bench/service.py " + " ".join(
-        f"--{k} {v}"
-        for k, v in (
-            ("concurrency", args.concurrency),
-            ("seconds", args.seconds),
-            ("rounds", args.rounds),
-            ("nice", args.nice),
+
+    def describe(self) -> str:
+        return (
+            f"{self.rps:6.0f} req/s  p50 {self.p50:.2f} ms  p99 {self.p99:.2f} ms  "
+            f"server CPU {self.server_us:.0f} us/request, redis-server {self.redis_us:.0f}"
         )
-        if v
-    )
-    print(
-        f"\nmedian of {args.rounds} rounds, concurrency {args.concurrency}, {len(hit.content)}-byte body"
-    )
-    print(
-        f"  bare Starlette : {summary['bare'][0]:8.0f} req/s  p50 {summary['bare'][1]:.2f} ms  p99 {summary['bare'][2]:.2f} ms"
-    )
-    print(
-        f"  llmemo hit     : {summary['llmemo'][0]:8.0f} req/s  p50 {summary['llmemo'][1]:.2f} ms  p99 {summary['llmemo'][2]:.2f} ms"
-    )
-    print(
-        f"  ratio llmemo / bare throughput: {ratio:.2f} (target >= 0.60); upstream calls: {upstream_calls}"
-    )
-    print(f"  machine: {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after")
-    if args.write:
-        write_docs(_section(args, summary, ratio, len(hit.content), command, upstream_calls, load))
-        print("written to docs/benchmarks.md")
 
 
 def _section(
-    args: argparse.Namespace,
-    summary: dict[str, tuple[float, float, float]],
-    ratio: float,
-    size: int,
-    command: str,
-    upstream_calls: int,
-    load: tuple[float, float],
+    args: argparse.Namespace, sides: dict[str, Side], size: int, load: tuple[float, float]
 ) -> str:
-    verdict = "met" if ratio >= 0.6 else "**not met**"
-    rows = "\n".join(
-        f"| {name} | {summary[side][0]:,.0f} | {summary[side][1]:.2f} | {summary[side][2]:.2f} |"
-        for side, name in (
-            ("bare", "bare Starlette endpoint, same body"),
-            ("llmemo", "`llmemo serve` exact hit, Redis"),
-        )
+    options = (
+        ("concurrency", args.concurrency),
+        ("seconds", args.seconds),
+        ("rounds", args.rounds),
+        ("store", args.store),
+        ("nice", args.nice),
     )
+    command = "bench/service.py " + " ".join(f"--{k} {v}" for k, v in options if v)
+    command += " --also-memory" if args.also_memory else ""
+    bare = sides["bare"]
+    rows = "\n".join(
+        f"| {NAMES[name]} | {side.rps:,.0f} | {side.p50:.2f} | {side.p99:.2f} | {side.server_us:.0f} "
+        f"| {side.redis_us:.0f} | {side.rps / bare.rps:.2f} | {bare.server_us / side.server_us:.2f} |"
+        for name, side in sides.items()
+    )
+    ratio = sides["llmemo"].rps / bare.rps
+    verdict = "met" if ratio >= 0.6 else "**not met**"
     return f"""{SECTION}
 
-Command: `.venv/bin/python {command}` (starts its own `redis-server` and the local upstream, which
-answers the one miss; {upstream_calls} upstream call in the whole run). Each side is its own uvicorn
-process (one worker, h11, access log off); one load generator (raw asyncio, {args.concurrency}
-keep-alive connections, each sending its next request when the answer is in) drives both, {args.rounds}
-alternating rounds of {args.seconds:g} s after a 1 s warm-up each; throughput is the median round,
-latencies are pooled over the rounds. The request is a 2-message chat completion with an API key
-(tenant scope on); the answer is the {size}-byte cached `chat.completion`.
+Command: `.venv/bin/python {command} --write` (starts its own `redis-server` and the local
+upstream, which answers one miss per llmemo server). Each server is its own uvicorn process (one
+worker, h11, access log off); one load generator (raw asyncio, {args.concurrency} keep-alive
+connections, each sending its next request as soon as the answer is in) drives them in turn:
+{args.rounds} rounds of {args.seconds:g} s each, the order rotating, after a 1 s warm-up. Throughput and
+CPU are the median round; latencies are pooled over the rounds. The request is a 2-message chat
+completion with an API key (tenant scope on); the answer is the {size}-byte cached
+`chat.completion`, which the bare endpoint returns as fixed bytes after reading the request body.
+Server CPU per request is read from /proc (user + system time of the server process over the
+round): it bounds a server's throughput on a core of its own, whatever else runs on the machine.
 
-Machine: {machine()}. The load generator, both servers and Redis share the 2 cores; the 1-minute
+Machine: {machine()}. The load generator, the servers and Redis share the 2 cores; the 1-minute
 load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
 
-| | requests/s | p50 ms | p99 ms |
-|---|---:|---:|---:|
+| | requests/s | p50 ms | p99 ms | server CPU µs/req | redis-server CPU µs/req | throughput / bare | CPU bare / this |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
-**Ratio llmemo / bare throughput: {ratio:.2f}** (target >= 0.60: {verdict}).
+**Ratio llmemo (Redis) / bare throughput: {ratio:.2f}** (target >= 0.60: {verdict}).
 """
 
 
