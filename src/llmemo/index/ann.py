@@ -123,7 +123,7 @@ class ScopeVectors:
     def search(self, query: Vector, k: int) -> list[tuple[str, float]]:
         """Up to k (key, similarity) pairs, most similar first."""
         if self._graph is not None:
-            found = self._graph.search(query, k)
+            found = self._graph.search(query, k, threads=1)
             return [
                 (self._labels[int(label)], graph_similarity(distance))
                 for label, distance in zip(found.keys, found.distances, strict=True)

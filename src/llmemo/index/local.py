@@ -380,7 +380,7 @@ class AsyncLocalIndex(_Base):
         records: list[Event] = []
         async for batch in self.store.scan(record_pattern(self.name), count=1000):
             records += self._events(await self.store.heads(batch, head_size(self._dim)))
-        self._load(records)
+        await asyncio.to_thread(self._load, records)  # graph builds are CPU work: off the loop
 
     async def sync(self, wait: bool = True) -> None:
         """Apply the changes other processes logged since the last sync (or rebuild if too many)."""
