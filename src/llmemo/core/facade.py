@@ -28,6 +28,7 @@ from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
 
 if TYPE_CHECKING:
+    from llmemo.core.semantic import SemanticBase
     from llmemo.integrations.memoize import F, KeyFn
 
 Status = Literal["hit", "semantic", "stale", "miss", "bypass"]
@@ -116,6 +117,8 @@ def head_matches(
 
 class BaseCache:
     """Options and pure decisions; the twins add the store I/O around them."""
+
+    semantic: SemanticBase | None = None  # the twins set their semantic layer (core/semantic.py)
 
     def __init__(
         self,
@@ -217,6 +220,10 @@ class BaseCache:
     def hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
         head, doc = entries.decode_parts(data)
+        return self.hit_of(head, doc, key)
+
+    def hit_of(self, head: dict[str, Any], doc: dict[str, Any], key: str) -> Hit:
+        """The Hit of a decoded entry (`entries.decode_parts`); CorruptEntryError if malformed."""
         now = self.clock()
         try:
             created = float(head.get("c", 0.0))
@@ -263,8 +270,14 @@ class BaseCache:
             provider=call.request.provider,
             ttl=ttl,
             stale_after=stale_after,
+            prompt=self._prompt(call),
         )
         return entries.encode(entry), ttl, None
+
+    def _prompt(self, call: Call) -> str | None:
+        """The prompt kept in a semantic entry (the guard compares it with later queries)."""
+        layer = self.semantic
+        return call.request.semantic_text if layer is not None and layer.applies(call) else None
 
     def refresh_ttl(self) -> float | None:
         """The TTL a hit resets (rolling refresh), or None when hits do not touch the TTL."""

@@ -15,6 +15,7 @@ from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.semantic import AsyncSemanticLayer
 from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep, aspawn
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
@@ -25,21 +26,41 @@ Request = CacheRequest | Mapping[str, Any]
 
 
 class AsyncCache(BaseCache):
-    """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open."""
+    """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open.
 
-    def __init__(self, store: stores.AsyncStore, **options: Any) -> None:
+    semantic: the semantic layer (embedder + vector index, core/semantic.py) consulted after an
+    exact miss; None (the default) for exact matching only.
+    """
+
+    semantic: AsyncSemanticLayer | None
+
+    def __init__(
+        self,
+        store: stores.AsyncStore,
+        *,
+        semantic: AsyncSemanticLayer | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.backend = store
+        self.semantic = semantic
+        if semantic is not None:
+            semantic.bind(store, self.prefix)
         self._flights = AsyncFlights()
         self._revalidating: set[str] = set()
 
     @classmethod
-    def from_url(cls, url: str | None = None, **options: Any) -> AsyncCache:
+    def from_url(
+        cls, url: str | None = None, *, semantic: bool | AsyncSemanticLayer = False, **options: Any
+    ) -> AsyncCache:
         """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://).
 
         Without a URL: `$LLMEMO_STORE`, else the embedded SQLite file ~/.cache/llmemo/cache.db.
+        semantic=True adds the semantic layer; its options (embedder, index, threshold, guard,
+        namespaces, k, backfill) may be given here too (see core/semantic.py).
         """
-        return cls(stores.async_from_url(url or stores.default_url()), **options)
+        layer = AsyncSemanticLayer.from_options(semantic, options)
+        return cls(stores.async_from_url(url or stores.default_url()), semantic=layer, **options)
 
     async def __aenter__(self) -> AsyncCache:
         return self
@@ -50,6 +71,8 @@ class AsyncCache(BaseCache):
     async def close(self) -> None:
         """Flush pending counters and close the store."""
         await self.flush()
+        if self.semantic is not None:
+            await self._safely(self.semantic.close, None)
         await self._safely(self.backend.close, None)
 
     # -- fail-open plumbing -----------------------------------------------------------------
@@ -108,6 +131,10 @@ class AsyncCache(BaseCache):
             if version is None
             else await self._read(self.key_of(call, version), self.refresh_ttl())
         )
+        if hit is None and version is not None and self.semantic is not None:
+            hit = await self.semantic.lookup(self, self.backend, call, version)
+            if hit is not None:
+                return hit  # counted by the layer
         if hit is None:
             self.count("misses")
         else:
@@ -122,18 +149,27 @@ class AsyncCache(BaseCache):
         version = await self._version(call.scope.namespace)
         if version is None:
             return False
-        return await self._write(call, self.key_of(call, version), response_dict(response))
+        return await self._write(call, version, response_dict(response))
 
-    async def _write(self, call: Call, key: str, response: dict[str, Any]) -> bool:
+    async def _write(self, call: Call, version: int, response: dict[str, Any]) -> bool:
         value, ttl, reason = self.encode_entry(call, response)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
             return False
+        key = self.key_of(call, version)
         ok = await self._put(key, value, ttl)
         if ok:
             self.count("stores")
+            await self._index(call, version, key, value, ttl)
         return ok
+
+    async def _index(
+        self, call: Call, version: int, key: str, value: bytes, ttl: float | None
+    ) -> None:
+        """A fresh answer was stored: give the semantic layer its vector."""
+        if self.semantic is not None:
+            await self.semantic.remember(self, call, version, key, value, ttl)
 
     async def get_or_compute(
         self, request: Request, fn: Callable[[], Any], **options: Any
@@ -179,6 +215,10 @@ class AsyncCache(BaseCache):
                     self._revalidate_later(call, version, fn)
                     return Result(hit.response, "stale", hit)
                 return Result(hit.response, "hit", hit)
+            if self.semantic is not None:
+                hit = await self.semantic.lookup(self, self.backend, call, version, not no_store)
+                if hit is not None:
+                    return Result(hit.response, "semantic", hit)
         self.count("misses")
         return await self._flight(key, lambda: self._lead(call, version, fn, not no_store, refresh))
 
@@ -238,6 +278,8 @@ class AsyncCache(BaseCache):
                 else:
                     stored = await self._put(key, value, ttl)
                     self.count("stores" if stored else "store_failed")
+                    if stored:
+                        await self._index(call, version, key, value, ttl)
             return Result(response, "miss", stored=stored, skipped=reason)
         finally:
             if acquired is not None:
@@ -272,6 +314,7 @@ class AsyncCache(BaseCache):
                 self.count(f"skip:{reason}")
             elif await self._put(key, value, ttl):
                 self.count("revalidations")
+                await self._index(call, version, key, value, ttl)
         except Exception:  # a failed refresh keeps the stale entry until its grace runs out
             self.count("revalidation_errors")
         finally:
@@ -306,6 +349,8 @@ class AsyncCache(BaseCache):
 
     async def delete_key(self, key: str) -> bool:
         """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
+        if self.semantic is not None:
+            await self.semantic.forget([key])
         return await self.backend.delete([key]) > 0
 
     async def get_key(self, key: str) -> Hit | None:
@@ -353,6 +398,8 @@ class AsyncCache(BaseCache):
                     if h is not None and _matches(h, model, tenant, user, tag)
                 ]
             if keys:
+                if self.semantic is not None:
+                    await self.semantic.forget(keys)
                 deleted += await self.backend.delete(keys)
         return deleted
 

@@ -16,6 +16,7 @@ from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.semantic import SemanticLayer
 from llmemo.core.singleflight import Flights, Op, Renewer, invoke, sleep, spawn
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
@@ -26,21 +27,41 @@ Request = CacheRequest | Mapping[str, Any]
 
 
 class Cache(BaseCache):
-    """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open."""
+    """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open.
 
-    def __init__(self, store: stores.Store, **options: Any) -> None:
+    semantic: the semantic layer (embedder + vector index, core/semantic.py) consulted after an
+    exact miss; None (the default) for exact matching only.
+    """
+
+    semantic: SemanticLayer | None
+
+    def __init__(
+        self,
+        store: stores.Store,
+        *,
+        semantic: SemanticLayer | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.backend = store
+        self.semantic = semantic
+        if semantic is not None:
+            semantic.bind(store, self.prefix)
         self._flights = Flights()
         self._revalidating: set[str] = set()
 
     @classmethod
-    def from_url(cls, url: str | None = None, **options: Any) -> Cache:
+    def from_url(
+        cls, url: str | None = None, *, semantic: bool | SemanticLayer = False, **options: Any
+    ) -> Cache:
         """A cache on the store the URL names (sqlite:///path, redis://..., rediss://..., memory://).
 
         Without a URL: `$LLMEMO_STORE`, else the embedded SQLite file ~/.cache/llmemo/cache.db.
+        semantic=True adds the semantic layer; its options (embedder, index, threshold, guard,
+        namespaces, k, backfill) may be given here too (see core/semantic.py).
         """
-        return cls(stores.from_url(url or stores.default_url()), **options)
+        layer = SemanticLayer.from_options(semantic, options)
+        return cls(stores.from_url(url or stores.default_url()), semantic=layer, **options)
 
     def __enter__(self) -> Cache:
         return self
@@ -51,6 +72,8 @@ class Cache(BaseCache):
     def close(self) -> None:
         """Flush pending counters and close the store."""
         self.flush()
+        if self.semantic is not None:
+            self._safely(self.semantic.close, None)
         self._safely(self.backend.close, None)
 
     # -- fail-open plumbing -----------------------------------------------------------------
@@ -109,6 +132,10 @@ class Cache(BaseCache):
             if version is None
             else self._read(self.key_of(call, version), self.refresh_ttl())
         )
+        if hit is None and version is not None and self.semantic is not None:
+            hit = self.semantic.lookup(self, self.backend, call, version)
+            if hit is not None:
+                return hit  # counted by the layer
         if hit is None:
             self.count("misses")
         else:
@@ -123,18 +150,27 @@ class Cache(BaseCache):
         version = self._version(call.scope.namespace)
         if version is None:
             return False
-        return self._write(call, self.key_of(call, version), response_dict(response))
+        return self._write(call, version, response_dict(response))
 
-    def _write(self, call: Call, key: str, response: dict[str, Any]) -> bool:
+    def _write(self, call: Call, version: int, response: dict[str, Any]) -> bool:
         value, ttl, reason = self.encode_entry(call, response)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
             return False
+        key = self.key_of(call, version)
         ok = self._put(key, value, ttl)
         if ok:
             self.count("stores")
+            self._index(call, version, key, value, ttl)
         return ok
+
+    def _index(
+        self, call: Call, version: int, key: str, value: bytes, ttl: float | None
+    ) -> None:
+        """A fresh answer was stored: give the semantic layer its vector."""
+        if self.semantic is not None:
+            self.semantic.remember(self, call, version, key, value, ttl)
 
     def get_or_compute(
         self, request: Request, fn: Callable[[], Any], **options: Any
@@ -180,6 +216,10 @@ class Cache(BaseCache):
                     self._revalidate_later(call, version, fn)
                     return Result(hit.response, "stale", hit)
                 return Result(hit.response, "hit", hit)
+            if self.semantic is not None:
+                hit = self.semantic.lookup(self, self.backend, call, version, not no_store)
+                if hit is not None:
+                    return Result(hit.response, "semantic", hit)
         self.count("misses")
         return self._flight(key, lambda: self._lead(call, version, fn, not no_store, refresh))
 
@@ -239,6 +279,8 @@ class Cache(BaseCache):
                 else:
                     stored = self._put(key, value, ttl)
                     self.count("stores" if stored else "store_failed")
+                    if stored:
+                        self._index(call, version, key, value, ttl)
             return Result(response, "miss", stored=stored, skipped=reason)
         finally:
             if acquired is not None:
@@ -273,6 +315,7 @@ class Cache(BaseCache):
                 self.count(f"skip:{reason}")
             elif self._put(key, value, ttl):
                 self.count("revalidations")
+                self._index(call, version, key, value, ttl)
         except Exception:  # a failed refresh keeps the stale entry until its grace runs out
             self.count("revalidation_errors")
         finally:
@@ -307,6 +350,8 @@ class Cache(BaseCache):
 
     def delete_key(self, key: str) -> bool:
         """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
+        if self.semantic is not None:
+            self.semantic.forget([key])
         return self.backend.delete([key]) > 0
 
     def get_key(self, key: str) -> Hit | None:
@@ -354,6 +399,8 @@ class Cache(BaseCache):
                     if h is not None and _matches(h, model, tenant, user, tag)
                 ]
             if keys:
+                if self.semantic is not None:
+                    self.semantic.forget(keys)
                 deleted += self.backend.delete(keys)
         return deleted
 
