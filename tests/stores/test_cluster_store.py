@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio.retry
 
 from llmemo.errors import ConfigError, StoreError
 from llmemo.stores import base
@@ -31,7 +32,14 @@ def test_url_names_every_startup_node() -> None:
     assert nodes == [("h1", 7000), ("h2", 7001), ("::1", 7002), ("h4", 6379)]
     assert "ssl" not in kwargs
     assert kwargs["socket_timeout"] == 0.5  # the single-node store's short timeouts
-    assert kwargs["retry"].get_retries() == 1
+
+
+def test_one_retry_after_a_refresh_by_default() -> None:
+    store = RedisClusterStore.from_url("redis+cluster://h1:7000")
+    assert store._kwargs["retry"].get_retries() == 1
+    astore = AsyncRedisClusterStore.from_url("redis+cluster://h1:7000")
+    assert isinstance(astore.client.retry, redis.asyncio.retry.Retry)
+    assert astore.client.retry.get_retries() == 1
 
 
 def test_url_credentials_tls_and_query_options() -> None:

@@ -4,8 +4,9 @@ Single-key commands (GET, SET NX, the lease scripts, the counters hash) are rout
 Multi-key work is split here: UNLINK per slot, GETRANGE/EXISTS pipelined (one round trip per
 node), SCAN on every primary. Nothing needs CONFIG, FLUSHALL or KEYS; `maxmemory-policy` is read
 once where the server allows it, for a warning. MOVED/ASK are followed by redis-py; connection
-errors, CLUSTERDOWN and uncovered slots are retried `retries` times (topology refreshed between
-tries), then raised as StoreError: the cache fails open rather than stall during a failover.
+errors, CLUSTERDOWN and uncovered slots are retried once (topology refreshed in between), then
+raised as StoreError: the cache fails open rather than stall during a failover. A node that did
+not answer is held for a moment (`NodeGate`), so its keys fail fast and the others never wait.
 """
 
 from __future__ import annotations
@@ -14,22 +15,23 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from llmemo.errors import ConfigError, StoreError, require
+from llmemo.errors import ConfigError, LLMemoError, StoreError, require
 from llmemo.stores.base import Counters, redact
 
 require("redis", "redis")
 
 import redis  # noqa: E402
 import redis.asyncio.cluster  # noqa: E402
+import redis.asyncio.retry  # noqa: E402
 import redis.cluster  # noqa: E402
+import redis.retry  # noqa: E402
 from redis.backoff import ExponentialWithJitterBackoff  # noqa: E402
 from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import RedisClusterException  # noqa: E402
-from redis.retry import Retry  # noqa: E402
 
 from llmemo.stores.redis import (  # noqa: E402
     _DELETE_IF_EQUAL,
@@ -53,6 +55,7 @@ RETRIES = 1
 # The policies under which a full server refuses writes instead of making room.
 _NON_EVICTING = frozenset({"noeviction"})
 _warned: set[str] = set()  # clusters (redacted URL) already warned about, once per process
+_unexpected: set[type[BaseException]] = set()  # non-redis errors from redis-py, logged once
 log = logging.getLogger("llmemo.stores")
 _ERRORS = (redis.RedisError, RedisClusterException, OSError)
 _UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, OSError)
@@ -73,11 +76,14 @@ def _nodes(hosts: str, url: str) -> list[tuple[str, int]]:
     return nodes
 
 
-def cluster_options(url: str, options: Mapping[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+def cluster_options(
+    url: str, options: Mapping[str, Any], retry: Any = None
+) -> tuple[dict[str, Any], list[tuple[str, int]]]:
     """redis-py keyword arguments and the startup nodes `(host, port)` for a cluster URL.
 
     `redis+cluster://[user:password@]host:port[,host:port...][?option=value...]`, or
-    `rediss+cluster://` for TLS. Options and the URL query (which wins) go to redis-py.
+    `rediss+cluster://` for TLS. Options and the URL query (which wins) go to redis-py;
+    `retry` is the default `retry=` (the sync or the asyncio Retry class).
     """
     scheme, _, rest = url.partition("://")
     if scheme.lower() not in SCHEMES or not rest:
@@ -104,10 +110,13 @@ def cluster_options(url: str, options: Mapping[str, Any]) -> tuple[dict[str, Any
         raise ConfigError("decode_responses=True is not supported: the store keeps bytes")
     if tls:
         kwargs["ssl"] = True
-    kwargs.setdefault(
-        "retry", Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), retries=RETRIES)
-    )
+    if retry is not None:
+        kwargs.setdefault("retry", retry)
     return kwargs, nodes
+
+
+def _backoff() -> ExponentialWithJitterBackoff:
+    return ExponentialWithJitterBackoff(base=0.01, cap=0.2)
 
 
 # redis-py leaves these untyped; their shapes, for mypy.
@@ -232,50 +241,66 @@ def _node_of(client: Any, key: str) -> str | None:
         return None  # slot map not loaded yet or slot uncovered: let redis-py sort it out
 
 
+class _Command:
+    """The error boundary (and, given a key, the node gate) around one command.
+
+    A class rather than a generator-based context manager: it is on every hit's path.
+    """
+
+    __slots__ = ("client", "command", "key", "node", "store")
+
+    def __init__(self, store: _Boundary, command: str, key: str | None, client: Any) -> None:
+        self.store, self.command, self.key, self.client = store, command, key, client
+        self.node: str | None = None
+
+    def __enter__(self) -> Any:
+        gate = self.store.gate
+        if self.key is not None and not gate.closed:
+            self.node = _node_of(self.client, self.key)
+            if not gate.allow(self.node):
+                raise NodeDownError(
+                    f"redis cluster {self.command} skipped on {self.store.url}: node {self.node} "
+                    f"did not answer less than {gate.cooldown:g}s ago"
+                )
+        return self.client
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        gate, key = self.store.gate, self.key
+        if key is not None:
+            if isinstance(exc, _UNREACHABLE):
+                gate.failed(self.node or _node_of(self.client, key))
+            else:  # done, or an error reply: the node answered (and a probe is over)
+                gate.ok(self.node)
+        if exc is None or isinstance(exc, LLMemoError) or not isinstance(exc, Exception):
+            return  # ours (ConfigError, NodeDownError), or cancellation: as it is
+        if not isinstance(exc, _ERRORS) and type(exc) not in _unexpected:
+            # redis-py's own bug (e.g. a connection closed under a command during a topology
+            # refresh): still a failed store call, so the cache fails open. Logged once a type.
+            _unexpected.add(type(exc))
+            log.warning(
+                "redis-py raised %s on %s", type(exc).__name__, self.store.url, exc_info=exc
+            )
+        text = _scrub(str(exc), self.store._secrets) or "no detail"
+        where = f"redis cluster {self.command} failed on {self.store.url}"
+        raise StoreError(f"{where}: {type(exc).__name__}: {text}") from exc
+
+
 class _Boundary:
-    """What both twins share: the one place redis-py cluster errors become StoreError (password
-    scrubbed), and the per-node gate around single-key commands."""
+    """What both twins share: the redacted URL, the node gate, and `_Command` to use them."""
 
     url: str
     _secrets: Sequence[str]
     gate: NodeGate
 
-    def _store_error(self, command: str, exc: BaseException) -> StoreError:
-        text = _scrub(str(exc), self._secrets) or "no detail"
-        message = f"redis cluster {command} failed on {self.url}: {type(exc).__name__}: {text}"
-        return StoreError(message)
+    def _errors(self, command: str, client: Any = None) -> _Command:
+        """Translate redis-py errors into StoreError (password scrubbed)."""
+        return _Command(self, command, None, client)
 
-    @contextmanager
-    def _errors(self, command: str) -> Iterator[None]:
-        try:
-            yield
-        except _ERRORS as exc:
-            raise self._store_error(command, exc) from exc
-
-    @contextmanager
-    def _gated(self, command: str, key: str, connect: Callable[[], Any]) -> Iterator[Any]:
-        """`_errors` for a command on one key, skipped while the key's node is known down."""
-        gate, node = self.gate, None
-        try:
-            client = connect()
-            if not gate.closed:
-                node = _node_of(client, key)
-                if not gate.allow(node):
-                    raise NodeDownError(
-                        f"redis cluster {command} skipped on {self.url}: node {node} did not "
-                        f"answer less than {gate.cooldown:g}s ago"
-                    )
-            try:
-                yield client
-            except _UNREACHABLE:
-                gate.failed(node or _node_of(client, key))
-                raise
-            except BaseException:
-                gate.ok(node)  # it answered (an error reply): not down, and no probe left open
-                raise
-        except _ERRORS as exc:
-            raise self._store_error(command, exc) from exc
-        gate.ok(node)
+    def _gated(self, command: str, key: str, client: Any) -> _Command:
+        """As `_errors`, for a command on one key: skipped while the key's node is known down."""
+        return _Command(self, command, key, client)
 
 
 class RedisClusterStore(_Boundary):
@@ -307,7 +332,7 @@ class RedisClusterStore(_Boundary):
         `ssl_ca_certs`, `retry`, `require_full_coverage`. No connection is made here.
         """
         secrets = _secrets(url, dict(options))
-        kwargs, nodes = cluster_options(url, options)
+        kwargs, nodes = cluster_options(url, options, redis.retry.Retry(_backoff(), RETRIES))
         connection = _node_kwargs(**kwargs)  # what each node's pool receives
         try:
             probe = redis.Redis(**connection)
@@ -321,14 +346,14 @@ class RedisClusterStore(_Boundary):
     @property
     def client(self) -> redis.cluster.RedisCluster:
         """The redis-py cluster client, for advanced use (connects; raises StoreError if it cannot)."""
-        with self._errors("connect"):
-            return self._connect()
+        return self._connect()
 
     def _connect(self) -> redis.cluster.RedisCluster:
+        """The client, built on first use (it reads the topology); StoreError if it cannot."""
         client = self._client
         if client is not None:
             return client
-        with self._connecting:
+        with self._connecting, self._errors("connect"):
             if self._client is None:
                 nodes = [redis.cluster.ClusterNode(h, p) for h, p in self._nodes]  # type: ignore[no-untyped-call]
                 try:
@@ -351,17 +376,17 @@ class RedisClusterStore(_Boundary):
         _policy_warning(replies, self.url)
 
     def get(self, key: str, refresh: float | None = None) -> bytes | None:
-        with self._gated("GET", key, self._connect) as client:
+        with self._gated("GET", key, self._connect()) as client:
             if refresh is None:
                 return cast("bytes | None", client.get(key))
             return cast("bytes | None", client.getex(key, px=_ms(refresh)))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        with self._gated("SET", key, self._connect) as client:
+        with self._gated("SET", key, self._connect()) as client:
             client.set(key, value, px=None if ttl is None else _ms(ttl))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._gated("SET NX", key, self._connect) as client:
+        with self._gated("SET NX", key, self._connect()) as client:
             return bool(client.set(key, value, nx=True, px=_ms(ttl)))
 
     def delete(self, keys: Sequence[str]) -> int:
@@ -373,11 +398,11 @@ class RedisClusterStore(_Boundary):
             return sum(pipe.execute())
 
     def delete_if_equal(self, key: str, value: bytes) -> bool:
-        with self._gated("EVALSHA delete_if_equal", key, self._connect):
+        with self._gated("EVALSHA delete_if_equal", key, self._connect()):
             return bool(self._delete_if_equal(keys=[key], args=[value]))
 
     def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._gated("EVALSHA expire_if_equal", key, self._connect):
+        with self._gated("EVALSHA expire_if_equal", key, self._connect()):
             return bool(self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
@@ -411,13 +436,13 @@ class RedisClusterStore(_Boundary):
     def incr(self, key: str, amounts: Counters) -> dict[str, float]:
         if not amounts:
             return {}
-        with self._gated("HINCRBYFLOAT", key, self._connect) as client:
+        with self._gated("HINCRBYFLOAT", key, self._connect()) as client:
             pipe = _pipeline(client)
             _queue_incr(pipe, key, amounts)
             return {name: float(new) for name, new in zip(amounts, pipe.execute(), strict=True)}
 
     def counters(self, key: str) -> dict[str, float]:
-        with self._gated("HGETALL", key, self._connect) as client:
+        with self._gated("HGETALL", key, self._connect()) as client:
             found = client.hgetall(key)
         return {_text(name): float(value) for name, value in found.items()}
 
@@ -452,14 +477,12 @@ class AsyncRedisClusterStore(_Boundary):
         self._policy_checked = False
         self.gate = NodeGate()
 
-    def _get_client(self) -> redis.asyncio.cluster.RedisCluster:
-        return self.client
-
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncRedisClusterStore:
         """As RedisClusterStore.from_url; no connection is made until the first call."""
         secrets = _secrets(url, dict(options))
-        kwargs, nodes = cluster_options(url, options)
+        retry = redis.asyncio.retry.Retry(_backoff(), RETRIES)
+        kwargs, nodes = cluster_options(url, options, retry)
         startup = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in nodes]
         try:
             client = redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **kwargs)
@@ -484,7 +507,7 @@ class AsyncRedisClusterStore(_Boundary):
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
         if not self._policy_checked:
             await self._check_policy()
-        with self._gated("GET", key, self._get_client) as client:
+        with self._gated("GET", key, self.client) as client:
             if refresh is None:
                 return cast("bytes | None", await client.get(key))
             return cast("bytes | None", await client.getex(key, px=_ms(refresh)))
@@ -492,11 +515,11 @@ class AsyncRedisClusterStore(_Boundary):
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         if not self._policy_checked:
             await self._check_policy()
-        with self._gated("SET", key, self._get_client) as client:
+        with self._gated("SET", key, self.client) as client:
             await client.set(key, value, px=None if ttl is None else _ms(ttl))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._gated("SET NX", key, self._get_client) as client:
+        with self._gated("SET NX", key, self.client) as client:
             return bool(await client.set(key, value, nx=True, px=_ms(ttl)))
 
     async def delete(self, keys: Sequence[str]) -> int:
@@ -508,11 +531,11 @@ class AsyncRedisClusterStore(_Boundary):
             return sum(await pipe.execute())
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        with self._gated("EVALSHA delete_if_equal", key, self._get_client):
+        with self._gated("EVALSHA delete_if_equal", key, self.client):
             return bool(await self._delete_if_equal(keys=[key], args=[value]))
 
     async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
-        with self._gated("EVALSHA expire_if_equal", key, self._get_client):
+        with self._gated("EVALSHA expire_if_equal", key, self.client):
             return bool(await self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
 
     async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
@@ -546,7 +569,7 @@ class AsyncRedisClusterStore(_Boundary):
     async def incr(self, key: str, amounts: Counters) -> dict[str, float]:
         if not amounts:
             return {}
-        with self._gated("HINCRBYFLOAT", key, self._get_client) as client:
+        with self._gated("HINCRBYFLOAT", key, self.client) as client:
             pipe = _pipeline(client)
             _queue_incr(pipe, key, amounts)
             replies = await pipe.execute()
@@ -555,7 +578,7 @@ class AsyncRedisClusterStore(_Boundary):
     async def counters(self, key: str) -> dict[str, float]:
         if not self._policy_checked:
             await self._check_policy()
-        with self._gated("HGETALL", key, self._get_client) as client:
+        with self._gated("HGETALL", key, self.client) as client:
             found = await client.hgetall(key)
         return {_text(name): float(value) for name, value in found.items()}
 
