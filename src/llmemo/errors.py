@@ -16,7 +16,13 @@ class MissingExtraError(LLMemoError, ImportError):
 
 
 class StoreError(LLMemoError):
-    """The store failed (unreachable, timed out, refused). The cache fails open on it."""
+    """The store failed (unreachable, timed out, refused). The cache fails open on it.
+
+    `partial` is True when only part of the store failed (one cluster node): the cache still fails
+    open for that call, but does not open its circuit breaker for the healthy rest.
+    """
+
+    partial: bool = False
 
 
 class UnkeyableError(LLMemoError, TypeError):

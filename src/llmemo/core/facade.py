@@ -211,6 +211,11 @@ class BaseCache:
             return known[0]
         return None
 
+    def last_version(self, namespace: str) -> int | None:
+        """The version read last, however old (used when the store cannot be asked now)."""
+        known = self._versions.get(namespace)
+        return None if known is None else known[0]
+
     def remember_version(self, namespace: str, version: int) -> int:
         self._versions[namespace] = (version, time.monotonic())
         return version
@@ -317,7 +322,8 @@ class BaseCache:
 
     def count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")
-        self.breaker.failure()
+        if not error.partial:  # one dead cluster node must not turn the healthy ones off
+            self.breaker.failure()
 
     def count_corrupt(self, error: CorruptEntryError) -> None:
         self._stats.add("corrupt")

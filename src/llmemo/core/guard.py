@@ -94,7 +94,7 @@ class Guard:
 class Features:
     """What the guard compares, read once per text."""
 
-    words: tuple[str, ...]  # lowercased word tokens, possessive "'s" dropped, in order
+    words: tuple[str, ...]  # lowercased word stems (plural "s" and possessive "'s" dropped), in order
     numbers: tuple[str, ...]  # canonical numbers in order
     negated: bool
     names: frozenset[str]  # lowercased name candidates (see the module doc)
@@ -114,15 +114,20 @@ def canonical_number(token: str) -> str:
 
 
 def _word(token: str) -> str:
+    """A token's comparison form: lowercased, without a possessive or plural "s" ("Indians'",
+    "Indian's" and "indians" are all "indian"), apostrophes dropped ("don't" -> "dont")."""
     word = token.lower().replace("’", "'")
     if word.endswith("'s"):
         word = word[:-2]
-    return word.replace("'", "")
+    word = word.replace("'", "")
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    return word
 
 
 def _is_name(token: str, sentence_start: bool, title_case: bool) -> bool:
     """Is this token a name by its shape (acronym, mixed case, or capitalised mid-sentence)?"""
-    if not token[0].isalpha() or _word(token) in _COMMON:
+    if not token[0].isalpha() or token.lower() in _COMMON or _word(token) in _COMMON:
         return False
     upper_inside = any(ch.isupper() for ch in token[1:])
     if upper_inside and len(token) >= 2:  # USD, iPhone, McDonald

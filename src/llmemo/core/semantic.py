@@ -61,12 +61,14 @@ def check_threshold(value: float) -> float:
     return float(value)
 
 
-def default_threshold(embedder_name: str) -> float:
-    """The shipped threshold for an embedder; ConfigError when there is none to trust."""
-    threshold = DEFAULT_THRESHOLDS.get(embedder_name)
+def default_threshold(embedder: str) -> float:
+    """The shipped threshold for an embedder name or spec ("minilm", "openai:MODEL@URL");
+    ConfigError when there is none to trust."""
+    name = embedder.partition("@")[0].partition(":")[0].strip().lower()
+    threshold = DEFAULT_THRESHOLDS.get(name)
     if threshold is None:
         raise ConfigError(
-            f"no default semantic threshold for the {embedder_name!r} embedder: pass threshold= "
+            f"no default semantic threshold for the {name!r} embedder: pass a threshold "
             "(measure one with `llmemo calibrate PAIRS.jsonl`)"
         )
     return threshold

@@ -187,6 +187,8 @@ def _policy_warning(replies: Any, url: str) -> None:
 class NodeDownError(StoreError):
     """A cluster node did not answer moments ago, so its keys were not tried (the rest work)."""
 
+    partial = True
+
 
 class NodeGate:
     """A circuit per cluster node, so one dead primary does not cost its timeouts on every call.

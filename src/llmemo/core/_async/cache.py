@@ -105,8 +105,8 @@ class AsyncCache(BaseCache):
         if known is not None:
             return known
         counters = await self._safely(lambda: self.backend.counters(self.meta_key(namespace)), None)
-        if counters is None:
-            return None
+        if counters is None:  # keep using the last version seen: the rest of the store may work
+            return self.last_version(namespace)
         return self.remember_version(namespace, int(counters.get("version", 0)))
 
     async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
