@@ -190,5 +190,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+from llmemo.cli import calibrate as _calibrate  # noqa: E402, F401 - registers `llmemo calibrate`
 from llmemo.cli import serve as _serve  # noqa: E402, F401 - registers `llmemo serve`
 from llmemo.cli import warm as _warm  # noqa: E402, F401 - registers `llmemo warm`
