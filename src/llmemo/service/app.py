@@ -49,6 +49,12 @@ class Service:
         }
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl
+        if self.settings.semantic:
+            from llmemo.core.semantic import AsyncSemanticLayer
+
+            options["semantic"] = AsyncSemanticLayer(
+                self.settings.semantic_embedder, threshold=self.settings.semantic_threshold
+            )
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
         self.metrics.watch_circuit(lambda: cache.breaker.state)
         upstreams = Upstreams(self.settings)

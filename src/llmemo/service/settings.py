@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     """Ask OpenAI streams for their usage chunk (so entries carry token counts); hidden from
     clients that did not ask for it."""
     log_level: str = "info"
+    # -- semantic layer (docs/semantic.md) --
+    semantic: bool = False
+    """Answer paraphrases too: exact miss -> embed -> KNN in the same context -> threshold -> guard."""
+    semantic_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    """Cosine similarity in [0, 1] a match needs (1.0: exact only); None: the embedder's default."""
+    semantic_embedder: str = "minilm"
+    """Embedder spec: minilm (offline), openai:MODEL[@URL], ollama:MODEL[@URL]."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
     """Bearer token allowed to call /v1/warm."""
