@@ -58,6 +58,28 @@ def serve(
     ttl: Annotated[
         str | None, typer.Option(help="Entry lifetime, e.g. 24h (env LLMEMO_TTL).")
     ] = None,
+    semantic: Annotated[
+        bool | None,
+        typer.Option(
+            "--semantic/--exact-only",
+            help="Also answer paraphrases from the cache (semantic layer; env LLMEMO_SEMANTIC). "
+            "Off by default.",
+        ),
+    ] = None,
+    semantic_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Cosine similarity in [0, 1] a semantic match needs (1.0 = exact only; default: "
+            "the embedder's calibrated value) (env LLMEMO_SEMANTIC_THRESHOLD)."
+        ),
+    ] = None,
+    semantic_embedder: Annotated[
+        str | None,
+        typer.Option(
+            help="minilm (offline, default), openai:MODEL[@URL] or ollama:MODEL[@URL] "
+            "(env LLMEMO_SEMANTIC_EMBEDDER)."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of settings (env LLMEMO_CONFIG).")
     ] = None,
@@ -81,6 +103,9 @@ def serve(
         namespace=namespace,
         shared=shared,
         ttl=ttl,
+        semantic=semantic,
+        semantic_threshold=semantic_threshold,
+        semantic_embedder=semantic_embedder,
         log_level=log_level,
     )
     if (
@@ -100,6 +125,13 @@ def serve(
         )
         typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
     mode = "shared" if settings.shared else "isolated per API key"
+    if settings.semantic:
+        from llmemo.core.semantic import default_threshold
+
+        threshold = settings.semantic_threshold
+        if threshold is None:  # ConfigError (exit 2) now, for an embedder without a default
+            threshold = default_threshold(settings.semantic_embedder)
+        mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g})"
     typer.echo(
         f"llmemo: serving on http://{settings.host}:{settings.port}/v1 "
         f"(store {redact(settings.store or default_url())}, namespace {settings.namespace}, {mode})",
