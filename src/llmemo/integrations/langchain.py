@@ -5,13 +5,18 @@ through LangChain's own `message_to_dict`/`messages_from_dict`, which only ever 
 classes: an entry read back from a shared store cannot instantiate anything else. The key is the
 prompt and the whole `llm_string`, so another model or other parameters never hit. `clear()`
 deletes this cache's namespace only, with SCAN + UNLINK, never FLUSHDB.
+
+`LLMemoSemanticCache` adds semantic matching (a paraphrase hits), scoped like the library's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
+
+import orjson
 
 from llmemo.errors import require
 
@@ -29,8 +34,16 @@ from langchain_core.outputs import (  # noqa: E402
 from llmemo.core._async.cache import AsyncCache  # noqa: E402
 from llmemo.core._sync.cache import Cache  # noqa: E402
 from llmemo.core.facade import Hit  # noqa: E402
+from llmemo.core.guard import Guard  # noqa: E402
 from llmemo.core.policy import TtlArg  # noqa: E402
-from llmemo.core.request import CacheRequest, check_name, from_prompt  # noqa: E402
+from llmemo.core.request import (  # noqa: E402
+    CacheRequest,
+    Normalisation,
+    check_name,
+    from_prompt,
+    normalise_text,
+)
+from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer  # noqa: E402
 from llmemo.errors import ConfigError  # noqa: E402
 from llmemo.stores.base import async_from_url, default_url, from_url  # noqa: E402
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore  # noqa: E402
@@ -212,3 +225,108 @@ class LLMemoCache(BaseCache):
             return await super().aclear(**kwargs)
         await self.async_cache.invalidate(**self._filters(kwargs))
         return None
+
+
+def _message_text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [
+            str(p["text"])
+            for p in content
+            if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        ]
+        if texts:
+            return "\n".join(texts)
+    return None
+
+
+def semantic_request(prompt: str, llm_string: str, norm: Normalisation) -> CacheRequest:
+    """A LangChain (prompt, llm_string) keyed for semantic matching.
+
+    The exact key is LLMemoCache's. For a chat model, LangChain's prompt is its serialised message
+    list: the last human message is what is matched, and the rest (system prompt, earlier turns)
+    joins `llm_string` in the context, so a paraphrase only hits inside the same conversation.
+    """
+    request = from_prompt(prompt, llm_string, norm)
+    try:
+        messages = orjson.loads(prompt)
+    except orjson.JSONDecodeError:
+        return request  # a plain LLM prompt: all of it is matched, llm_string is the context
+    if not isinstance(messages, list) or not messages:
+        return request
+    last = messages[-1]
+    kwargs = last.get("kwargs") if isinstance(last, Mapping) else None
+    if not isinstance(kwargs, Mapping) or kwargs.get("type") != "human":
+        return replace(request, semantic_text=None)  # no human turn last: exact only
+    text = _message_text(kwargs.get("content"))
+    if text is None:
+        return replace(request, semantic_text=None)
+    rest = {k: v for k, v in kwargs.items() if k not in ("content", "id")}
+    context = orjson.dumps(
+        {"provider": "langchain", "llm": llm_string, "history": messages[:-1], "last": rest},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return replace(request, context=context, semantic_text=normalise_text(text, norm) or None)
+
+
+class LLMemoSemanticCache(LLMemoCache):
+    """LangChain's `BaseCache` with semantic matching: a paraphrased prompt hits too.
+
+    Only inside the same `llm_string` (model and parameters) and, for chat models, the same system
+    prompt and earlier turns; the threshold and the guard decide the rest (docs/semantic.md). The
+    caches given must have a semantic layer (`from_url` builds both twins with one).
+    """
+
+    def __init__(
+        self,
+        cache: Cache | None = None,
+        *,
+        async_cache: AsyncCache | None = None,
+        namespace: str | None = None,
+        ttl: TtlArg = None,
+        tags: Sequence[str] = (),
+    ) -> None:
+        super().__init__(cache, async_cache=async_cache, namespace=namespace, ttl=ttl, tags=tags)
+        for twin in (cache, async_cache):
+            if twin is not None and twin.semantic is None:
+                raise ConfigError(
+                    "LLMemoSemanticCache needs caches with a semantic layer: "
+                    "LLMemoSemanticCache.from_url(url) or Cache(store, semantic=SemanticLayer())"
+                )
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str | None = None,
+        *,
+        namespace: str = "langchain",
+        ttl: TtlArg = None,
+        tags: Sequence[str] = (),
+        embedder: Any = "minilm",
+        index: str = "auto",
+        threshold: float | None = None,
+        guard: Guard | None = Guard(),  # noqa: B008  (frozen)
+        **options: Any,
+    ) -> LLMemoSemanticCache:
+        """Both cache twins on the store the URL names, each with a semantic layer (one model
+        loaded for both); `options` go to both caches (see Cache)."""
+        from llmemo.embed.base import from_spec
+
+        url = url or default_url()
+        store = from_url(url)
+        astore = AsyncMemoryStore(store) if isinstance(store, MemoryStore) else async_from_url(url)
+        model = from_spec(embedder) if isinstance(embedder, str) else embedder
+        layer: dict[str, Any] = {"index": index, "threshold": threshold, "guard": guard}
+        return cls(
+            Cache(store, namespace=namespace, semantic=SemanticLayer(model, **layer), **options),
+            async_cache=AsyncCache(
+                astore, namespace=namespace, semantic=AsyncSemanticLayer(model, **layer), **options
+            ),
+            namespace=namespace,
+            ttl=ttl,
+            tags=tags,
+        )
+
+    def _request(self, prompt: str, llm_string: str) -> CacheRequest:
+        return semantic_request(prompt, llm_string, self._norm)
