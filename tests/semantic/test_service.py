@@ -1,0 +1,111 @@
+"""`llmemo serve --semantic` end to end with the openai SDK: a paraphrase answers
+`X-LLMemo-Cache: semantic`, within one tenant only; the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from llmemo.service import load_settings
+from llmemo.testing.redis_server import free_port
+from llmemo.testing.server import UpstreamServer
+from tests.service.conftest import ALICE, BOB, ServiceServer
+from tests.service.test_cli import clean_env
+
+FRANCE = "What is the capital of France?"
+PARAPHRASE = "Which city is the capital of France?"
+
+
+@pytest.fixture
+def service(
+    redis_stack_url: str, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServiceServer]:
+    for name in ("LLMEMO_STORE", "REDIS_URL", "OPENAI_BASE_URL", "LLMEMO_SEMANTIC"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(
+        store=redis_stack_url,
+        openai_base_url=upstream.openai_base_url,
+        semantic=True,
+        semantic_threshold=0.85,
+    )
+    server = ServiceServer(settings).start()
+    yield server
+    server.stop()
+
+
+def ask(client: openai.OpenAI, text: str, **options: object) -> tuple[str, str]:
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": text}], **options
+    )
+    return raw.headers["x-llmemo-cache"], raw.parse().choices[0].message.content or ""
+
+
+def test_a_paraphrase_is_a_semantic_hit(service: ServiceServer, upstream: UpstreamServer) -> None:
+    with openai.OpenAI(api_key=ALICE, base_url=service.base_url, max_retries=0) as alice:
+        status, first = ask(alice, FRANCE)
+        assert status == "miss"
+        assert ask(alice, PARAPHRASE) == ("semantic", first)
+        assert ask(alice, PARAPHRASE) == ("hit", first)  # backfilled
+        assert ask(alice, "Is 7 a prime number?")[0] == "miss"
+    with openai.OpenAI(api_key=BOB, base_url=service.base_url, max_retries=0) as bob:
+        assert ask(bob, PARAPHRASE)[0] == "miss"  # another tenant never shares answers
+    assert upstream.stats().total == 3
+
+
+def test_a_streamed_paraphrase_is_replayed(service: ServiceServer) -> None:
+    with openai.OpenAI(api_key=ALICE, base_url=service.base_url, max_retries=0) as alice:
+        _, first = ask(alice, FRANCE)
+        with alice.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "What's the capital city of France?"}],
+            stream=True,
+        ) as response:
+            assert response.headers["x-llmemo-cache"] == "semantic"
+            text = "".join(
+                chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices
+            )
+    assert text == first
+
+
+def test_metrics_count_semantic_answers(service: ServiceServer) -> None:
+    with openai.OpenAI(api_key=ALICE, base_url=service.base_url, max_retries=0) as alice:
+        ask(alice, FRANCE)
+        ask(alice, PARAPHRASE)
+    metrics = httpx.get(service.url + "/metrics").text
+    assert 'cache="semantic"' in metrics
+
+
+def test_llmemo_serve_semantic_from_the_command_line() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmemo", "serve", "--upstream", "demo", "--store", "memory://",
+         "--semantic", "--semantic-threshold", "0.85", "--port", str(port)],
+        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "llmemo serve --semantic did not start"
+            time.sleep(0.1)
+        with openai.OpenAI(api_key="any", base_url=url + "/v1", max_retries=0) as client:
+            statuses = [ask(client, text)[0] for text in (FRANCE, PARAPHRASE, PARAPHRASE)]
+        assert statuses == ["miss", "semantic", "hit"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert "semantic (minilm, threshold 0.85)" in output
+    assert "Traceback" not in output
