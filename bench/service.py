@@ -24,8 +24,9 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -45,30 +46,79 @@ REQUEST = {
 # -- the two servers (child processes) --------------------------------------------------------
 
 
-def run_server(kind: str, port: int, store: str, upstream: str, body_file: str) -> None:
-    import uvicorn
-
+def make_app(kind: str, store: str, upstream: str, body_file: str) -> Any:
     if kind == "llmemo":
         from llmemo.service import create_app, load_settings
 
         settings = load_settings(
             store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream
         )
-        app = create_app(settings)
-    else:
-        from starlette.applications import Starlette
-        from starlette.requests import Request
-        from starlette.responses import Response
-        from starlette.routing import Route
+        return create_app(settings)
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
 
-        body = Path(body_file).read_bytes()
+    body = Path(body_file).read_bytes()
 
-        async def bare(request: Request) -> Response:
-            await request.body()
-            return Response(body, media_type="application/json")
+    async def bare(request: Request) -> Response:
+        await request.body()
+        return Response(body, media_type="application/json")
 
-        app = Starlette(routes=[Route("/v1/chat/completions", bare, methods=["POST"])])
+    return Starlette(routes=[Route("/v1/chat/completions", bare, methods=["POST"])])
+
+
+def run_server(kind: str, port: int, store: str, upstream: str, body_file: str) -> None:
+    import uvicorn
+
+    app = make_app(kind, store, upstream, body_file)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def asgi_cpu(app: Any, n: int) -> float:
+    """CPU µs per hit of the app alone: driven through ASGI in this process, no HTTP server."""
+    body = orjson.dumps(REQUEST)
+    headers = [
+        (b"host", b"llmemo"),
+        (b"authorization", f"Bearer {KEY}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat/completions",
+        "raw_path": b"/v1/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+    async def one() -> None:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                assert message["status"] == 200
+
+        await app({**scope, "state": {}}, receive, send)
+
+    async def drive() -> float:
+        async with app.router.lifespan_context(app):
+            for _ in range(200):
+                await one()
+            start = time.process_time()
+            for _ in range(n):
+                await one()
+            return (time.process_time() - start) / n * 1e6
+
+    return asyncio.run(drive())
 
 
 def start_server(
@@ -253,7 +303,7 @@ def main() -> None:
         print("written to docs/benchmarks.md")
 
 
-NAMES = {"bare": "bare Starlette", "llmemo": "llmemo hit", "memory": "llmemo hit, memory://"}
+NAMES = {"bare": "bare Starlette", "llmemo": "llmemo hit, Redis", "memory": "llmemo hit, memory://"}
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, float]]:
@@ -309,8 +359,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
                 )
         upstream_calls = upstream.stats().total
         load = (load_before, os.getloadavg()[0])
+        asgi = {}
+        for name in names:  # the same apps without an HTTP server: what the app itself costs
+            kind = "bare" if name == "bare" else "llmemo"
+            store = stores.get(name) or redis_server.url
+            asgi[name] = asgi_cpu(make_app(kind, store, upstream.url, body_file), 3000)
 
-    sides = {name: Side.of([r for r in rounds if r.side == name]) for name in names}
+    sides = {
+        name: replace(Side.of([r for r in rounds if r.side == name]), asgi_us=asgi[name])
+        for name in names
+    }
     print(f"\nmedian of {args.rounds} rounds, concurrency {args.concurrency}, {len(hit)}-byte body")
     for name, side in sides.items():
         print(f"  {NAMES[name]:<22}: {side.describe()}")
@@ -333,6 +391,7 @@ class Side:
     p99: float
     server_us: float
     redis_us: float
+    asgi_us: float = 0.0
 
     @classmethod
     def of(cls, rounds: list[Round]) -> Side:
@@ -348,7 +407,8 @@ class Side:
     def describe(self) -> str:
         return (
             f"{self.rps:6.0f} req/s  p50 {self.p50:.2f} ms  p99 {self.p99:.2f} ms  "
-            f"server CPU {self.server_us:.0f} us/request, redis-server {self.redis_us:.0f}"
+            f"server CPU {self.server_us:.0f} us/request, redis-server {self.redis_us:.0f}; "
+            f"app alone (ASGI) {self.asgi_us:.0f} us"
         )
 
 
@@ -366,12 +426,27 @@ def _section(
     command += " --also-memory" if args.also_memory else ""
     bare = sides["bare"]
     rows = "\n".join(
-        f"| {NAMES[name]} | {side.rps:,.0f} | {side.p50:.2f} | {side.p99:.2f} | {side.server_us:.0f} "
-        f"| {side.redis_us:.0f} | {side.rps / bare.rps:.2f} | {bare.server_us / side.server_us:.2f} |"
+        f"| {NAMES[name]} | {side.rps:,.0f} | {side.p50:.2f} | {side.p99:.2f} "
+        f"| {side.rps / bare.rps:.2f} | {side.server_us:.0f} | {side.redis_us:.0f} "
+        f"| {side.asgi_us:.0f} |"
         for name, side in sides.items()
     )
     ratio = sides["llmemo"].rps / bare.rps
     verdict = "met" if ratio >= 0.6 else "**not met**"
+    where = ""
+    if "memory" in sides:
+        redis, memory = sides["llmemo"], sides["memory"]
+        where = f"""
+Where a hit's server CPU goes (medians above): {bare.server_us:.0f} µs are uvicorn + Starlette (the
+bare side), {memory.server_us - bare.server_us:.0f} µs the llmemo shell and cache logic without a
+store round trip (memory:// side), and {redis.server_us - memory.server_us:.0f} µs the one Redis `GET`
+(redis-py asyncio plus the socket system calls and event-loop wake-ups it costs in the server
+process). Driven through ASGI alone, without an HTTP server, the same apps cost {bare.asgi_us:.0f},
+{memory.asgi_us:.0f} and {redis.asgi_us:.0f} µs per request. So the shell is not where the gap is
+(memory:// reaches {memory.rps / bare.rps:.2f} of bare); the store round trip is. What would close it
+lives in the store client: fewer system calls per `GET` (auto-pipelining the `GET`s of concurrent
+requests into one write), or a leaner client than redis-py's asyncio one.
+"""
     return f"""{SECTION}
 
 Command: `.venv/bin/python {command} --write` (starts its own `redis-server` and the local
@@ -384,16 +459,18 @@ completion with an API key (tenant scope on); the answer is the {size}-byte cach
 `chat.completion`, which the bare endpoint returns as fixed bytes after reading the request body.
 Server CPU per request is read from /proc (user + system time of the server process over the
 round): it bounds a server's throughput on a core of its own, whatever else runs on the machine.
+"App alone" drives the same app through ASGI in the benchmark process (3000 sequential hits, no
+HTTP server): what the app's own code costs.
 
 Machine: {machine()}. The load generator, the servers and Redis share the 2 cores; the 1-minute
 load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
 
-| | requests/s | p50 ms | p99 ms | server CPU µs/req | redis-server CPU µs/req | throughput / bare | CPU bare / this |
+| | requests/s | p50 ms | p99 ms | throughput / bare | server CPU µs/req | redis-server CPU µs/req | app alone, CPU µs/req |
 |---|---:|---:|---:|---:|---:|---:|---:|
 {rows}
 
 **Ratio llmemo (Redis) / bare throughput: {ratio:.2f}** (target >= 0.60: {verdict}).
-"""
+{where}"""
 
 
 if __name__ == "__main__":
