@@ -175,7 +175,6 @@ def plot(
 
     matplotlib.use("Agg")  # files only: never a window
     import matplotlib.pyplot as plt
-    import numpy as np
 
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=110)
     bins = [i / 100 for i in range(101)]

@@ -94,7 +94,7 @@ class Guard:
 class Features:
     """What the guard compares, read once per text."""
 
-    words: tuple[str, ...]  # lowercased word stems (plural "s" and possessive "'s" dropped), in order
+    words: tuple[str, ...]  # lowercased stems (no plural or possessive "s"), in order
     numbers: tuple[str, ...]  # canonical numbers in order
     negated: bool
     names: frozenset[str]  # lowercased name candidates (see the module doc)
