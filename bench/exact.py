@@ -72,7 +72,9 @@ def pct(samples: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=3, help="alternate the two sides this many times")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternate the two sides this many times"
+    )
     parser.add_argument("--redis-url")
     args = parser.parse_args()
 
@@ -103,8 +105,12 @@ def main() -> None:
         lite.store(REQUEST, RESPONSE)
         sqlite_samples = measure(lambda: lite.lookup(REQUEST), args.n)
 
-        print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, redis-py {redis.__version__}")
-        print(f"redis: {raw.info('server')['redis_version']} at {url}; payload {len(payload)} bytes (entry of a {len(encode.__name__) and len(str(RESPONSE))}-char response)")
+        print(
+            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, redis-py {redis.__version__}"
+        )
+        print(
+            f"redis: {raw.info('server')['redis_version']} at {url}; payload {len(payload)} bytes (entry of a {len(encode.__name__) and len(str(RESPONSE))}-char response)"
+        )
         print(f"{'':28}{'p50 us':>10}{'p99 us':>10}")
         rows = [
             ("raw redis-py GET", raw_samples),
@@ -115,7 +121,9 @@ def main() -> None:
             print(f"{name:28}{pct(samples, 0.5):10.1f}{pct(samples, 0.99):10.1f}")
         p50 = pct(cache_samples, 0.5) / pct(raw_samples, 0.5)
         p99 = pct(cache_samples, 0.99) / pct(raw_samples, 0.99)
-        print(f"ratio lookup/GET: p50 {p50:.2f}  p99 {p99:.2f}  (mean {statistics.mean(cache_samples) / statistics.mean(raw_samples):.2f})")
+        print(
+            f"ratio lookup/GET: p50 {p50:.2f}  p99 {p99:.2f}  (mean {statistics.mean(cache_samples) / statistics.mean(raw_samples):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -249,6 +249,10 @@ def test_bad_names() -> None:
 
 
 def test_a_minimal_anthropic_body_is_told_apart_by_its_model() -> None:
-    body = {"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
     assert to_request(body).provider == "anthropic"
     assert digest(to_request(body), Scope()) == digest(from_anthropic(body), Scope())

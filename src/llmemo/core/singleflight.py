@@ -102,7 +102,9 @@ def spawn(fn: Callable[[], object]) -> None:
     threading.Thread(target=fn, daemon=True, name="llmemo-refresh").start()
 
 
-_background: set[asyncio.Task[object]] = set()  # strong references, so a running task is not collected
+_background: set[asyncio.Task[object]] = (
+    set()
+)  # strong references, so a running task is not collected
 
 
 def aspawn(fn: Callable[[], Coroutine[Any, Any, object]]) -> None:
