@@ -46,11 +46,15 @@ def graph_similarity(distance: float) -> float:
 
 @dataclass(frozen=True)
 class GraphParams:
-    """HNSW parameters of the usearch graphs: links per node, ef at insert and at query."""
+    """HNSW parameters of the usearch graphs: links per node, ef at insert and at query.
+
+    expansion_search 128: on 100k random 384-d vectors, 64 finds the true nearest neighbour for
+    81 % of queries and 256 for 99 % (docs/benchmarks.md); 128 sits between at ~1 ms.
+    """
 
     connectivity: int = 16
     expansion_add: int = 128
-    expansion_search: int = 64
+    expansion_search: int = 128
 
 
 class ScopeVectors:

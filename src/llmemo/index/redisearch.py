@@ -53,13 +53,14 @@ class HNSW:
     """HNSW graph parameters: M links per node, ef_construction at insert, ef_runtime per query.
 
     A cache asks for k=1 inside a scope that usually holds few vectors (then RediSearch scans the
-    filtered set exactly); the graph is only walked for large scopes, where ef_runtime=32 keeps
-    the recall of the top neighbour high at well under a millisecond.
+    filtered set exactly); the graph is only walked for large scopes. There, on 100k random 384-d
+    vectors (the hard case), ef_runtime 32 / 64 / 128 / 256 found the true nearest neighbour for
+    74 / 89 / 98 / 99.7 % of queries at about the same sub-millisecond p50: 128 it is.
     """
 
     m: int = 16
     ef_construction: int = 200
-    ef_runtime: int = 32
+    ef_runtime: int = 128
 
 
 def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int]:
