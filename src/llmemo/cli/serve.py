@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -126,6 +127,10 @@ def serve(
         typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
     mode = "shared" if settings.shared else "isolated per API key"
     if settings.semantic:
+        # One BLAS thread per process: a single-text embedding is 2x slower with several threads
+        # on a busy machine (docs/benchmarks.md). Must be set before numpy is imported.
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
         from llmemo.core.semantic import default_threshold
 
         threshold = settings.semantic_threshold

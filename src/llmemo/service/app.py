@@ -49,6 +49,8 @@ class Service:
         }
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl
+        if self.settings.stale_grace is not None:
+            options["stale_grace"] = self.settings.stale_grace
         if self.settings.semantic:
             from llmemo.core.semantic import AsyncSemanticLayer
 

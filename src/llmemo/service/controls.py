@@ -16,7 +16,13 @@ from llmemo.service.errors import BadRequestError
 # cannot be looked up in a table of hashes of known keys.
 _TENANT_SALT = b"llmemo-tenant/1\x00"
 ANONYMOUS = "anonymous"
-_CONTROL_HEADERS = ("cache-control", "x-llmemo-ttl", "x-llmemo-namespace", "x-llmemo-tags")
+_CONTROL_HEADERS = (
+    "cache-control",
+    "x-llmemo-ttl",
+    "x-llmemo-namespace",
+    "x-llmemo-tags",
+    "x-llmemo-stale-grace",
+)
 
 
 def tenant_id(credential: str) -> str:
@@ -59,6 +65,7 @@ class Controls:
     namespace: str | None = None
     tags: tuple[str, ...] = ()
     tenant: str | None = None
+    stale_grace: float | None = None
 
     @property
     def cacheable(self) -> bool:
@@ -74,6 +81,7 @@ class Controls:
             "namespace": self.namespace,
             "tenant": self.tenant,
             "tags": self.tags,
+            "stale_grace": self.stale_grace,
         }
 
 
@@ -86,6 +94,7 @@ def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
     }
     try:
         ttl = _ttl(headers.get("x-llmemo-ttl"))
+        grace = _grace(headers.get("x-llmemo-stale-grace"), directives)
         namespace = headers.get("x-llmemo-namespace")
         if namespace is not None:
             check_name("namespace", namespace.strip())
@@ -103,6 +112,7 @@ def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
         namespace=namespace.strip() if namespace else None,
         tags=tags,
         tenant=tenant_of(headers, shared),
+        stale_grace=grace,
     )
 
 
@@ -113,3 +123,18 @@ def _ttl(value: str | None) -> float | None:
     if ttl <= 0:
         raise ConfigError(f"X-LLMemo-TTL must be positive, got {value!r}")
     return ttl
+
+
+def _grace(value: str | None, directives: set[str]) -> float | None:
+    """`X-LLMemo-Stale-Grace: 10m`, else HTTP's `Cache-Control: stale-while-revalidate=600`."""
+    if value is None:
+        for directive in directives:
+            name, _, number = directive.partition("=")
+            if name.strip() == "stale-while-revalidate":
+                value = number.strip() or "0"
+    if value is None or not value.strip():
+        return None
+    grace = seconds(value)
+    if grace < 0:
+        raise ConfigError(f"the stale-while-revalidate grace must not be negative, got {value!r}")
+    return grace

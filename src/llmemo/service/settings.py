@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     """True: every caller shares the namespace's answers. False (default): one scope per credential."""
     ttl: str | None = None
     """Default entry lifetime ("24h", "7d", seconds); None keeps the library default (24 h)."""
+    stale_grace: str | None = None
+    """Stale-while-revalidate: serve an entry this long past its TTL ("10m") as `stale` while one
+    background call refreshes it; None (default) turns it off. Per request: `Cache-Control:
+    stale-while-revalidate=SECONDS` or `X-LLMemo-Stale-Grace`."""
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     connect_timeout: float = Field(10.0, gt=0)
     upstream_timeout: float = Field(600.0, gt=0)
