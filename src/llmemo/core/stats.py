@@ -14,6 +14,7 @@ class CacheStats:
     semantic_hits: int = 0
     stale_hits: int = 0
     revalidations: int = 0
+    semantic_errors: int = 0
     misses: int = 0
     stores: int = 0
     skips: int = 0
@@ -39,7 +40,7 @@ class CacheStats:
         ints = {
             name: int(counters.get(name, 0))
             for name in (
-                "hits", "semantic_hits", "stale_hits", "revalidations", "misses", "stores", "skips", "bypasses",
+                "hits", "semantic_hits", "stale_hits", "revalidations", "semantic_errors", "misses", "stores", "skips", "bypasses",
                 "store_errors", "corrupt", "tokens_saved",
             )
         }  # fmt: skip
@@ -56,6 +57,7 @@ class CacheStats:
             "semantic_hits": self.semantic_hits,
             "stale_hits": self.stale_hits,
             "revalidations": self.revalidations,
+            "semantic_errors": self.semantic_errors,
             "misses": self.misses,
             "hit_rate": round(self.hit_rate, 4),
             "stores": self.stores,
