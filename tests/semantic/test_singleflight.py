@@ -26,6 +26,9 @@ def test_paraphrase_misses_share_one_upstream_call(
     for t in threads:
         t.join()
     assert upstream.calls == 1
-    assert sorted(results) == ["hit"] * 5 + ["miss"]
+    # One leader; a follower that missed the exact read just before the leader stored may find
+    # the leader's own vector instead (a semantic hit at similarity 1.0): either way, no call.
+    assert results.count("miss") == 1
+    assert set(results) <= {"miss", "hit", "semantic"}
     assert cache.compute(chat(PARAPHRASE), upstream).status == "semantic"
     cache.close()
