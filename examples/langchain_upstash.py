@@ -73,10 +73,11 @@ def main() -> None:
                 started = time.perf_counter()
                 message = llm.invoke(question)
                 elapsed = (time.perf_counter() - started) * 1000
+                requests = len(gateway.requests) - requests_before if gateway else 0
                 status = "hit" if exact.stats().hits > hits_before else "miss"
                 line = f"invoke {attempt}: {status:<4} {elapsed:8.1f} ms"
                 if gateway:
-                    line += f", {len(gateway.requests) - requests_before} Upstash requests"
+                    line += f", {requests} Upstash requests"
                 print(f"{line}  {message.content!r:.60}")
                 answers.append(message.content)
             print("same answer from the cache:", answers[0] == answers[1])
