@@ -11,63 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
 import redis
 import redis.cluster
 
+# Same payload and timing helpers as the single-node benchmark (bench/ is on sys.path here).
+from exact import REQUEST, RESPONSE, measure, pct
+
 from llmemo import Cache
 from llmemo.testing.redis_cluster import RedisClusterServer
 from llmemo.testing.redis_server import RedisServer
-
-REQUEST = {
-    "model": "gpt-4o-mini",
-    "temperature": 0,
-    "messages": [
-        {"role": "system", "content": "You are a concise assistant for an online bookshop."},
-        {"role": "user", "content": "Summarise 'Pride and Prejudice' in three sentences."},
-    ],
-}
-RESPONSE = {
-    "id": "chatcmpl-bench",
-    "object": "chat.completion",
-    "created": 1_700_000_000,
-    "model": "gpt-4o-mini",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": (
-                    "Elizabeth Bennet, the sharp-witted second of five daughters, meets the proud "
-                    "Mr Darcy and takes an instant dislike to him. Misunderstandings, a disastrous "
-                    "proposal and a scandalous elopement test them both. Each learns to see past "
-                    "pride and prejudice, and they marry."
-                ),
-            },
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 38, "completion_tokens": 61, "total_tokens": 99},
-}
-
-
-def measure(fn: Callable[[], object], n: int) -> list[float]:
-    for _ in range(min(500, n)):  # warm up connections and caches
-        fn()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
 
 
 def main() -> None:
