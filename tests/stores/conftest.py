@@ -8,7 +8,7 @@ in units of 0.1 s, because its expiry runs inside the server.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from llmemo.stores.base import AsyncStore, Counters, Store
-from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
+from llmemo.stores.base import AsyncStore
+from llmemo.stores.memory import AsyncMemoryStore, DirectAsyncStore, MemoryStore
 from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
@@ -32,49 +32,7 @@ class FakeClock:
         return self.now
 
 
-class Awaited:
-    """A sync Store seen through the AsyncStore protocol."""
-
-    def __init__(self, store: Store) -> None:
-        self.sync = store
-        self.url = store.url
-
-    async def get(self, key: str, refresh: float | None = None) -> bytes | None:
-        return self.sync.get(key, refresh)
-
-    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self.sync.set(key, value, ttl)
-
-    async def add(self, key: str, value: bytes, ttl: float) -> bool:
-        return self.sync.add(key, value, ttl)
-
-    async def delete(self, keys: Sequence[str]) -> int:
-        return self.sync.delete(keys)
-
-    async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        return self.sync.delete_if_equal(key, value)
-
-    async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
-        return self.sync.expire_if_equal(key, value, ttl)
-
-    async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
-        for batch in self.sync.scan(pattern, count):
-            yield batch
-
-    async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
-        return self.sync.heads(keys, size)
-
-    async def incr(self, key: str, amounts: Counters) -> dict[str, float]:
-        return self.sync.incr(key, amounts)
-
-    async def counters(self, key: str) -> dict[str, float]:
-        return self.sync.counters(key)
-
-    async def ping(self) -> None:
-        self.sync.ping()
-
-    async def close(self) -> None:
-        self.sync.close()
+Awaited = DirectAsyncStore  # a sync Store seen through the AsyncStore protocol
 
 
 @dataclass

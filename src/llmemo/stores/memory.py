@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-from llmemo.stores.base import Counters, glob_regex
+from llmemo.stores.base import Counters, Store, glob_regex
 
 
 class MemoryStore:
@@ -112,16 +112,13 @@ class MemoryStore:
         return None
 
 
-class AsyncMemoryStore:
-    """The asyncio face of a MemoryStore (no I/O, so no threads: calls are direct)."""
+class DirectAsyncStore:
+    """The asyncio face of a sync store whose calls do not block (no I/O): calls are direct, no
+    threads. Also what tests use to drive a sync store through the AsyncStore contract."""
 
-    def __init__(self, store: MemoryStore | None = None) -> None:
-        self.sync = store or MemoryStore()
-        self.url = self.sync.url
-
-    @classmethod
-    def from_url(cls, url: str) -> AsyncMemoryStore:
-        return cls(MemoryStore(url=url))
+    def __init__(self, store: Store) -> None:
+        self.sync = store
+        self.url = store.url
 
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
         return self.sync.get(key, refresh)
@@ -155,7 +152,20 @@ class AsyncMemoryStore:
         return self.sync.counters(key)
 
     async def ping(self) -> None:
-        return None
+        self.sync.ping()
 
     async def close(self) -> None:
-        return None
+        self.sync.close()
+
+
+class AsyncMemoryStore(DirectAsyncStore):
+    """The asyncio face of a MemoryStore."""
+
+    sync: MemoryStore
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        super().__init__(store or MemoryStore())
+
+    @classmethod
+    def from_url(cls, url: str) -> AsyncMemoryStore:
+        return cls(MemoryStore(url=url))
