@@ -149,20 +149,23 @@ class AsyncCache(BaseCache):
         version = await self._version(call.scope.namespace)
         if version is None:
             return False
-        return await self._write(call, version, response_dict(response))
+        return (await self._write(call, version, response_dict(response)))[0]
 
-    async def _write(self, call: Call, version: int, response: dict[str, Any]) -> bool:
+    async def _write(
+        self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"
+    ) -> tuple[bool, str | None]:
+        """Store (and index) a response: (stored, None), or (False, why it is not cacheable)."""
         value, ttl, reason = self.encode_entry(call, response)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
-            return False
+            return False, reason
         key = self.key_of(call, version)
         ok = await self._put(key, value, ttl)
+        self.count(counter if ok else "store_failed")
         if ok:
-            self.count("stores")
             await self._index(call, version, key, value, ttl)
-        return ok
+        return ok, None
 
     async def _index(
         self, call: Call, version: int, key: str, value: bytes, ttl: float | None
@@ -269,17 +272,7 @@ class AsyncCache(BaseCache):
                 lambda: self.backend.expire_if_equal(lock, token, self.lock_ttl), self.lock_ttl / 3
             ):
                 response = response_dict(await ainvoke(fn))
-            stored, reason = False, None
-            if store:
-                value, ttl, reason = self.encode_entry(call, response)
-                if value is None:
-                    self.count("skips")
-                    self.count(f"skip:{reason}")
-                else:
-                    stored = await self._put(key, value, ttl)
-                    self.count("stores" if stored else "store_failed")
-                    if stored:
-                        await self._index(call, version, key, value, ttl)
+            stored, reason = await self._write(call, version, response) if store else (False, None)
             return Result(response, "miss", stored=stored, skipped=reason)
         finally:
             if acquired is not None:
@@ -303,18 +296,12 @@ class AsyncCache(BaseCache):
         aspawn(refresh)
 
     async def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
-        key, lock = self.key_of(call, version), self.lock_of(call, version)
+        lock = self.lock_of(call, version)
         token = os.urandom(12).hex().encode()
         if not await self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), False):
             return  # another process is refreshing it (or the store is down): keep serving stale
         try:
-            response = response_dict(await ainvoke(fn))
-            value, ttl, reason = self.encode_entry(call, response)
-            if value is None:
-                self.count(f"skip:{reason}")
-            elif await self._put(key, value, ttl):
-                self.count("revalidations")
-                await self._index(call, version, key, value, ttl)
+            await self._write(call, version, response_dict(await ainvoke(fn)), "revalidations")
         except Exception:  # a failed refresh keeps the stale entry until its grace runs out
             self.count("revalidation_errors")
         finally:

@@ -150,20 +150,23 @@ class Cache(BaseCache):
         version = self._version(call.scope.namespace)
         if version is None:
             return False
-        return self._write(call, version, response_dict(response))
+        return (self._write(call, version, response_dict(response)))[0]
 
-    def _write(self, call: Call, version: int, response: dict[str, Any]) -> bool:
+    def _write(
+        self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"
+    ) -> tuple[bool, str | None]:
+        """Store (and index) a response: (stored, None), or (False, why it is not cacheable)."""
         value, ttl, reason = self.encode_entry(call, response)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
-            return False
+            return False, reason
         key = self.key_of(call, version)
         ok = self._put(key, value, ttl)
+        self.count(counter if ok else "store_failed")
         if ok:
-            self.count("stores")
             self._index(call, version, key, value, ttl)
-        return ok
+        return ok, None
 
     def _index(
         self, call: Call, version: int, key: str, value: bytes, ttl: float | None
@@ -270,17 +273,7 @@ class Cache(BaseCache):
                 lambda: self.backend.expire_if_equal(lock, token, self.lock_ttl), self.lock_ttl / 3
             ):
                 response = response_dict(invoke(fn))
-            stored, reason = False, None
-            if store:
-                value, ttl, reason = self.encode_entry(call, response)
-                if value is None:
-                    self.count("skips")
-                    self.count(f"skip:{reason}")
-                else:
-                    stored = self._put(key, value, ttl)
-                    self.count("stores" if stored else "store_failed")
-                    if stored:
-                        self._index(call, version, key, value, ttl)
+            stored, reason = self._write(call, version, response) if store else (False, None)
             return Result(response, "miss", stored=stored, skipped=reason)
         finally:
             if acquired is not None:
@@ -304,18 +297,12 @@ class Cache(BaseCache):
         spawn(refresh)
 
     def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
-        key, lock = self.key_of(call, version), self.lock_of(call, version)
+        lock = self.lock_of(call, version)
         token = os.urandom(12).hex().encode()
         if not self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), False):
             return  # another process is refreshing it (or the store is down): keep serving stale
         try:
-            response = response_dict(invoke(fn))
-            value, ttl, reason = self.encode_entry(call, response)
-            if value is None:
-                self.count(f"skip:{reason}")
-            elif self._put(key, value, ttl):
-                self.count("revalidations")
-                self._index(call, version, key, value, ttl)
+            self._write(call, version, response_dict(invoke(fn)), "revalidations")
         except Exception:  # a failed refresh keeps the stale entry until its grace runs out
             self.count("revalidation_errors")
         finally:
