@@ -250,3 +250,28 @@ async def test_async_store_runs_off_the_event_loop(tmp_path: Path) -> None:
     clock.now += 2
     assert await store.purge() == 1
     await store.close()
+
+
+def _open_new_file(path: str, start: Any, out: Any) -> None:
+    start.wait(timeout=60)
+    try:
+        store = SQLiteStore(path)
+        store.set("k", b"v", None)
+        out.put(store.get("k"))
+        store.close()
+    except Exception as exc:  # reported to the parent, which asserts on it
+        out.put(repr(exc))
+
+
+def test_many_processes_opening_a_new_file_at_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(3):  # the race is on creating the file: a fresh file each time
+        path = str(tmp_path / f"race{attempt}.db")
+        start, out = ctx.Barrier(8), ctx.Queue()
+        procs = [ctx.Process(target=_open_new_file, args=(path, start, out)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        assert results == [b"v"] * 8

@@ -131,13 +131,29 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise self._error("open", exc) from exc
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable enough for a cache
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             conn.close()
             raise self._error("open", exc) from exc
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL. SQLite answers "database is locked" at once (no busy handler)
+        when several processes open a new file together, so retry until the busy timeout."""
+        deadline = time.monotonic() + self._busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _error(self, op: str, exc: BaseException) -> StoreError:
         text = " ".join(str(exc).split()) or type(exc).__name__
