@@ -6,6 +6,7 @@ import pytest
 
 from llmemo import NO_EXPIRY, AsyncCache, Cache, CacheRequest, TtlPolicy, UnkeyableError
 from llmemo.core.entry import decode
+from llmemo.core.request import to_request
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
 from tests.core.helpers import CountingStore, Upstream, answer, chat
 
@@ -315,3 +316,27 @@ async def test_async_stale_while_revalidate() -> None:
             break
         await asyncio.sleep(0.01)
     assert upstream.calls == 1
+
+
+def test_a_repeated_body_is_prepared_from_the_memo_and_keys_as_without_it() -> None:
+    cache = Cache(MemoryStore())
+    body = chat("memo me")
+    first = cache.prepare(body)
+    again = cache.prepare(chat("memo me"))
+    assert again.sha == first.sha and again.request is first.request  # served by the memo
+    fresh = Cache(MemoryStore()).prepare(to_request(body))
+    assert fresh.sha == first.sha  # the memo changes nothing about the key
+    body["messages"][-1]["content"] = "something else"
+    assert cache.prepare(body).sha != first.sha  # a mutated body is a different request
+    scoped = cache.prepare(chat("memo me"), tenant="acme")
+    assert scoped.sha != first.sha and scoped.scope.tenant == "acme"  # scoped calls bypass it
+
+
+def test_the_prepared_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmemo.core import facade
+
+    monkeypatch.setattr(facade, "PREPARED_MEMO", 8)
+    cache = Cache(MemoryStore())
+    shas = [cache.prepare(chat(f"question {i}")).sha for i in range(30)]
+    assert len(cache._prepared) <= 8
+    assert [cache.prepare(chat(f"question {i}")).sha for i in range(30)] == shas

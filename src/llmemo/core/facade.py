@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import orjson
+
 from llmemo.core import entry as entries
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
@@ -31,10 +33,12 @@ if TYPE_CHECKING:
     from llmemo.core.semantic import SemanticBase
     from llmemo.integrations.memoize import F, KeyFn
 
+PREPARED_MEMO = 4096  # request bodies whose canonical form and sha a cache remembers
+
 Status = Literal["hit", "semantic", "stale", "miss", "bypass"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Hit:
     """A cached answer. `similarity` is set for semantic hits (cosine, 0..1)."""
 
@@ -72,7 +76,7 @@ class Result:
         return self.status in ("hit", "semantic", "stale")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Call:
     """One prepared call: the canonical request, its scope, and the sha its keys are made of."""
 
@@ -160,6 +164,9 @@ class BaseCache:
         # while one background call refreshes them. None (the default) turns it off.
         self.stale_grace = seconds(stale_grace) if stale_grace is not None else None
         self._versions: dict[str, tuple[int, float]] = {}
+        # body JSON -> (canonical request, sha) for calls in the default scope: a repeated
+        # request skips normalising and hashing (bounded: emptied when full)
+        self._prepared: dict[bytes, tuple[CacheRequest, str]] = {}
         self._prices: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
         self._stats = StatsBuffer()
         self._last_flush = time.monotonic()
@@ -180,8 +187,13 @@ class BaseCache:
     ) -> Call:
         """Normalise a request and resolve its scope (no I/O)."""
         base = self.defaults
+        grace = self.stale_grace if stale_grace is None else seconds(stale_grace) or None
         if namespace is None and tenant is None and user is None and not tags:
-            scope = base  # the common case: no per-call scope, nothing to validate again
+            # the common case: no per-call scope, nothing to validate again
+            known = self._prepared_in_default_scope(request)
+            if known is not None:
+                return Call(known[0], base, known[1], ttl, cacheable, grace)
+            scope = base
         else:
             scope = Scope(
                 namespace=namespace or base.namespace,
@@ -190,8 +202,26 @@ class BaseCache:
                 tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
             )
         canonical = to_request_cached(request, self.normalisation)
-        grace = self.stale_grace if stale_grace is None else seconds(stale_grace) or None
         return Call(canonical, scope, digest(canonical, scope), ttl, cacheable, grace)
+
+    def _prepared_in_default_scope(
+        self, request: CacheRequest | Mapping[str, Any]
+    ) -> tuple[CacheRequest, str] | None:
+        """(canonical request, sha) of a plain-JSON body in the default scope, memoised."""
+        if type(request) is not dict:
+            return None
+        try:
+            raw = orjson.dumps(request)
+        except TypeError:  # SDK objects inside: not memoisable by its JSON
+            return None
+        known = self._prepared.get(raw)
+        if known is None:
+            canonical = to_request_cached(request, self.normalisation)
+            known = (canonical, digest(canonical, self.defaults))
+            if len(self._prepared) >= PREPARED_MEMO:
+                self._prepared = {}  # rebinding, not clearing: safe under threads
+            self._prepared[raw] = known
+        return known
 
     def key_of(self, call: Call, version: int) -> str:
         return exact_key(self.prefix, call.scope.namespace, version, call.sha)
@@ -234,16 +264,19 @@ class BaseCache:
             created = float(head.get("c", 0.0))
             stale_after = head.get("s")
             usage = head.get("k") or (0, 0)
-            return Hit(
-                response=doc["r"],
-                key=key,
-                created=created,
-                age=max(0.0, now - created),
-                model=head.get("m"),
-                usage=entries.Usage(int(usage[0]), int(usage[1])),
-                tags=tuple(str(t) for t in head.get("g") or ()),
-                ttl=head.get("l"),
-                stale=stale_after is not None and now >= float(stale_after),
+            tags = head.get("g")
+            return Hit(  # positional: this is the hit path
+                doc["r"],
+                key,
+                created,
+                max(0.0, now - created),
+                head.get("m"),
+                entries.Usage(int(usage[0]), int(usage[1])),
+                tuple(map(str, tags)) if tags else (),
+                "exact",
+                None,
+                head.get("l"),
+                stale_after is not None and now >= float(stale_after),
             )
         except (TypeError, ValueError, IndexError) as exc:
             raise CorruptEntryError(f"bad header: {exc}") from None
