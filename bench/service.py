@@ -68,11 +68,32 @@ def make_app(kind: str, store: str, upstream: str, body_file: str) -> Any:
     return Starlette(routes=[Route("/v1/chat/completions", bare, methods=["POST"])])
 
 
-def run_server(kind: str, port: int, store: str, upstream: str, body_file: str) -> None:
+def run_server(
+    kind: str, port: int, store: str, upstream: str, body_file: str, http: str, loop: str
+) -> None:
     import uvicorn
 
     app = make_app(kind, store, upstream, body_file)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=http,  # type: ignore[arg-type]
+        loop=loop,  # type: ignore[arg-type]
+    )
+
+
+def stack_names(http: str, loop: str) -> tuple[str, str]:
+    """What uvicorn's "auto" resolves to here (httptools and uvloop when installed)."""
+    import importlib.util
+
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return http, loop
 
 
 def asgi_cpu(app: Any, n: int) -> float:
@@ -122,7 +143,7 @@ def asgi_cpu(app: Any, n: int) -> float:
 
 
 def start_server(
-    kind: str, port: int, redis_url: str, upstream: str, body_file: str
+    kind: str, port: int, redis_url: str, upstream: str, body_file: str, http: str, loop: str
 ) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -137,6 +158,10 @@ def start_server(
         upstream,
         "--body-file",
         body_file,
+        "--http",
+        http,
+        "--loop",
+        loop,
     ]
     process = subprocess.Popen(command)
     deadline = time.monotonic() + 30
@@ -238,7 +263,7 @@ def pct(values: list[float], q: float) -> float:
 # -- main -------------------------------------------------------------------------------------
 
 
-def machine() -> str:
+def machine(http: str, loop: str) -> str:
     import redis
     import starlette
     import uvicorn
@@ -248,7 +273,7 @@ def machine() -> str:
     server = version.split()[2].removeprefix("v=") if version else "?"
     return (
         f"{os.cpu_count()} vCPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} (h11), "
+        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} ({http}, {loop} loop), "
         f"starlette {starlette.__version__}, redis-server {server}, redis-py {redis.__version__}"
     )
 
@@ -285,6 +310,18 @@ def main() -> None:
     parser.add_argument(
         "--write", action="store_true", help="record the figures in docs/benchmarks.md"
     )
+    parser.add_argument(
+        "--http",
+        choices=["auto", "h11", "httptools"],
+        default="auto",
+        help="uvicorn HTTP implementation for both servers (auto: as `llmemo serve`)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="uvicorn event loop for both servers (auto: as `llmemo serve`)",
+    )
     parser.add_argument("--child", choices=["llmemo", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
@@ -292,7 +329,15 @@ def main() -> None:
     parser.add_argument("--body-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        run_server(args.child, args.port, args.redis_url, args.upstream, args.body_file)
+        run_server(
+            args.child,
+            args.port,
+            args.redis_url,
+            args.upstream,
+            args.body_file,
+            args.http,
+            args.loop,
+        )
         return
 
     if args.nice:
@@ -323,7 +368,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
         hit = b""
         for name in names[1:]:  # the llmemo servers first: the bare one returns their hit's body
             store = stores[name] or redis_server.url
-            servers[name] = start_server("llmemo", ports[name], store, upstream.url, body_file)
+            servers[name] = start_server(
+                "llmemo", ports[name], store, upstream.url, body_file, args.http, args.loop
+            )
             stack.callback(servers[name].terminate)
             url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
             answers = [
@@ -333,7 +380,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
             assert [a.headers["x-llmemo-cache"] for a in answers] == ["miss", "hit"]
             hit = hit or answers[1].content
         Path(body_file).write_bytes(hit)
-        servers["bare"] = start_server("bare", ports["bare"], "", upstream.url, body_file)
+        servers["bare"] = start_server(
+            "bare", ports["bare"], "", upstream.url, body_file, args.http, args.loop
+        )
         stack.callback(servers["bare"].terminate)
 
         load_before = os.getloadavg()[0]
@@ -378,7 +427,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
                 f"server CPU per request {sides['bare'].server_us / side.server_us:.2f}"
             )
     print(f"  target: throughput ratio >= 0.60; upstream calls: {upstream_calls} (the misses)")
-    print(f"  machine: {machine()}; load average {load[0]:.1f} before, {load[1]:.1f} after")
+    print(
+        f"  machine: {machine(*stack_names(args.http, args.loop))}; load average {load[0]:.1f} before, {load[1]:.1f} after"
+    )
     return sides, len(hit), load
 
 
@@ -451,7 +502,7 @@ requests into one write), or a leaner client than redis-py's asyncio one.
 
 Command: `.venv/bin/python {command} --write` (starts its own `redis-server` and the local
 upstream, which answers one miss per llmemo server). Each server is its own uvicorn process (one
-worker, h11, access log off); one load generator (raw asyncio, {args.concurrency} keep-alive
+worker, {"/".join(stack_names(args.http, args.loop))}, access log off); one load generator (raw asyncio, {args.concurrency} keep-alive
 connections, each sending its next request as soon as the answer is in) drives them in turn:
 {args.rounds} rounds of {args.seconds:g} s each, the order rotating, after a 1 s warm-up. Throughput and
 CPU are the median round; latencies are pooled over the rounds. The request is a 2-message chat
@@ -462,7 +513,7 @@ round): it bounds a server's throughput on a core of its own, whatever else runs
 "App alone" drives the same app through ASGI in the benchmark process (3000 sequential hits, no
 HTTP server): what the app's own code costs.
 
-Machine: {machine()}. The load generator, the servers and Redis share the 2 cores; the 1-minute
+Machine: {machine(*stack_names(args.http, args.loop))}. The load generator, the servers and Redis share the 2 cores; the 1-minute
 load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
 
 | | requests/s | p50 ms | p99 ms | throughput / bare | server CPU µs/req | redis-server CPU µs/req | app alone, CPU µs/req |

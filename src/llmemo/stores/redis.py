@@ -22,6 +22,8 @@ import redis.asyncio.retry  # noqa: E402
 import redis.retry  # noqa: E402
 from redis.backoff import NoBackoff  # noqa: E402
 
+from llmemo.stores.autopipeline import GetBatcher  # noqa: E402
+
 SCHEMES = ("redis", "rediss", "unix")
 # Overridable by keyword or by the URL query (`?socket_timeout=2`), which wins, as in redis-py.
 DEFAULT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeout": 0.5}
@@ -279,6 +281,7 @@ class AsyncRedisStore(_Boundary):
         self._secrets = secrets
         self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
         self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+        self._gets = GetBatcher(client)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncRedisStore:
@@ -294,10 +297,10 @@ class AsyncRedisStore(_Boundary):
         return cls(client, url, secrets)
 
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
+        """Concurrent GETs of one loop tick share a pipeline (stores/autopipeline.py)."""
         with self._errors("GET"):
-            if refresh is None:
-                return cast("bytes | None", await self.client.get(key))
-            return cast("bytes | None", await self.client.getex(key, px=_ms(refresh)))
+            reply = await self._gets.get(key, None if refresh is None else _ms(refresh))
+            return cast("bytes | None", reply)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._errors("SET"):
@@ -366,4 +369,5 @@ class AsyncRedisStore(_Boundary):
 
     async def close(self) -> None:
         with self._errors("close"):
+            await self._gets.aclose()
             await self.client.aclose()
