@@ -175,7 +175,18 @@ class _Bert:
         return int(self.positions.shape[0])
 
     def pooled(self, ids: npt.NDArray[np.int64], mask: F32) -> F32:
-        """Mean of the last hidden states over the real tokens: (batch, seq) ids -> (batch, dim).
+        """Mean of the last hidden states over the real tokens: (batch, seq) ids -> (batch, dim)."""
+        return self.pool(self.hidden(ids, mask), mask)
+
+    @staticmethod
+    def pool(states: F32, mask: F32) -> F32:
+        """Mean pooling of (batch, seq, dim) hidden states under the attention mask."""
+        summed = np.einsum("bsd,bs->bd", states, mask)
+        return summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))  # type: ignore[no-any-return]
+
+    def hidden(self, ids: npt.NDArray[np.int64], mask: F32, depth: int | None = None) -> F32:
+        """The last hidden states: (batch, seq) ids -> (batch, seq, dim). `depth`: stop after
+        that many encoder layers (0: the embedding layer's output; None: all of them).
 
         Attention runs on groups of sequences and the feed-forward on blocks of rows, so that the
         temporaries stay in the CPU cache; for one short query both are a single step.
@@ -187,7 +198,7 @@ class _Bert:
         # Padding keys get a large negative score, so softmax gives them (exactly) zero weight.
         key_bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
         group = max(1, _ATTENTION_FLOATS // (self.heads * seq * seq))
-        for layer in self.layers:
+        for layer in self.layers[:depth]:
             qkv = x @ layer.qkv
             qkv += layer.qkv_bias
             context = np.empty_like(x)
@@ -206,8 +217,7 @@ class _Bert:
                 out += layer.down_bias
                 out += block
                 x[start : start + _FFN_ROWS] = _layer_norm(out, *layer.norm2, self.eps)
-        summed = np.einsum("bsd,bs->bd", x.reshape(batch, seq, dim), mask)
-        return summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))  # type: ignore[no-any-return]
+        return x.reshape(batch, seq, dim)
 
     def _attend(self, qkv: F32, key_bias: F32, seq: int) -> F32:
         """Multi-head self-attention of a few whole sequences: (n*seq, 3*dim) -> (n*seq, dim)."""
@@ -262,10 +272,28 @@ class MiniLMEmbedder:
         self._tokenizer.enable_truncation(max_length=self.max_tokens)
 
     def embed(self, texts: Sequence[str]) -> Matrix:
+        return self._forward(texts, None)
+
+    def embed_tokens(
+        self, texts: Sequence[str], depth: int | None = None
+    ) -> tuple[Matrix, list[TokenStates]]:
+        """The sentence vectors (as `embed`) and, from the same forward pass, every text's
+        contextual token vectors (the last hidden states that mean pooling averages).
+
+        `depth` stops the pass after that many encoder layers (0: the static token embeddings);
+        the sentence vectors are then the mean of those states, not the model's embedding."""
+        tokens: list[TokenStates] = []
+        return self._forward(texts, tokens, depth), tokens
+
+    def _forward(
+        self, texts: Sequence[str], tokens: list[TokenStates] | None, depth: int | None = None
+    ) -> Matrix:
         if not texts:
             return empty(self.dim)
-        ids = [enc.ids for enc in self._tokenizer.encode_batch([str(t) for t in texts])]
+        encodings = self._tokenizer.encode_batch([str(t) for t in texts])
+        ids = [enc.ids for enc in encodings]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
+        states: list[F32 | None] = [None] * len(ids)
         for chunk in _batches([len(i) for i in ids], self.batch_size, _BATCH_TOKENS):
             seq = len(ids[chunk[-1]])
             batch = np.zeros((len(chunk), seq), dtype=np.int64)
@@ -273,8 +301,46 @@ class MiniLMEmbedder:
             for row, i in enumerate(chunk):
                 batch[row, : len(ids[i])] = ids[i]
                 mask[row, : len(ids[i])] = 1.0
-            out[chunk] = self._bert.pooled(batch, mask)
+            hidden = self._bert.hidden(batch, mask, depth)
+            out[chunk] = self._bert.pool(hidden, mask)
+            if tokens is not None:
+                for row, i in enumerate(chunk):
+                    states[i] = hidden[row, : len(ids[i])].copy()
+        if tokens is not None:
+            for enc, state in zip(encodings, states, strict=True):
+                assert state is not None
+                tokens.append(TokenStates.of(enc, state))
         return normalise(out, self.dim)
+
+
+@dataclass(frozen=True)
+class TokenStates:
+    """One text's contextual token vectors, without [CLS] and [SEP].
+
+    tokens: the WordPiece tokens ("##" marks a continuation); words: the index of the word each
+    token belongs to; vectors: (tokens, dim), L2-normalised rows (cosine = dot product).
+    """
+
+    tokens: tuple[str, ...]
+    words: tuple[int, ...]
+    vectors: F32
+
+    @classmethod
+    def of(cls, encoding: Any, states: F32) -> TokenStates:
+        keep = [
+            i
+            for i, (word, special) in enumerate(
+                zip(encoding.word_ids, encoding.special_tokens_mask, strict=True)
+            )
+            if word is not None and not special
+        ]
+        vectors = states[keep] if keep else np.zeros((0, states.shape[1]), np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return cls(
+            tuple(encoding.tokens[i] for i in keep),
+            tuple(int(encoding.word_ids[i]) for i in keep),
+            (vectors / np.maximum(norms, np.float32(1e-9))).astype(np.float32),
+        )
 
 
 def _batches(lengths: Sequence[int], size: int, tokens: int) -> list[list[int]]:
