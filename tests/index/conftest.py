@@ -3,6 +3,8 @@
 A sync index is wrapped in `Awaited` (its calls made directly inside the coroutine); an async
 index is used as it is. LocalIndex gets an injected clock that `advance` moves (its store too,
 where the store has a clock); RediSearch gets real time, because expiry runs inside the server.
+An item's payload is also written at its key where the backend reads it from there (RediSearch),
+as the cache does: it stores the entry, then indexes it.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class Harness:
     advance: Callable[[float], Awaitable[None]]
     returns_payload: bool
     tolerance: float  # float16 rounding of stored vectors moves similarities a little
+    keep_entry: Callable[[str, bytes, float | None], Awaitable[None]] | None = None
 
     async def add(
         self,
@@ -116,6 +119,8 @@ class Harness:
         ttl: float | None = None,
     ) -> None:
         item = IndexItem(key, np.asarray(vector, dtype=np.float32), where or scope(), payload, ttl)
+        if payload is not None and self.keep_entry is not None:
+            await self.keep_entry(key, payload, ttl)
         await self.index.add(item)
 
     async def search(
@@ -161,6 +166,12 @@ async def harness(
         url = request.getfixturevalue("redis_stack_url")
         dtype = "float16" if backend.endswith("f16") else "float32"
         index: Any
+        entries = redis.asyncio.Redis.from_url(url)
+        cleanup.append(entries.aclose)
+
+        async def keep_entry(key: str, payload: bytes, ttl: float | None) -> None:
+            await entries.set(key, payload, px=None if ttl is None else round(ttl * 1000))
+
         if is_async:
             aclient = redis.asyncio.Redis.from_url(url)
             index = AsyncRediSearchIndex(aclient, DIM, dtype=dtype)
@@ -174,7 +185,7 @@ async def harness(
 
             cleanup.append(close_client)
         tolerance = 2e-3 if dtype == "float16" else 1e-5
-        h = Harness(backend, index, _real_sleep, True, tolerance)
+        h = Harness(backend, index, _real_sleep, True, tolerance, keep_entry)
     else:
         clock = FakeClock()
         dtype = "float32" if backend.endswith("f32") else "float16"

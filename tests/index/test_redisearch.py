@@ -11,14 +11,16 @@ import redis
 from redis.crc import key_slot
 
 from llmemo.errors import StoreError
-from llmemo.index.base import IndexItem, VectorIndexError, entry_key, index_name, record_key
+from llmemo.index.base import IndexItem, VectorIndexError, entry_key, record_key
 from llmemo.index.redisearch import (
     HNSW,
     RediSearchIndex,
     create_args,
     escape_tag,
+    parse_script,
     parse_search,
     scope_filter,
+    search_index_name,
 )
 from tests.index.conftest import DIM, basis, scope
 
@@ -32,8 +34,8 @@ def client(redis_stack_url: str) -> Iterator[redis.Redis]:
 
 
 def test_names_and_keys() -> None:
-    name = index_name("llmemo", 384, "float16")
-    assert name == "llmemo:~vec:f16:384"
+    name = search_index_name("llmemo", 384, "float16")
+    assert name == "llmemo:~vec2:f16:384"
     record = record_key(name, ENTRY)
     assert entry_key(name, record) == ENTRY
     assert key_slot(record.encode()) == key_slot(ENTRY.encode())  # same cluster slot as the entry
@@ -43,7 +45,8 @@ def test_create_args_have_no_text_field_and_a_cosine_hnsw() -> None:
     args = create_args("i", 384, "float32", HNSW(m=8, ef_construction=100, ef_runtime=20))
     assert args[:7] == ["FT.CREATE", "i", "ON", "HASH", "PREFIX", 1, "i:"]
     assert "TEXT" not in args
-    assert args.count("CASESENSITIVE") == 5
+    assert args[7:11] == ["SCHEMA", "s", "TAG", "CASESENSITIVE"]  # one TAG: the scope digest
+    assert args.count("TAG") == 1
     vector = args[args.index("VECTOR") :]
     assert vector[:3] == ["VECTOR", "HNSW", 12]
     assert vector[3:9] == ["TYPE", "FLOAT32", "DIM", 384, "DISTANCE_METRIC", "COSINE"]
@@ -52,23 +55,34 @@ def test_create_args_have_no_text_field_and_a_cosine_hnsw() -> None:
 def test_query_escaping() -> None:
     assert escape_tag("minilm%3Aall-MiniLM") == "minilm\\%3Aall\\-MiniLM"
     assert escape_tag("~") == "\\~"
-    text = scope_filter(scope(tenant=None))
-    assert text.startswith("@ns:{default} @ver:{1} @tenant:{\\~} @fp:{c0ffee")
+    assert scope_filter(scope(tenant=None)) == "@s:{" + scope(tenant=None).digest() + "}"
+    assert scope_filter(scope(tenant="~")) != scope_filter(scope(tenant=None))
 
 
 def test_parse_resp2_and_resp3_replies() -> None:
-    name = "llmemo:~vec:f16:4"
+    name = "llmemo:~vec2:f16:4"
     doc = f"{name}:{ENTRY}".encode()
-    resp2 = [1, doc, [b"dist", b"0.25", b"p", b"\x00payload"]]
+    resp2 = [1, doc, [b"dist", b"0.25"]]
     resp3 = {
         b"total_results": 1,
-        b"results": [{b"id": doc, b"extra_attributes": {b"dist": b"0.25", b"p": b"\x00payload"}}],
+        b"results": [{b"id": doc, b"extra_attributes": {b"dist": b"0.25"}}],
     }
     for reply in (resp2, resp3):
         [match] = parse_search(reply, name, 0.0)
-        assert (match.key, match.similarity, match.payload) == (ENTRY, 0.75, b"\x00payload")
+        assert (match.key, match.similarity, match.payload) == (ENTRY, 0.75, None)
         assert parse_search(reply, name, 0.8) == []
-    assert parse_search([1, doc, [b"p", b"x"]], name, 0.0) == []  # expired mid-query: no score
+    assert parse_search([1, doc, []], name, 0.0) == []  # expired mid-query: no score
+
+
+def test_parse_script_reply() -> None:
+    reply = [b"b", b"0.5", None, ENTRY.encode(), b"0.25", b"\x00entry"]
+    found = parse_script(reply, 0.0)
+    assert [(m.key, m.similarity, m.payload) for m in found] == [
+        (ENTRY, 0.75, b"\x00entry"),
+        ("b", 0.5, None),  # its entry is gone: the caller drops the vector
+    ]
+    assert [m.key for m in parse_script(reply, 0.6)] == [ENTRY]
+    assert parse_script([], 0.0) == []
 
 
 def test_creation_is_idempotent_and_shared(client: redis.Redis) -> None:
@@ -85,6 +99,7 @@ def test_index_dropped_behind_its_back_is_recreated_over_existing_hashes(
     client: redis.Redis,
 ) -> None:
     index = RediSearchIndex(client, DIM)
+    client.set(ENTRY, b"x")
     index.add(IndexItem(ENTRY, basis(0), scope(), b"x"))
     client.execute_command("FT.DROPINDEX", index.name)  # keeps the hashes
     assert [m.key for m in index.search(basis(0), scope())] in ([], [ENTRY])  # recreated here
@@ -102,12 +117,10 @@ def test_record_layout_ttl_and_dtype(client: redis.Redis) -> None:
         index.add(IndexItem(ENTRY, basis(3), scope(), b"answer", ttl=60))
         record = record_key(index.name, ENTRY)
         fields = client.hgetall(record)
-        assert set(fields) == {b"ns", b"ver", b"tenant", b"fp", b"model", b"vec", b"p"}
-        assert len(fields[b"vec"]) == DIM * width
-        assert fields[b"p"] == b"answer"
+        assert fields == {b"s": scope().digest().encode(), b"v": fields[b"v"]}  # no answer copy
+        assert len(fields[b"v"]) == DIM * width
         assert 59_000 < client.pttl(record) <= 60_000
-        index.add(IndexItem(ENTRY, basis(3), scope(), None, ttl=None))  # replaces: no p, no TTL
-        assert b"p" not in client.hgetall(record)
+        index.add(IndexItem(ENTRY, basis(3), scope(), None, ttl=None))  # replaces: no TTL
         assert client.pttl(record) == -1
 
 
@@ -133,9 +146,10 @@ def test_unrelated_keys_are_never_indexed(client: redis.Redis) -> None:
     index = RediSearchIndex(client, DIM)
     index.create()
     blob = basis(0).astype(np.float16).tobytes()
-    tags = scope().tags()
-    client.hset(ENTRY, mapping={**tags, "vec": blob})  # an entry-shaped hash outside the prefix
-    client.hset("other:" + index.name + ":x", mapping={**tags, "vec": blob})
+    fields = {"s": scope().digest(), "v": blob}
+    client.hset(ENTRY, mapping=fields)  # a record-shaped hash outside the prefix
+    client.hset("other:" + index.name + ":x", mapping=fields)
+    client.hset(record_key("llmemo:~vec:f16:16", "y"), mapping=fields)  # the LocalIndex prefix
     client.set(record_key(index.name, "a-string"), b"not a hash")
     assert index.search(basis(0), scope(), k=5) == []
     assert index.count() == 0

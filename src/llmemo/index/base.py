@@ -177,8 +177,9 @@ def vector_bytes(vector: npt.ArrayLike, dim: int, dtype: Dtype) -> bytes | None:
 class IndexItem:
     """One vector to index under `key` (the entry's store key, e.g. its exact key).
 
-    payload is the encoded entry: a backend that can return it from the search keeps it (one round
-    trip per hit); others ignore it and the caller GETs `key`. ttl (seconds) should be the entry's,
+    payload is the encoded entry, which the caller also stores at `key`: a backend may return the
+    entry with its search (RediSearchIndex reads it at `key` in the same round trip, without a
+    copy); others leave it to the caller, who GETs `key`. ttl (seconds) should be the entry's,
     so the vector never outlives the answer; None means no expiry.
     """
 

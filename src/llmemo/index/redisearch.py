@@ -1,9 +1,16 @@
-"""RediSearchIndex: server-side HNSW (COSINE) on Redis Stack or Redis 8, with the scope as TAGs.
+"""RediSearchIndex: server-side HNSW (COSINE) on Redis Stack or Redis 8, with the scope as one TAG.
 
-One HASH per entry holds its scope tags, its vector (FLOAT16 or FLOAT32 bytes) and the encoded
-entry, so a KNN query returns the answer itself: a semantic hit is one round trip. The hash key is
-`{index name}:{entry key}`: it keeps the entry's `{sha}` hash tag (same cluster slot) and lives under
-a prefix (`{prefix}:~vec:...`) that no namespace can produce, so the index never sees other keys.
+One small HASH per entry holds its scope digest (`s`, one TAG) and its vector (`v`, FLOAT16 or
+FLOAT32 bytes); nothing about the answer is indexed. The answer itself is NOT copied into the hash:
+the cache already keeps the encoded entry at its exact key, and a search runs as one Lua script
+(FT.SEARCH, then GET of each match's entry key), so a semantic hit is still one round trip while
+Redis holds the ~1 KB entry once (docs/benchmarks.md, "Redis memory per semantic entry"). Where
+scripts are not allowed (an ACL without EVALSHA), the plain FT.SEARCH is sent and the caller GETs.
+
+The hash key is `{index name}:{entry key}`: it keeps the entry's `{sha}` hash tag (same cluster
+slot) and lives under a prefix (`{prefix}:~vec2:...`) that no namespace can produce, so the index
+never sees other keys. The `2` is the record layout: an index made for another layout (the
+five-TAG `~vec:` one) has another name and prefix, so it is never reused with this one.
 The hash gets the entry's TTL in the same MULTI as its HSET, so a vector never outlives its answer.
 
 Every decision (names, schema, query, reply parsing, distance -> similarity) is a pure function
@@ -12,6 +19,7 @@ here; the two classes only send commands.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,10 +48,12 @@ import numpy.typing as npt  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio  # noqa: E402
 
-_TAGS = ("ns", "ver", "tenant", "fp", "model")
-_VECTOR_FIELD = "vec"
-_PAYLOAD_FIELD = "p"
+LAYOUT = 2
+"""The record layout (fields, schema): part of the index name, bumped when the layout changes."""
+_SCOPE_FIELD = "s"
+_VECTOR_FIELD = "v"
 _SCORE = "dist"
+log = logging.getLogger("llmemo.index")
 _MISSING_INDEX = ("no such index", "unknown index name", "unknown index")
 _QUERY_SPECIAL = re.compile(r"([^A-Za-z0-9_])")
 
@@ -63,14 +73,22 @@ class HNSW:
     ef_runtime: int = 128
 
 
-def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int]:
-    """FT.CREATE arguments: HASH records under `{name}:`, CASESENSITIVE TAGs, an HNSW COSINE field.
+def search_index_name(prefix: str, dim: int, dtype: Dtype) -> str:
+    """`{prefix}:~vec2:{f16|f32}:{dim}`: one index per vector shape and record layout.
 
-    No TEXT field: nothing about the answer is indexed, only its scope and vector.
+    Neither this prefix nor the LocalIndex's `{prefix}:~vec:` one is a prefix of the other, so
+    each index only ever sees its own records.
     """
-    schema: list[str | int] = []
-    for tag in _TAGS:
-        schema += [tag, "TAG", "CASESENSITIVE"]
+    head, _, shape = index_name(prefix, dim, dtype).rpartition(":~vec:")  # validates
+    return f"{head}:~vec{LAYOUT}:{shape}"
+
+
+def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int]:
+    """FT.CREATE arguments: HASH records under `{name}:`, one CASESENSITIVE TAG, HNSW COSINE.
+
+    No TEXT field: nothing about the answer is indexed, only its scope digest and vector.
+    """
+    schema: list[str | int] = [_SCOPE_FIELD, "TAG", "CASESENSITIVE"]
     params: list[str | int] = ["TYPE", dtype.upper(), "DIM", dim, "DISTANCE_METRIC", "COSINE"]
     params += ["M", hnsw.m, "EF_CONSTRUCTION", hnsw.ef_construction, "EF_RUNTIME", hnsw.ef_runtime]
     schema += [_VECTOR_FIELD, "VECTOR", "HNSW", len(params), *params]
@@ -82,29 +100,87 @@ def escape_tag(token: str) -> str:
     return _QUERY_SPECIAL.sub(r"\\\1", token)
 
 
+def scope_tag(scope: IndexScope) -> str:
+    """The one TAG value of a scope: its 128-bit digest over all five fields (`IndexScope.digest`),
+    so the pre-filter is exactly as strict as five TAGs (a collision needs ~2^64 scopes)."""
+    return scope.digest()
+
+
 def scope_filter(scope: IndexScope) -> str:
-    """`@ns:{..} @ver:{..} @tenant:{..} @fp:{..} @model:{..}`: the pre-filter of the KNN query."""
-    return " ".join(f"@{field}:{{{escape_tag(value)}}}" for field, value in scope.tags().items())
+    """`@s:{digest}`: the pre-filter of the KNN query."""
+    return f"@{_SCOPE_FIELD}:{{{escape_tag(scope_tag(scope))}}}"
+
+
+def knn_query(scope: IndexScope, k: int) -> str:
+    """The DIALECT 2 query: KNN k inside the scope filter, the distance as `dist`."""
+    # EF_RUNTIME is the index's (set at FT.CREATE), so the same query also runs on a FLAT index.
+    return f"({scope_filter(scope)})=>[KNN {k} @{_VECTOR_FIELD} $v AS {_SCORE}]"
 
 
 def search_args(name: str, blob: bytes, scope: IndexScope, k: int) -> list[str | int | bytes]:
-    """FT.SEARCH arguments: KNN k inside the scope filter, nearest first, returning the payload."""
-    # EF_RUNTIME is the index's (set at FT.CREATE), so the same query also runs on a FLAT index.
-    query = f"({scope_filter(scope)})=>[KNN {k} @{_VECTOR_FIELD} $v AS {_SCORE}]"
+    """FT.SEARCH arguments (the fallback without scripts): KNN k, nearest first, with distances.
+
+    The scope field is returned only to make the server load each hash: one that expired but is
+    not yet out of the index then comes back without fields (and is skipped), not as a match."""
     return [
-        "FT.SEARCH", name, query, "PARAMS", 2, "v", blob,
-        "SORTBY", _SCORE, "ASC", "RETURN", 2, _SCORE, _PAYLOAD_FIELD,
-        "LIMIT", 0, k, "DIALECT", 2,
+        "FT.SEARCH", name, knn_query(scope, k), "PARAMS", 2, "v", blob,
+        "SORTBY", _SCORE, "ASC", "RETURN", 2, _SCORE, _SCOPE_FIELD, "LIMIT", 0, k, "DIALECT", 2,
     ]  # fmt: skip
 
 
+SEARCH_SCRIPT = """
+local name, query, blob, k = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local reply = redis.call('FT.SEARCH', name, query, 'PARAMS', 2, 'v', blob,
+    'SORTBY', 'dist', 'ASC', 'RETURN', 1, 'dist', 'LIMIT', 0, k, 'DIALECT', 2)
+local out, skip = {}, #name + 2
+for i = 2, #reply, 2 do
+    local fields, dist = reply[i + 1], false
+    if type(fields) == 'table' then
+        for j = 1, #fields - 1, 2 do
+            if fields[j] == 'dist' then dist = fields[j + 1] end
+        end
+    end
+    if dist and redis.call('EXISTS', reply[i]) == 1 then
+        local key = string.sub(reply[i], skip)
+        local entry = redis.pcall('GET', key)
+        if type(entry) ~= 'string' then entry = false end
+        out[#out + 1] = key
+        out[#out + 1] = dist
+        out[#out + 1] = entry
+    end
+end
+return out
+"""
+"""One round trip per search: the KNN query, then the entry at each match's key (read-only).
+
+Its keys are not declared: RediSearch runs on standalone servers only (a cluster gets LocalIndex).
+Returns a flat list of (entry key, distance, entry bytes or nil when the entry is gone). A hash
+that expired but is not yet out of the index (the KNN reads only the index) fails EXISTS and is
+skipped, so an expired vector is never a match."""
+
+
+def script_args(name: str, blob: bytes, scope: IndexScope, k: int) -> list[str | int | bytes]:
+    """SEARCH_SCRIPT's ARGV."""
+    return [name, knn_query(scope, k), blob, k]
+
+
+def parse_script(reply: Any, min_similarity: float) -> list[Match]:
+    """Matches from SEARCH_SCRIPT's reply, nearest first, at least `min_similarity` similar."""
+    items = list(reply or [])
+    matches = []
+    for i in range(0, len(items) - 2, 3):
+        similarity = similarity_from_cosine_distance(float(_text(items[i + 1])))
+        if similarity < min_similarity:
+            continue
+        entry = items[i + 2]
+        matches.append(Match(_text(items[i]), similarity, None if entry is None else bytes(entry)))
+    matches.sort(key=lambda m: -m.similarity)
+    return matches
+
+
 def record_fields(item: IndexItem, blob: bytes) -> dict[str, bytes | str]:
-    """The hash of one item: its scope tags, its vector and (when given) the encoded entry."""
-    fields: dict[str, bytes | str] = dict(item.scope.tags())
-    fields[_VECTOR_FIELD] = blob
-    if item.payload is not None:
-        fields[_PAYLOAD_FIELD] = bytes(item.payload)
-    return fields
+    """The hash of one item: its scope digest and its vector (the entry stays at its own key)."""
+    return {_SCOPE_FIELD: scope_tag(item.scope), _VECTOR_FIELD: blob}
 
 
 def _text(value: Any) -> str:
@@ -126,19 +202,15 @@ def _documents(reply: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 
 def parse_search(reply: Any, name: str, min_similarity: float) -> list[Match]:
-    """Matches from an FT.SEARCH reply, nearest first, at least `min_similarity` similar."""
+    """Matches from a plain FT.SEARCH reply (no entries: the caller GETs them), nearest first."""
     matches = []
     for doc_id, fields in _documents(reply):
         score = fields.get(_SCORE)
         if score is None:  # a hash that expired while the query ran
             continue
         similarity = similarity_from_cosine_distance(float(_text(score)))
-        if similarity < min_similarity:
-            continue
-        payload = fields.get(_PAYLOAD_FIELD)
-        matches.append(
-            Match(entry_key(name, doc_id), similarity, None if payload is None else bytes(payload))
-        )
+        if similarity >= min_similarity:
+            matches.append(Match(entry_key(name, doc_id), similarity))
     matches.sort(key=lambda m: -m.similarity)
     return matches
 
@@ -156,6 +228,16 @@ def _missing_index(exc: BaseException) -> bool:
     return isinstance(exc, redis.ResponseError) and any(m in text for m in _MISSING_INDEX)
 
 
+def _no_scripts(exc: BaseException) -> bool:
+    """An ACL or a proxy refuses EVALSHA / SCRIPT LOAD: search without the script from now on."""
+    text = str(exc).lower()
+    return isinstance(exc, redis.exceptions.NoPermissionError) or (
+        isinstance(exc, redis.ResponseError)
+        and "unknown command" in text
+        and ("evalsha" in text or "script" in text)
+    )
+
+
 def _exists(exc: BaseException) -> bool:
     return isinstance(exc, redis.ResponseError) and "already exists" in str(exc).lower()
 
@@ -168,13 +250,14 @@ class _Base:
     """Configuration and the error boundary shared by the twins."""
 
     def __init__(self, dim: int, prefix: str, dtype: Dtype, hnsw: HNSW | None, where: str) -> None:
-        self.name = index_name(prefix, dim, dtype)
+        self.name = search_index_name(prefix, dim, dtype)
         self.prefix = prefix
         self.dtype: Dtype = dtype
         self.hnsw = hnsw or HNSW()
         self._dim = dim
         self._where = where
         self._ready = False
+        self._scripted = True  # until the server refuses scripts
 
     @property
     def dim(self) -> int:
@@ -190,15 +273,20 @@ class _Base:
                 f"redis {command} failed on {self._where}: {type(exc).__name__}: {text}"
             ) from exc
 
-    def _search_args(
-        self, vector: npt.ArrayLike, k: int, min_similarity: float, scope: IndexScope
-    ) -> list[str | int | bytes] | None:
+    def _query_vector(self, vector: npt.ArrayLike, k: int, min_similarity: float) -> bytes | None:
+        """The query's vector bytes (None: a zero vector, which matches nothing)."""
         check_k(k)
         check_similarity(min_similarity)
-        blob = vector_bytes(vector, self._dim, self.dtype)
-        if blob is None:
-            return None
-        return search_args(self.name, blob, scope, k)
+        return vector_bytes(vector, self._dim, self.dtype)
+
+    def _refused(self, exc: redis.ResponseError) -> None:
+        """Re-raise unless the server refuses scripts; then fall back to plain FT.SEARCH."""
+        if not _no_scripts(exc):
+            raise exc
+        log.warning(
+            "llmemo: %s refuses scripts (%s): semantic hits take one more GET", self._where, exc
+        )
+        self._scripted = False
 
 
 def _where(client: Any) -> str:
@@ -209,8 +297,10 @@ def _where(client: Any) -> str:
 class RediSearchIndex(_Base):
     """A VectorIndex in RediSearch. `client` is a redis-py client (`RedisStore.client`).
 
-    The index is created on first use (idempotently: an existing index is reused) and again if
-    someone drops it. dtype float16 halves the vector's memory; similarity changes by < 1e-3.
+    The index is created on first use (idempotently: an existing index of the same name, so of
+    the same layout, is reused) and again if someone drops it. dtype float16 halves the vector's
+    memory; similarity changes by < 1e-3. An item's payload is not stored: the entry must live at
+    the item's key in the same Redis (as the cache keeps it), where the search reads it.
     """
 
     def __init__(
@@ -224,6 +314,7 @@ class RediSearchIndex(_Base):
     ) -> None:
         super().__init__(dim, prefix, dtype, hnsw, _where(client))
         self.client = client
+        self._script = client.register_script(SEARCH_SCRIPT)  # EVALSHA, loaded on NOSCRIPT
 
     def _command(self, *args: Any) -> Any:
         return cast(Any, self.client).execute_command(*args)  # redis-py leaves it untyped
@@ -259,19 +350,28 @@ class RediSearchIndex(_Base):
     def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
     ) -> list[Match]:
-        args = self._search_args(vector, k, min_similarity, scope)
-        if args is None:
+        blob = self._query_vector(vector, k, min_similarity)
+        if blob is None:
             return []
         if not self._ready:
             self.create()
         with self._errors("FT.SEARCH"):
             try:
-                reply = self._command(*args)
+                return self._search(blob, scope, k, min_similarity)
             except redis.ResponseError as exc:
                 if not _missing_index(exc):
                     raise
                 self.create()  # dropped behind our back: recreate (it rescans existing hashes)
-                reply = self._command(*args)
+                return self._search(blob, scope, k, min_similarity)
+
+    def _search(self, blob: bytes, scope: IndexScope, k: int, min_similarity: float) -> list[Match]:
+        if self._scripted:
+            try:
+                reply = self._script(args=script_args(self.name, blob, scope, k))
+                return parse_script(reply, min_similarity)
+            except redis.ResponseError as exc:
+                self._refused(exc)
+        reply = self._command(*search_args(self.name, blob, scope, k))
         return parse_search(reply, self.name, min_similarity)
 
     def delete(self, keys: Sequence[str]) -> int:
@@ -320,6 +420,7 @@ class AsyncRediSearchIndex(_Base):
     ) -> None:
         super().__init__(dim, prefix, dtype, hnsw, _where(client))
         self.client = client
+        self._script = client.register_script(SEARCH_SCRIPT)  # EVALSHA, loaded on NOSCRIPT
 
     async def _command(self, *args: Any) -> Any:
         return await cast(Any, self.client).execute_command(*args)  # redis-py leaves it untyped
@@ -355,19 +456,30 @@ class AsyncRediSearchIndex(_Base):
     async def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
     ) -> list[Match]:
-        args = self._search_args(vector, k, min_similarity, scope)
-        if args is None:
+        blob = self._query_vector(vector, k, min_similarity)
+        if blob is None:
             return []
         if not self._ready:
             await self.create()
         with self._errors("FT.SEARCH"):
             try:
-                reply = await self._command(*args)
+                return await self._search(blob, scope, k, min_similarity)
             except redis.ResponseError as exc:
                 if not _missing_index(exc):
                     raise
                 await self.create()
-                reply = await self._command(*args)
+                return await self._search(blob, scope, k, min_similarity)
+
+    async def _search(
+        self, blob: bytes, scope: IndexScope, k: int, min_similarity: float
+    ) -> list[Match]:
+        if self._scripted:
+            try:
+                reply = await self._script(args=script_args(self.name, blob, scope, k))
+                return parse_script(reply, min_similarity)
+            except redis.ResponseError as exc:
+                self._refused(exc)
+        reply = await self._command(*search_args(self.name, blob, scope, k))
         return parse_search(reply, self.name, min_similarity)
 
     async def delete(self, keys: Sequence[str]) -> int:
