@@ -74,6 +74,10 @@ def run_server(
     import uvicorn
 
     app = make_app(kind, store, upstream, body_file)
+    if kind == "bare":  # llmemo freezes its start-up heap in its lifespan (gc_freeze): same here
+        from llmemo.service.app import freeze_heap
+
+        freeze_heap()
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmemo.testing.redis_server import RedisServer
@@ -103,3 +104,21 @@ def test_two_apps_keep_separate_metrics(serve: Serve) -> None:
         ask(http)
     with httpx.Client(base_url=second.url, headers=HEADERS) as http:
         assert value(samples(http), "llmemo_requests_total") == 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_startup_heap_is_frozen_once_unless_turned_off(
+    serve: Serve, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    import gc
+
+    from llmemo.service import app as service_app
+
+    monkeypatch.setattr(service_app, "_frozen", False)
+    before = gc.get_freeze_count()
+    serve(gc_freeze=enabled)
+    frozen = gc.get_freeze_count() - before
+    serve(gc_freeze=enabled)  # a second app in the same process does not freeze again
+    assert (frozen > 1000) is enabled  # the imported modules and the app's objects
+    assert gc.get_freeze_count() - before <= max(frozen, 0)  # (frozen objects can still die)
+    assert service_app._frozen is enabled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -62,6 +63,8 @@ class Service:
         upstreams = Upstreams(self.settings)
         await self.warming.open(cache, upstreams)
         self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)
+        if self.settings.gc_freeze:
+            freeze_heap()
         try:
             yield
         finally:
@@ -119,6 +122,18 @@ class Service:
             provider, path, request.url.query, forward_headers(request.headers)
         )
         return Response(body, status, headers)
+
+
+_frozen = False
+
+
+def freeze_heap() -> None:
+    """Collect, then freeze what is alive (once per process): later collections skip it."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Settings) -> Starlette:

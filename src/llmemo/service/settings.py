@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     """Ask OpenAI streams for their usage chunk (so entries carry token counts); hidden from
     clients that did not ask for it."""
     log_level: str = "info"
+    gc_freeze: bool = True
+    """After start-up, move every object alive then out of the garbage collector's view
+    (`gc.freeze`, once per process). Requests that wait on the store keep their objects alive
+    across many allocations, so the collector runs often; without this each full collection
+    re-scans the whole imported heap (~50 ms each here, the service's p99). docs/service.md."""
     # -- semantic layer (docs/semantic.md) --
     semantic: bool = False
     """Answer paraphrases too: exact miss -> embed -> KNN in the same context -> threshold -> guard."""
