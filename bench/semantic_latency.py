@@ -1,6 +1,6 @@
 """Semantic-hit latency, stage by stage: embed (added with the hybrid flow), index search, payload.
 
-Run: .venv/bin/python bench/semantic_latency.py [--stages index] [--sizes 10000 100000]
+Run: .venv/bin/python bench/semantic_latency.py [--stages index|memory] [--sizes 10000 100000]
          [--million] [--queries 2000]
 Starts a private Redis Stack (RediSearch) and a private Debian redis-server on free ports.
 
@@ -11,7 +11,8 @@ paraphrase). Reported per index: search p50/p99, the semantic-hit minus embeddin
 payload: one KNN query on RediSearch; search + one GET for LocalIndex), recall@1 against exact
 numpy, and for RediSearch the FLAT index as the baseline. `--million`: LocalIndex rebuilt from
 1M records in a memory store (restart time), then searched (target p99 <= 10 ms). Memory: Redis
-bytes per semantic entry (used_memory delta) with and without the separate exact-key entry.
+bytes per semantic entry (used_memory delta) for the shipped layout (the exact-key entry plus a
+vector hash without a copy of it) against the layout before it, and with a server setting.
 Not a test: nothing is asserted.
 
 Stages are functions in STAGES; the embedding stage (`embed`: embed time alone, and the full
@@ -197,13 +198,15 @@ def redisearch_rows(url: str, n: int, data: F32, payloads: list[bytes], queries:
         if algorithm == "FLAT":  # the baseline: exact scan inside the server
             client.execute_command(
                 "FT.CREATE", index.name, "ON", "HASH", "PREFIX", 1, f"{index.name}:", "SCHEMA",
-                "ns", "TAG", "CASESENSITIVE", "ver", "TAG", "CASESENSITIVE",
-                "tenant", "TAG", "CASESENSITIVE", "fp", "TAG", "CASESENSITIVE",
-                "model", "TAG", "CASESENSITIVE",
-                "vec", "VECTOR", "FLAT", 6, "TYPE", "FLOAT16", "DIM", DIM, "DISTANCE_METRIC", "COSINE",
+                "s", "TAG", "CASESENSITIVE",
+                "v", "VECTOR", "FLAT", 6, "TYPE", "FLOAT16", "DIM", DIM, "DISTANCE_METRIC", "COSINE",
             )  # fmt: skip
         start = time.perf_counter()
         for s in range(0, n, 1000):
+            pipe = client.pipeline(transaction=False)
+            for i in range(s, min(n, s + 1000)):  # the entries the search reads (the cache's)
+                pipe.set(entry_key(i), payloads[i % len(payloads)], px=86_400_000)
+            pipe.execute()
             index.add_many(
                 [
                     IndexItem(entry_key(i), data[i], SCOPE, payloads[i % len(payloads)], 86_400)
@@ -274,45 +277,92 @@ def local_million(n: int, queries_n: int) -> None:
     )
 
 
+def _drop_all(client: redis.Redis) -> None:
+    for index_id in client.execute_command("FT._LIST"):
+        client.execute_command("FT.DROPINDEX", index_id, "DD")
+    client.flushall()
+    time.sleep(0.5)
+
+
+def _shipped_layout(client: redis.Redis, batch: range, data: F32, payloads: list[bytes]) -> str:
+    """What the cache writes today: the entry at its exact key, then the index's record."""
+    index = RediSearchIndex(client, DIM, dtype="float16")
+    pipe = client.pipeline(transaction=False)
+    for i in batch:
+        pipe.set(entry_key(i), payloads[i % len(payloads)], px=86_400_000)
+    pipe.execute()
+    index.add_many(
+        [
+            IndexItem(entry_key(i), data[i], memory_scope(i), payloads[i % len(payloads)], 86_400)
+            for i in batch
+        ]
+    )
+    return record_key(index.name, entry_key(0))
+
+
+_V1 = "llmemo:~vec:f16:384"
+
+
+def _v1_layout(client: redis.Redis, batch: range, data: F32, payloads: list[bytes]) -> str:
+    """The layout before LAYOUT 2 (raw commands): five TAGs and a copy of the entry in the hash."""
+    if not client.execute_command("FT._LIST"):
+        tags = [
+            x
+            for tag in ("ns", "ver", "tenant", "fp", "model")
+            for x in (tag, "TAG", "CASESENSITIVE")
+        ]
+        client.execute_command(
+            "FT.CREATE", _V1, "ON", "HASH", "PREFIX", 1, f"{_V1}:", "SCHEMA", *tags,
+            "vec", "VECTOR", "HNSW", 12, "TYPE", "FLOAT16", "DIM", DIM, "DISTANCE_METRIC", "COSINE",
+            "M", 16, "EF_CONSTRUCTION", 200, "EF_RUNTIME", 128,
+        )  # fmt: skip
+    pipe = client.pipeline(transaction=False)
+    for i in batch:
+        payload = payloads[i % len(payloads)]
+        pipe.set(entry_key(i), payload, px=86_400_000)
+        key = record_key(_V1, entry_key(i))
+        fields = {**memory_scope(i).tags(), "vec": data[i].astype("<f2").tobytes(), "p": payload}
+        pipe.hset(key, mapping=fields)
+        pipe.pexpire(key, 86_400_000)
+    pipe.execute()
+    return record_key(_V1, entry_key(0))
+
+
+def memory_scope(i: int) -> IndexScope:
+    """Entry i's scope: 1,000 context fingerprints, so ~n/1000 entries per scope."""
+    fp = hashlib.sha256(str(i % 1000).encode()).hexdigest()
+    return IndexScope("default", 1, None, fp, "minilm:all-MiniLM-L6-v2")
+
+
+MemoryLayout = Callable[[redis.Redis, range, F32, list[bytes]], str]
+
+
 def memory_rows(url: str, n: int, payloads: list[bytes]) -> None:
+    """Redis bytes per semantic entry (used_memory delta / n), everything the flow keeps counted:
+    the exact-key entry, the vector hash and RediSearch's own structures (HNSW M=16)."""
     client = redis.Redis.from_url(url)
     data = unit_rows(n, 21)
-    print("\n| layout | Redis bytes per semantic entry | hash MEMORY USAGE |")
-    print("|---|---|---|")
-    for with_entry in (False, True):
-        for index_id in client.execute_command("FT._LIST"):
-            client.execute_command("FT.DROPINDEX", index_id, "DD")
-        client.flushall()
-        time.sleep(0.5)
+    layouts: list[tuple[str, MemoryLayout, int | None]] = [
+        ("before: entry + hash (5 TAGs, vector, entry copy) + index", _v1_layout, None),
+        ("shipped: entry + hash (1 TAG, vector) + index", _shipped_layout, None),
+        ("shipped, server hash-max-listpack-value 1024", _shipped_layout, 1024),
+    ]
+    print("\n| layout | Redis bytes per semantic entry | hash MEMORY USAGE | entry MEMORY USAGE |")
+    print("|---|---:|---:|---:|")
+    default = client.config_get("hash-max-listpack-value")["hash-max-listpack-value"]
+    for name, write, listpack in layouts:
+        _drop_all(client)
+        client.config_set("hash-max-listpack-value", listpack or default)
         before = int(client.info("memory")["used_memory"])
-        index = RediSearchIndex(client, DIM, dtype="float16")
         for s in range(0, n, 1000):
-            batch = range(s, min(n, s + 1000))
-            fps = [hashlib.sha256(str(i % 1000).encode()).hexdigest() for i in batch]
-            index.add_many(
-                [
-                    IndexItem(
-                        entry_key(i),
-                        data[i],
-                        IndexScope("default", 1, None, fp, "minilm:all-MiniLM-L6-v2"),
-                        payloads[i % len(payloads)],
-                        86_400,
-                    )
-                    for i, fp in zip(batch, fps, strict=True)
-                ]
-            )
-            if with_entry:
-                pipe = client.pipeline(transaction=False)
-                for i in batch:
-                    pipe.set(entry_key(i), payloads[i % len(payloads)], px=86_400_000)
-                pipe.execute()
+            record = write(client, range(s, min(n, s + 1000)), data, payloads)
         time.sleep(0.5)
         used = (int(client.info("memory")["used_memory"]) - before) / n
-        one = client.memory_usage(record_key(index.name, entry_key(0)), samples=0)
-        layout = "hash (vector + tags + entry) + index" + (
-            " + exact-key string entry" if with_entry else ""
-        )
-        print(f"| {layout} | {used:,.0f} | {one:,} |", flush=True)
+        vector_hash = client.memory_usage(record, samples=0)
+        entry = client.memory_usage(entry_key(0), samples=0)
+        print(f"| {name} | {used:,.0f} | {vector_hash:,} | {entry:,} |", flush=True)
+    client.config_set("hash-max-listpack-value", default)
+    _drop_all(client)
     mean = sum(map(len, payloads)) / len(payloads)
     print(f"(encoded entry: {mean:.0f} bytes on average for a 1 KB answer; {n:,} entries)")
     client.close()
@@ -336,12 +386,20 @@ def index_stage(args: argparse.Namespace, servers: Servers) -> None:
     memory_rows(servers.stack, args.memory_entries, payloads)
 
 
-STAGES: dict[str, Callable[[argparse.Namespace, Servers], None]] = {"index": index_stage}
+def memory_stage(args: argparse.Namespace, servers: Servers) -> None:
+    rng = random.Random(5)
+    memory_rows(servers.stack, args.memory_entries, [answer_entry(rng) for _ in range(500)])
+
+
+STAGES: dict[str, Callable[[argparse.Namespace, Servers], None]] = {
+    "index": index_stage,  # includes the memory rows
+    "memory": memory_stage,  # the memory rows alone
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
+    parser.add_argument("--stages", nargs="+", default=["index"], choices=list(STAGES))
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--million", action="store_true", help="also LocalIndex at 1M vectors")
