@@ -282,16 +282,24 @@ def machine(http: str, loop: str) -> str:
     )
 
 
-def write_docs(text: str) -> None:
+def write_docs(text: str, heading: str) -> None:
+    """Put one stack's figures (`### heading` ...) into the service section of docs/benchmarks.md."""
     path = ROOT / "docs" / "benchmarks.md"
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     start = doc.find(SECTION)
     if start < 0:
-        doc = doc.rstrip("\n") + "\n\n" + text
+        doc, start = doc.rstrip("\n") + "\n\n" + SECTION + "\n\n", len(doc.rstrip("\n")) + 2
+    end = doc.find("\n## ", start + len(SECTION))
+    end = len(doc) if end < 0 else end + 1
+    body = doc[start:end]
+    at = body.find(heading + "\n")
+    if at < 0:
+        body = body.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n\n"
     else:
-        end = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
-    path.write_text(doc)
+        stop = body.find("\n### ", at + len(heading))
+        rest = body[stop + 1 :] if stop >= 0 else ""
+        body = body[:at] + text.rstrip("\n") + "\n\n" + rest
+    path.write_text(doc[:start] + body + doc[end:])
 
 
 def main() -> None:
@@ -348,7 +356,8 @@ def main() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by Redis and the servers
     result = run(args)
     if args.write:
-        write_docs(_section(args, *result))
+        http, loop = stack_names(args.http, args.loop)
+        write_docs(_section(args, *result), f"### uvicorn with {http}, {loop} loop")
         print("written to docs/benchmarks.md")
 
 
@@ -479,6 +488,7 @@ def _section(
     )
     command = "bench/service.py " + " ".join(f"--{k} {v}" for k, v in options if v)
     command += " --also-memory" if args.also_memory else ""
+    command += f" --http {args.http} --loop {args.loop}"
     bare = sides["bare"]
     rows = "\n".join(
         f"| {NAMES[name]} | {side.rps:,.0f} | {side.p50:.2f} | {side.p99:.2f} "
@@ -494,15 +504,15 @@ def _section(
         where = f"""
 Where a hit's server CPU goes (medians above): {bare.server_us:.0f} µs are uvicorn + Starlette (the
 bare side), {memory.server_us - bare.server_us:.0f} µs the llmemo shell and cache logic without a
-store round trip (memory:// side), and {redis.server_us - memory.server_us:.0f} µs the one Redis `GET`
-(redis-py asyncio plus the socket system calls and event-loop wake-ups it costs in the server
-process). Driven through ASGI alone, without an HTTP server, the same apps cost {bare.asgi_us:.0f},
-{memory.asgi_us:.0f} and {redis.asgi_us:.0f} µs per request. So the shell is not where the gap is
-(memory:// reaches {memory.rps / bare.rps:.2f} of bare); the store round trip is. What would close it
-lives in the store client: fewer system calls per `GET` (auto-pipelining the `GET`s of concurrent
-requests into one write), or a leaner client than redis-py's asyncio one.
+store round trip (memory:// side), and {redis.server_us - memory.server_us:.0f} µs the Redis `GET`
+(auto-pipelined: the hits of one event-loop tick share a write; what is left is the suspended
+request's own wake-up, its reply's parsing and the socket system calls shared by its batch). Driven through ASGI alone, without an HTTP server, the same apps cost {bare.asgi_us:.0f},
+{memory.asgi_us:.0f} and {redis.asgi_us:.0f} µs per request (the Redis figure is sequential: each
+hit waits for its own round trip, unbatched, so it includes the idle event loop's wake-ups).
+memory:// reaches {memory.rps / bare.rps:.2f} of bare.
 """
-    return f"""{SECTION}
+    http, loop = stack_names(args.http, args.loop)
+    return f"""### uvicorn with {http}, {loop} loop
 
 Command: `.venv/bin/python {command} --write` (starts its own `redis-server` and the local
 upstream, which answers one miss per llmemo server). Each server is its own uvicorn process (one
