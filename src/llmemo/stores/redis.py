@@ -151,11 +151,7 @@ class _Translate:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc is not None and isinstance(exc, redis.RedisError | OSError):
-            text = _scrub(str(exc), self.boundary._secrets) or "no detail"
-            message = (
-                f"redis {self.command} failed on {self.boundary.url}: {type(exc).__name__}: {text}"
-            )
-            raise StoreError(message) from exc
+            raise self.boundary._failure(self.command, exc) from exc
 
 
 class _Boundary:
@@ -166,6 +162,11 @@ class _Boundary:
 
     def _errors(self, command: str) -> _Translate:
         return _Translate(self, command)
+
+    def _failure(self, command: str, exc: BaseException) -> StoreError:
+        """The StoreError for a redis-py error: one line, the URL redacted, no secret echoed."""
+        text = _scrub(str(exc), self._secrets) or "no detail"
+        return StoreError(f"redis {command} failed on {self.url}: {type(exc).__name__}: {text}")
 
 
 class RedisStore(_Boundary):
@@ -197,10 +198,12 @@ class RedisStore(_Boundary):
         return cls(client, url, secrets)
 
     def get(self, key: str, refresh: float | None = None) -> bytes | None:
-        with self._errors("GET"):
+        try:  # not `with self._errors(...)`: a try costs nothing on every hit's path
             if refresh is None:
                 return cast("bytes | None", self.client.get(key))
             return cast("bytes | None", self.client.getex(key, px=_ms(refresh)))
+        except (redis.RedisError, OSError) as exc:
+            raise self._failure("GET", exc) from exc
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._errors("SET"):

@@ -110,7 +110,14 @@ class AsyncCache(BaseCache):
         return self.remember_version(namespace, int(counters.get("version", 0)))
 
     async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
-        data = await self._safely(lambda: self.backend.get(key, refresh), None)
+        if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
+            return None
+        try:
+            data = await self.backend.get(key, refresh)
+        except StoreError as exc:
+            self.count_store_error(exc)
+            return None
+        self.breaker.success()
         if data is None:
             return None
         try:

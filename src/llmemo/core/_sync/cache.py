@@ -111,7 +111,14 @@ class Cache(BaseCache):
         return self.remember_version(namespace, int(counters.get("version", 0)))
 
     def _read(self, key: str, refresh: float | None = None) -> Hit | None:
-        data = self._safely(lambda: self.backend.get(key, refresh), None)
+        if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
+            return None
+        try:
+            data = self.backend.get(key, refresh)
+        except StoreError as exc:
+            self.count_store_error(exc)
+            return None
+        self.breaker.success()
         if data is None:
             return None
         try:
