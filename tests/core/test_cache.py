@@ -340,3 +340,21 @@ def test_the_prepared_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     shas = [cache.prepare(chat(f"question {i}")).sha for i in range(30)]
     assert len(cache._prepared) <= 8
     assert [cache.prepare(chat(f"question {i}")).sha for i in range(30)] == shas
+
+
+def test_scoped_calls_are_memoised_without_changing_keys_or_validation() -> None:
+    from llmemo import ConfigError
+    from llmemo.core.request import Scope, digest
+
+    cache = Cache(MemoryStore(), tags=("base",))
+    request = to_request(chat("scoped"))
+    first = cache.prepare(request, tenant="acme", user="u1", tags=["x"])
+    again = cache.prepare(request, tenant="acme", user="u1", tags=["x"])
+    assert again.scope is first.scope and again.sha == first.sha
+    expected = Scope("default", "acme", "u1", ("base", "x"))
+    assert first.scope == expected and first.sha == digest(request, expected)
+    assert cache.prepare(request, tenant="other").sha != first.sha
+    assert cache.prepare(request, tenant="acme", user="u2").sha != first.sha
+    for _ in range(2):  # a bad scope is refused every time, never remembered
+        with pytest.raises(ConfigError):
+            cache.prepare(request, namespace="bad namespace!")

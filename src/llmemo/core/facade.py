@@ -167,6 +167,8 @@ class BaseCache:
         # body JSON -> (canonical request, sha) for calls in the default scope: a repeated
         # request skips normalising and hashing (bounded: emptied when full)
         self._prepared: dict[bytes, tuple[CacheRequest, str]] = {}
+        self._scopes: dict[tuple[Any, ...], Scope] = {}  # per-call scope options -> Scope
+        self._shas: dict[tuple[bytes, str | None, str | None], str] = {}  # see _sha
         self._prices: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
         self._stats = StatsBuffer()
         self._last_flush = time.monotonic()
@@ -195,14 +197,39 @@ class BaseCache:
                 return Call(known[0], base, known[1], ttl, cacheable, grace)
             scope = base
         else:
+            scope = self._scope(namespace, tenant, user, tuple(tags))
+        canonical = to_request_cached(request, self.normalisation)
+        return Call(canonical, scope, self._sha(canonical, scope), ttl, cacheable, grace)
+
+    def _scope(
+        self, namespace: str | None, tenant: str | None, user: str | None, tags: tuple[str, ...]
+    ) -> Scope:
+        """The Scope of per-call options, validated once per distinct set (memoised, bounded)."""
+        key = (namespace, tenant, user, tags)
+        scope = self._scopes.get(key)
+        if scope is None:
+            base = self.defaults
             scope = Scope(
                 namespace=namespace or base.namespace,
                 tenant=tenant if tenant is not None else base.tenant,
                 user=user if user is not None else base.user,
                 tags=tuple(dict.fromkeys((*base.tags, *tags)))[: entries.MAX_TAGS],
             )
-        canonical = to_request_cached(request, self.normalisation)
-        return Call(canonical, scope, digest(canonical, scope), ttl, cacheable, grace)
+            if len(self._scopes) >= PREPARED_MEMO:
+                self._scopes = {}
+            self._scopes[key] = scope
+        return scope
+
+    def _sha(self, canonical: CacheRequest, scope: Scope) -> str:
+        """`digest`, memoised on what it reads: the canonical bytes, the tenant and the user."""
+        key = (canonical.canonical, scope.tenant, scope.user)
+        sha = self._shas.get(key)
+        if sha is None:
+            sha = digest(canonical, scope)
+            if len(self._shas) >= PREPARED_MEMO:
+                self._shas = {}
+            self._shas[key] = sha
+        return sha
 
     def _prepared_in_default_scope(
         self, request: CacheRequest | Mapping[str, Any]
@@ -217,7 +244,7 @@ class BaseCache:
         known = self._prepared.get(raw)
         if known is None:
             canonical = to_request_cached(request, self.normalisation)
-            known = (canonical, digest(canonical, self.defaults))
+            known = (canonical, self._sha(canonical, self.defaults))
             if len(self._prepared) >= PREPARED_MEMO:
                 self._prepared = {}  # rebinding, not clearing: safe under threads
             self._prepared[raw] = known
