@@ -23,6 +23,7 @@ from llmemo.service.errors import (
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+DRAIN_EVERY = 1024  # hit latencies kept before they are applied without waiting for a scrape
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -34,6 +35,10 @@ class Metrics:
         self.prices = prices
         self._price: dict[str | None, tuple[float, float]] = {}
         self._children: dict[tuple[str, ...], Any] = {}  # labelled children, looked up once
+        # counted on the request path, applied to the metrics by drain() (see record)
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._saved: dict[tuple[str, str], tuple[int, float]] = {}
+        self._latencies: dict[str, list[float]] = {}
         r = self.registry
         self.requests = Counter(
             "llmemo_requests",
@@ -82,7 +87,24 @@ class Metrics:
         )
 
     def render(self) -> bytes:
+        self.drain()
         return generate_latest(self.registry)
+
+    def drain(self) -> None:
+        """Apply the answers counted since the last drain to the Prometheus metrics."""
+        counts, self._counts = self._counts, {}
+        saved, self._saved = self._saved, {}
+        latencies, self._latencies = self._latencies, {}
+        for labels, n in counts.items():
+            self._child(self.requests, *labels).inc(n)
+        for (route, name), (tokens, dollars) in saved.items():
+            self._child(self.tokens_saved, route, name).inc(tokens)
+            if dollars:
+                self._child(self.dollars_saved, route, name).inc(dollars)
+        for route, seconds in latencies.items():
+            histogram = self._child(self.hit_latency, route)
+            for value in seconds:
+                histogram.observe(value)
 
     def watch_circuit(self, state: Callable[[], str]) -> None:
         self.circuit_open.set_function(lambda: 0.0 if state() == "closed" else 1.0)
@@ -95,18 +117,27 @@ class Metrics:
         return child
 
     def record(self, route: str, model: str | None, result: Result, seconds: float) -> None:
-        """Count one answer; hits also add their latency and what they saved."""
+        """Count one answer; hits also add their latency and what they saved.
+
+        Plain dict arithmetic on the request's path; the Prometheus metrics get it at the next
+        scrape (`render`), or once DRAIN_EVERY hit latencies are waiting.
+        """
         name = model or "-"
-        self._child(self.requests, route, name, result.status).inc()
+        labels = (route, name, result.status)
+        self._counts[labels] = self._counts.get(labels, 0) + 1
         if not result.cached:
             return
-        self._child(self.hit_latency, route).observe(seconds)
+        waiting = self._latencies.get(route)
+        if waiting is None:
+            waiting = self._latencies[route] = []
+        waiting.append(seconds)
         usage = result.hit.usage if result.hit is not None else usage_of(result.response)
         if usage.total:
-            self._child(self.tokens_saved, route, name).inc(usage.total)
             dollars = self._dollars(model or _model_of(result.response), usage)
-            if dollars:
-                self._child(self.dollars_saved, route, name).inc(dollars)
+            tokens, spent = self._saved.get((route, name), (0, 0.0))
+            self._saved[(route, name)] = (tokens + usage.total, spent + dollars)
+        if len(waiting) >= DRAIN_EVERY:
+            self.drain()
 
     def _dollars(self, model: str | None, usage: Usage) -> float:
         price = self._price.get(model)

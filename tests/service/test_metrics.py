@@ -1,0 +1,56 @@
+"""Metrics counted on the request path and applied at the scrape (or when enough are waiting)."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmemo.core.entry import Usage
+from llmemo.core.facade import Hit, Result
+from llmemo.service import metrics as metrics_module
+from llmemo.service.metrics import Metrics
+
+ROUTE = "/v1/chat/completions"
+MODEL = "gpt-4o-mini"
+RESPONSE = {"model": MODEL, "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
+
+
+def hit_result() -> Result:
+    hit = Hit(RESPONSE, "k", 0.0, 1.0, MODEL, Usage(10, 5))
+    return Result(RESPONSE, "hit", hit)
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_a_scrape_sees_every_answer_recorded_before_it() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.record(ROUTE, MODEL, hit_result(), 0.0007)
+    metrics.record(ROUTE, MODEL, Result(RESPONSE, "miss"), 0.5)
+    got = samples(metrics)
+    labels = (("cache", "hit"), ("model", MODEL), ("route", ROUTE))
+    assert got[("llmemo_requests_total", labels)] == 3
+    assert got[("llmemo_requests_total", (("cache", "miss"), *labels[1:]))] == 1
+    assert got[("llmemo_tokens_saved_total", (("model", MODEL), ("route", ROUTE)))] == 45
+    assert got[("llmemo_dollars_saved_total", (("model", MODEL), ("route", ROUTE)))] > 0
+    assert got[("llmemo_hit_latency_seconds_count", (("route", ROUTE),))] == 3
+    assert got[("llmemo_hit_latency_seconds_bucket", (("le", "0.001"), ("route", ROUTE)))] == 3
+    assert got[("llmemo_hit_latency_seconds_bucket", (("le", "0.0005"), ("route", ROUTE)))] == 0
+    metrics.record(ROUTE, MODEL, hit_result(), 0.0007)
+    assert samples(metrics)[("llmemo_requests_total", labels)] == 4  # counted once each
+
+
+def test_waiting_latencies_are_applied_without_a_scrape(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "DRAIN_EVERY", 5)
+    metrics = Metrics()
+    for _ in range(5):
+        metrics.record(ROUTE, MODEL, hit_result(), 0.002)
+    assert metrics._latencies == {} and metrics._counts == {}  # applied: nothing grows unbounded
+    histogram = metrics.hit_latency.labels(ROUTE)
+    assert histogram._sum.get() == pytest.approx(0.01)
