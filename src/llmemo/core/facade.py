@@ -60,7 +60,7 @@ class Hit:
         return None if self.ttl is None else self.ttl - self.age
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """What `compute` did: the response, and whether it came from the cache."""
 

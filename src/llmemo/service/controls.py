@@ -25,6 +25,10 @@ _CONTROL_HEADERS = (
 )
 
 
+_CONTROLS = frozenset(_CONTROL_HEADERS)
+_PLAIN: dict[str | None, Controls] = {}  # tenant -> its Controls without any control header
+
+
 def tenant_id(credential: str) -> str:
     """The tenant of an API key (salted SHA-256, 128 bits in hex). The key itself is never kept."""
     return hashlib.sha256(_TENANT_SALT + credential.encode()).hexdigest()[:32]
@@ -87,8 +91,14 @@ class Controls:
 
 def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
     """Controls from `Cache-Control` and `X-LLMemo-TTL/Namespace/Tags`; BadRequestError if invalid."""
-    if not any(name in headers for name in _CONTROL_HEADERS):  # the common case
-        return Controls(tenant=tenant_of(headers, shared))
+    if _CONTROLS.isdisjoint(headers):  # the common case: only the tenant
+        tenant = tenant_of(headers, shared)
+        plain = _PLAIN.get(tenant)
+        if plain is None:
+            if len(_PLAIN) >= 4096:
+                _PLAIN.clear()
+            plain = _PLAIN[tenant] = Controls(tenant=tenant)
+        return plain
     directives = {
         part.strip().lower() for part in headers.get("cache-control", "").split(",") if part.strip()
     }
