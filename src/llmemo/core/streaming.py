@@ -1,7 +1,8 @@
 """Streams as pure functions: decode SSE, assemble a stream into one response, replay a response.
 
-Three shapes: OpenAI `chat` (chat.completion.chunk), OpenAI legacy `completion` (text_completion)
-and Anthropic `message` (message_start ... message_stop). A stream is stored as the one response it
+Four shapes: OpenAI `chat` (chat.completion.chunk), OpenAI legacy `completion` (text_completion),
+OpenAI Responses API `response` (response.created ... response.completed) and Anthropic `message`
+(message_start ... message_stop). A stream is stored as the one response it
 adds up to, so a stream request can be answered from a non-stream entry and the other way round.
 No I/O here: the service and the SDK wrappers feed bytes or chunk dicts in and take results out.
 """
@@ -17,12 +18,19 @@ import orjson
 
 from llmemo.errors import LLMemoError
 
-Shape = Literal["chat", "completion", "message"]
+Shape = Literal["chat", "completion", "message", "response"]
 JSON = dict[str, Any]
 
 _BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
 _LINE = re.compile(r"\r\n|\r|\n")
 DONE = "[DONE]"
+# Shapes whose streams carry token usage only when asked (`stream_options.include_usage`).
+USAGE_ON_REQUEST: frozenset[Shape] = frozenset({"chat", "completion"})
+# The events that end a stream, for the shapes that do not end with `data: [DONE]`.
+TERMINAL: Mapping[Shape, frozenset[str]] = {
+    "message": frozenset({"message_stop"}),
+    "response": frozenset({"response.completed", "response.incomplete", "response.failed"}),
+}
 
 
 class IncompleteStreamError(LLMemoError):
@@ -303,10 +311,29 @@ def _close_block(blocks: list[JSON], index: int, json_parts: dict[int, str]) -> 
             raise IncompleteStreamError(f"tool input of block {index} is not JSON: {exc}") from None
 
 
+def assemble_response(events: Iterable[Mapping[str, Any]]) -> JSON:
+    """The Responses API `response` a stream adds up to: its terminal event's, with the output
+    items the stream finished when that response omits them."""
+    final: JSON | None = None
+    items: dict[int, Any] = {}
+    for event in events:
+        kind = event.get("type")
+        if kind == "response.output_item.done":
+            items[event.get("output_index", len(items))] = event.get("item")
+        elif kind in TERMINAL["response"] and isinstance(event.get("response"), Mapping):
+            final = dict(event["response"])
+    if final is None:
+        raise IncompleteStreamError("the stream has no response.completed event")
+    if not final.get("output") and items:
+        final["output"] = [items[index] for index in sorted(items)]
+    return final
+
+
 ASSEMBLERS: Mapping[Shape, Callable[[Iterable[Mapping[str, Any]]], JSON]] = {
     "chat": assemble_chat,
     "completion": assemble_completion,
     "message": assemble_message,
+    "response": assemble_response,
 }
 
 
@@ -315,7 +342,8 @@ class StreamCollector:
 
     `feed` returns the complete events of each chunk (raw bytes kept for pass-through);
     `response()` is the assembled response, and raises IncompleteStreamError unless the stream
-    reached its terminal event (`data: [DONE]` or `message_stop`) without an error event.
+    reached its terminal event (`data: [DONE]`, `message_stop`, `response.completed` and the
+    Responses API's other ends) without an error event.
     """
 
     def __init__(self, shape: Shape) -> None:
@@ -335,13 +363,13 @@ class StreamCollector:
         data = frame.json
         if frame.event == "error" or (isinstance(data, Mapping) and data.get("type") == "error"):
             self.error = data if data is not None else frame.data
-        elif self.shape != "message" and isinstance(data, Mapping) and "error" in data:
+        elif self.shape in _CHUNKED and isinstance(data, Mapping) and "error" in data:
             self.error = data
-        elif frame.data == DONE and self.shape != "message":
+        elif frame.data == DONE and self.shape in _CHUNKED:
             self.finished = True
         elif isinstance(data, Mapping):
             self._items.append(data)
-            if data.get("type") == "message_stop":
+            if data.get("type") in TERMINAL.get(self.shape, ()):
                 self.finished = True
 
     @property
@@ -355,6 +383,9 @@ class StreamCollector:
         if not self.finished:
             raise IncompleteStreamError("the stream ended before its terminal event")
         return ASSEMBLERS[self.shape](self._items)
+
+
+_CHUNKED: frozenset[Shape] = frozenset({"chat", "completion"})  # `data: {chunk}` ... `[DONE]`
 
 
 def is_usage_chunk(data: Any) -> bool:
@@ -496,9 +527,89 @@ def _block_parts(block: Mapping[str, Any]) -> tuple[JSON, list[JSON]]:
     return dict(block), []
 
 
+def _whole(text: str) -> list[str]:
+    return [text] if text else []
+
+
+_TERMINAL_OF_STATUS = {"incomplete": "response.incomplete", "failed": "response.failed"}
+
+
+def response_events(
+    response: Mapping[str, Any], split: Callable[[str], list[str]] = _whole
+) -> list[JSON]:
+    """The Responses API events (response.created ... response.completed) that stream `response`;
+    `split` cuts text and arguments into deltas (one delta each by default)."""
+    opening = {**response, "status": "in_progress", "output": [], "usage": None, "error": None,
+               "incomplete_details": None}  # fmt: skip
+    if "completed_at" in response:
+        opening["completed_at"] = None
+    events: list[JSON] = [
+        {"type": "response.created", "response": opening},
+        {"type": "response.in_progress", "response": opening},
+    ]
+    for index, item in enumerate(response.get("output") or ()):
+        events += _item_events(index, item, split)
+    terminal = _TERMINAL_OF_STATUS.get(str(response.get("status")), "response.completed")
+    events.append({"type": terminal, "response": dict(response)})
+    return [{**event, "sequence_number": number} for number, event in enumerate(events)]
+
+
+def _item_events(
+    index: int, item: Mapping[str, Any], split: Callable[[str], list[str]]
+) -> list[JSON]:
+    """One output item's events: added, its content or arguments as deltas, done."""
+    kind, where = item.get("type"), {"item_id": item.get("id"), "output_index": index}
+    opening: Mapping[str, Any] = item
+    events: list[JSON] = []
+    if kind == "message":
+        opening = {**item, "status": "in_progress", "content": []}
+        for number, part in enumerate(item.get("content") or ()):
+            events += _part_events({**where, "content_index": number}, part, split)
+    elif kind == "function_call":
+        opening = {**item, "status": "in_progress", "arguments": ""}
+        arguments = str(item.get("arguments") or "")
+        events += [{"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                   for piece in split(arguments)]  # fmt: skip
+        events.append(
+            {"type": "response.function_call_arguments.done", **where, "arguments": arguments}
+        )
+    added = {"type": "response.output_item.added", "output_index": index, "item": opening}
+    done = {"type": "response.output_item.done", "output_index": index, "item": dict(item)}
+    return [added, *events, done]
+
+
+def _part_events(
+    where: Mapping[str, Any], part: Mapping[str, Any], split: Callable[[str], list[str]]
+) -> list[JSON]:
+    """A message content part: added (empty), its text or refusal as deltas, done (whole)."""
+    kind = part.get("type")
+    field = {"output_text": "text", "refusal": "refusal"}.get(str(kind))
+    opening: JSON = dict(part)
+    deltas: list[JSON] = []
+    if field == "text":
+        opening.update(text="", annotations=[], **({"logprobs": []} if "logprobs" in part else {}))
+        text = str(part.get("text") or "")
+        deltas = [{"type": "response.output_text.delta", **where, "delta": piece, "logprobs": []}
+                  for piece in split(text)]  # fmt: skip
+        deltas.append({"type": "response.output_text.done", **where, "text": text, "logprobs": []})
+    elif field == "refusal":
+        opening["refusal"] = ""
+        refusal = str(part.get("refusal") or "")
+        deltas = [{"type": "response.refusal.delta", **where, "delta": piece}
+                  for piece in split(refusal)]  # fmt: skip
+        deltas.append({"type": "response.refusal.done", **where, "refusal": refusal})
+    return [
+        {"type": "response.content_part.added", **where, "part": opening},
+        *deltas,
+        {"type": "response.content_part.done", **where, "part": dict(part)},
+    ]
+
+
 def replay(shape: Shape, response: Mapping[str, Any], include_usage: bool = False) -> bytes:
     """A complete SSE body that streams `response` in its provider's event format."""
     if shape == "message":
         return b"".join(sse(event, event["type"]) for event in message_events(response))
+    if shape == "response":
+        return b"".join(sse(event, event["type"]) for event in response_events(response))
     chunks = (chat_chunks if shape == "chat" else completion_chunks)(response, include_usage)
     return b"".join(sse(chunk) for chunk in chunks) + sse(DONE)
