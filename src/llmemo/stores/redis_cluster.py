@@ -7,19 +7,19 @@ once where the server allows it, for a warning. MOVED/ASK are followed by redis-
 errors, CLUSTERDOWN and uncovered slots are retried once (topology refreshed in between), then
 raised as StoreError: the cache fails open rather than stall during a failover. A node that did
 not answer is held for a moment (`NodeGate`), so its keys fail fast and the others never wait.
+
+Here: the two stores. Apart: `cluster_url` (URLs into redis-py options), `cluster_gate` (the error
+boundary and NodeGate), `cluster_commands` (the command shapes both stores send).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import urlsplit
 
-from llmemo.errors import ConfigError, LLMemoError, StoreError, require
+from llmemo.errors import require
 from llmemo.stores.base import Counters, redact
 
 require("redis", "redis")
@@ -29,280 +29,42 @@ import redis.asyncio.cluster  # noqa: E402
 import redis.asyncio.retry  # noqa: E402
 import redis.cluster  # noqa: E402
 import redis.retry  # noqa: E402
-from redis.backoff import ExponentialWithJitterBackoff  # noqa: E402
-from redis.crc import key_slot  # noqa: E402
 from redis.exceptions import RedisClusterException  # noqa: E402
 
-from llmemo.stores.redis import (  # noqa: E402
-    _DELETE_IF_EQUAL,
-    _EXPIRE_IF_EQUAL,
-    DEFAULT_OPTIONS,
-    _batches,
-    _check,
-    _heads,
-    _ms,
-    _scrub,
-    _secrets,
-    _text,
-    _unseen,
+from llmemo.stores.cluster_commands import (  # noqa: E402
+    _any,
+    _counters,
+    _floats,
+    _pipeline,
+    _policy_warning,
+    _primaries,
+    _PrimaryScan,
+    _queue_heads,
+    _queue_incr,
+    _queue_unlinks,
+    _scripts,
 )
+from llmemo.stores.cluster_gate import _ERRORS, NodeDownError, NodeGate, _Boundary  # noqa: E402
+from llmemo.stores.cluster_url import (  # noqa: E402
+    RETRIES,
+    SCHEMES,
+    _backoff,
+    _bad_option,
+    _node_kwargs,
+    cluster_options,
+)
+from llmemo.stores.redis import _check, _heads, _ms, _secrets  # noqa: E402
 
-SCHEMES = ("redis+cluster", "rediss+cluster")
-# Retries after a connection error, CLUSTERDOWN or an uncovered slot, each after a topology
-# refresh. Few on purpose: a cache that waits out a failover stalls its callers instead of
-# answering from upstream. MOVED and ASK are followed apart from these.
-RETRIES = 1
-# The policies under which a full server refuses writes instead of making room.
-_NON_EVICTING = frozenset({"noeviction"})
-_warned: set[str] = set()  # clusters (redacted URL) already warned about, once per process
-_unexpected: set[type[BaseException]] = set()  # non-redis errors from redis-py, logged once
+__all__ = [
+    "RETRIES",
+    "SCHEMES",
+    "AsyncRedisClusterStore",
+    "NodeDownError",
+    "NodeGate",
+    "RedisClusterStore",
+    "cluster_options",
+]
 log = logging.getLogger("llmemo.stores")
-_ERRORS = (redis.RedisError, RedisClusterException, OSError)
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, OSError)
-
-
-def _nodes(hosts: str, url: str) -> list[tuple[str, int]]:
-    nodes = []
-    for item in hosts.split(","):
-        host, port = item.strip(), "6379"
-        if host.startswith("["):  # [IPv6]:port
-            host, _, rest = host[1:].partition("]")
-            port = rest.removeprefix(":") or port
-        elif host.count(":") == 1:
-            host, port = host.split(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"bad node {item!r} in Redis Cluster URL {redact(url)!r}")
-        nodes.append((host, int(port)))
-    return nodes
-
-
-def cluster_options(
-    url: str, options: Mapping[str, Any], retry: Any = None
-) -> tuple[dict[str, Any], list[tuple[str, int]]]:
-    """redis-py keyword arguments and the startup nodes `(host, port)` for a cluster URL.
-
-    `redis+cluster://[user:password@]host:port[,host:port...][?option=value...]`, or
-    `rediss+cluster://` for TLS. Options and the URL query (which wins) go to redis-py;
-    `retry` is the default `retry=` (the sync or the asyncio Retry class).
-    """
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() not in SCHEMES or not rest:
-        known = ", ".join(f"{s}://" for s in SCHEMES)
-        raise ConfigError(f"not a Redis Cluster URL: {redact(url)!r}; expected {known}")
-    if options.get("decode_responses"):
-        raise ConfigError("decode_responses=True is not supported: the store keeps bytes")
-    parts = urlsplit(url)
-    credentials, _, hosts = parts.netloc.rpartition("@")
-    nodes = _nodes(hosts, url)
-    if parts.path.strip("/") not in ("", "0"):
-        raise ConfigError(f"a Redis Cluster has only database 0: {redact(url)!r}")
-    tls = scheme.lower() == "rediss+cluster"
-    single = f"{'rediss' if tls else 'redis'}://{credentials + '@' if credentials else ''}"
-    single += f"{hosts.split(',')[0]}/{'?' + parts.query if parts.query else ''}"
-    try:
-        parsed = _parse_url(single)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad Redis Cluster URL {redact(url)!r}: {exc}") from None
-    for name in ("host", "port", "db", "connection_class"):
-        parsed.pop(name, None)
-    kwargs: dict[str, Any] = {**DEFAULT_OPTIONS, **options, **parsed}
-    if str(kwargs.get("decode_responses", "")).lower() in ("1", "true", "yes"):
-        raise ConfigError("decode_responses=True is not supported: the store keeps bytes")
-    if tls:
-        kwargs["ssl"] = True
-    if retry is not None:
-        kwargs.setdefault("retry", retry)
-    return kwargs, nodes
-
-
-def _backoff() -> ExponentialWithJitterBackoff:
-    return ExponentialWithJitterBackoff(base=0.01, cap=0.2)
-
-
-# redis-py leaves these untyped; their shapes, for mypy.
-_parse_url = cast("Callable[[str], dict[str, Any]]", redis.connection.parse_url)
-_node_kwargs = cast("Callable[..., dict[str, Any]]", redis.cluster.cleanup_kwargs)
-
-
-def _any(client: object) -> Any:
-    """A cluster client seen untyped: its multi-node replies differ from the stubs' shapes."""
-    return client
-
-
-def _pipeline(client: Any) -> Any:
-    """A non-transactional cluster pipeline: commands are grouped per node, one round trip each."""
-    return client.pipeline(transaction=False)
-
-
-def _primaries(client: Any) -> list[Any]:
-    return list(client.get_primaries())
-
-
-def _slot_groups(keys: Iterable[str]) -> list[list[str]]:
-    """Keys grouped by cluster slot (first-seen order): one UNLINK per group cannot CROSSSLOT."""
-    groups: dict[int, list[str]] = {}
-    for key in keys:
-        groups.setdefault(key_slot(key.encode()), []).append(key)
-    return list(groups.values())
-
-
-def _queue_unlinks(pipe: Any, keys: Sequence[str]) -> None:
-    for group in _slot_groups(keys):
-        for batch in _batches(group):
-            pipe.execute_command("UNLINK", *batch)
-
-
-def _queue_heads(pipe: Any, keys: Sequence[str], size: int) -> None:
-    for key in keys:
-        if size > 0:
-            pipe.getrange(key, 0, size - 1)
-        pipe.exists(key)
-
-
-def _queue_incr(pipe: Any, key: str, amounts: Counters) -> None:
-    for name, amount in amounts.items():  # HINCRBYFLOAT for ints too, as RedisStore does
-        pipe.hincrbyfloat(key, name, amount)
-
-
-def _policy_warning(replies: Any, url: str) -> None:
-    """Warn once per cluster when a primary's `maxmemory-policy` never evicts."""
-    if url in _warned or not isinstance(replies, Mapping):
-        return
-    for node, reply in replies.items():
-        values = {_text(k): _text(v) for k, v in dict(reply).items()}
-        policy = values.get("maxmemory-policy")
-        if policy in _NON_EVICTING:
-            _warned.add(url)
-            log.warning(
-                "Redis Cluster %s: node %s has maxmemory-policy %s, so a full node refuses new "
-                "entries (llmemo then answers from upstream without caching); set allkeys-lru "
-                "or volatile-lru",
-                url,
-                _text(node),
-                policy,
-            )
-            return
-
-
-class NodeDownError(StoreError):
-    """A cluster node did not answer moments ago, so its keys were not tried (the rest work)."""
-
-    partial = True
-
-
-class NodeGate:
-    """A circuit per cluster node, so one dead primary does not cost its timeouts on every call.
-
-    After a node fails to answer, calls for its slots fail at once (StoreError, so the cache
-    fails open) for `cooldown` seconds; then one call probes it, and redis-py's topology refresh
-    on that call's error finds the promoted replica. Calls for other nodes are never held up.
-    """
-
-    def __init__(self, cooldown: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
-        self.cooldown = cooldown
-        self.clock = clock
-        self._down: dict[str, float] = {}  # node name -> when it may be probed
-        self._probing: set[str] = set()
-        self._lock = threading.Lock()
-
-    @property
-    def closed(self) -> bool:
-        """No node is down: the common case, checked without a lock or a slot lookup."""
-        return not self._down
-
-    def allow(self, node: str | None) -> bool:
-        if node is None or not self._down:
-            return True
-        with self._lock:
-            until = self._down.get(node)
-            if until is None:
-                return True
-            if node in self._probing or self.clock() < until:
-                return False
-            self._probing.add(node)
-            return True
-
-    def failed(self, node: str | None) -> None:
-        if node is not None:
-            with self._lock:
-                self._down[node] = self.clock() + self.cooldown
-                self._probing.discard(node)
-
-    def ok(self, node: str | None) -> None:
-        if node is not None and node in self._down:
-            with self._lock:
-                self._down.pop(node, None)
-                self._probing.discard(node)
-
-
-def _node_of(client: Any, key: str) -> str | None:
-    """The name of the primary serving `key`'s slot, as the client knows it (no I/O)."""
-    try:
-        return cast(str, client.get_node_from_key(key).name)
-    except (RedisClusterException, redis.RedisError, AttributeError):
-        return None  # slot map not loaded yet or slot uncovered: let redis-py sort it out
-
-
-class _Command:
-    """The error boundary (and, given a key, the node gate) around one command.
-
-    A class rather than a generator-based context manager: it is on every hit's path.
-    """
-
-    __slots__ = ("client", "command", "key", "node", "store")
-
-    def __init__(self, store: _Boundary, command: str, key: str | None, client: Any) -> None:
-        self.store, self.command, self.key, self.client = store, command, key, client
-        self.node: str | None = None
-
-    def __enter__(self) -> Any:
-        gate = self.store.gate
-        if self.key is not None and not gate.closed:
-            self.node = _node_of(self.client, self.key)
-            if not gate.allow(self.node):
-                raise NodeDownError(
-                    f"redis cluster {self.command} skipped on {self.store.url}: node {self.node} "
-                    f"did not answer less than {gate.cooldown:g}s ago"
-                )
-        return self.client
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        gate, key = self.store.gate, self.key
-        if key is not None:
-            if isinstance(exc, _UNREACHABLE):
-                gate.failed(self.node or _node_of(self.client, key))
-            else:  # done, or an error reply: the node answered (and a probe is over)
-                gate.ok(self.node)
-        if exc is None or isinstance(exc, LLMemoError) or not isinstance(exc, Exception):
-            return  # ours (ConfigError, NodeDownError), or cancellation: as it is
-        if not isinstance(exc, _ERRORS) and type(exc) not in _unexpected:
-            # redis-py's own bug (e.g. a connection closed under a command during a topology
-            # refresh): still a failed store call, so the cache fails open. Logged once a type.
-            _unexpected.add(type(exc))
-            log.warning(
-                "redis-py raised %s on %s", type(exc).__name__, self.store.url, exc_info=exc
-            )
-        text = _scrub(str(exc), self.store._secrets) or "no detail"
-        where = f"redis cluster {self.command} failed on {self.store.url}"
-        raise StoreError(f"{where}: {type(exc).__name__}: {text}") from exc
-
-
-class _Boundary:
-    """What both twins share: the redacted URL, the node gate, and `_Command` to use them."""
-
-    url: str
-    _secrets: Sequence[str]
-    gate: NodeGate
-
-    def _errors(self, command: str, client: Any = None) -> _Command:
-        """Translate redis-py errors into StoreError (password scrubbed)."""
-        return _Command(self, command, None, client)
-
-    def _gated(self, command: str, key: str, client: Any) -> _Command:
-        """As `_errors`, for a command on one key: skipped while the key's node is known down."""
-        return _Command(self, command, key, client)
 
 
 class RedisClusterStore(_Boundary):
@@ -315,13 +77,11 @@ class RedisClusterStore(_Boundary):
         url: str = "redis+cluster://",
         secrets: Sequence[str] = (),
     ) -> None:
-        self.url = redact(url)
-        self._secrets = secrets
+        super().__init__(url, secrets)
         self._kwargs = dict(kwargs)
         self._nodes = list(nodes)
         self._client: redis.cluster.RedisCluster | None = None
         self._connecting = threading.Lock()
-        self.gate = NodeGate()
         self._delete_if_equal: Any = None
         self._expire_if_equal: Any = None
 
@@ -339,9 +99,7 @@ class RedisClusterStore(_Boundary):
         try:
             probe = redis.Redis(**connection)
         except (TypeError, ValueError, redis.RedisError) as exc:
-            raise ConfigError(
-                _scrub(f"bad Redis option in {redact(url)!r}: {exc}", secrets)
-            ) from None
+            raise _bad_option(redact(url), exc, secrets) from None
         _check(probe.connection_pool, url, secrets)
         return cls(kwargs, nodes, url, secrets)
 
@@ -361,10 +119,8 @@ class RedisClusterStore(_Boundary):
                 try:
                     client = redis.cluster.RedisCluster(startup_nodes=nodes, **self._kwargs)
                 except (TypeError, ValueError) as exc:
-                    message = f"bad Redis option in {self.url!r}: {exc}"
-                    raise ConfigError(_scrub(message, self._secrets)) from None
-                self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
-                self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+                    raise _bad_option(self.url, exc, self._secrets) from None
+                self._delete_if_equal, self._expire_if_equal = _scripts(client)
                 self._check_policy(client)
                 self._client = client
             return self._client
@@ -409,23 +165,15 @@ class RedisClusterStore(_Boundary):
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
         """SCAN every primary in turn (the key space is split between them)."""
-        seen: set[str] = set()
         with self._errors("SCAN"):
             client = self._connect()
-            primaries = _primaries(client)
-        for node in primaries:
-            cursor = 0
-            while True:
-                with self._errors("SCAN"):
-                    cursors, found = _any(client).scan(
-                        cursor, match=pattern, count=count, target_nodes=node
-                    )
-                cursor = cursors[node.name]
-                batch = _unseen(found, seen)
-                if batch:
-                    yield batch
-                if cursor == 0:
-                    break
+            scan = _PrimaryScan(_primaries(client), pattern, count)
+        while scan.node is not None:
+            with self._errors("SCAN"):
+                reply = _any(client).scan(scan.cursor, target_nodes=scan.node, **scan.options)
+            batch = scan.page(reply)
+            if batch:
+                yield batch
 
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
@@ -441,12 +189,12 @@ class RedisClusterStore(_Boundary):
         with self._gated("HINCRBYFLOAT", key, self._connect()) as client:
             pipe = _pipeline(client)
             _queue_incr(pipe, key, amounts)
-            return {name: float(new) for name, new in zip(amounts, pipe.execute(), strict=True)}
+            return _floats(amounts, pipe.execute())
 
     def counters(self, key: str) -> dict[str, float]:
         with self._gated("HGETALL", key, self._connect()) as client:
             found = client.hgetall(key)
-        return {_text(name): float(value) for name, value in found.items()}
+        return _counters(found)
 
     def ping(self) -> None:
         """PING every primary: each one serves a part of the keys."""
@@ -471,13 +219,10 @@ class AsyncRedisClusterStore(_Boundary):
         url: str = "redis+cluster://",
         secrets: Sequence[str] = (),
     ) -> None:
+        super().__init__(url, secrets)
         self.client = client
-        self.url = redact(url)
-        self._secrets = secrets
-        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
-        self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+        self._delete_if_equal, self._expire_if_equal = _scripts(client)
         self._policy_checked = False
-        self.gate = NodeGate()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncRedisClusterStore:
@@ -489,9 +234,7 @@ class AsyncRedisClusterStore(_Boundary):
         try:
             client = redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **kwargs)
         except (TypeError, ValueError, redis.RedisError, RedisClusterException) as exc:
-            raise ConfigError(
-                _scrub(f"bad Redis option in {redact(url)!r}: {exc}", secrets)
-            ) from None
+            raise _bad_option(redact(url), exc, secrets) from None
         return cls(client, url, secrets)
 
     async def _check_policy(self) -> None:
@@ -542,23 +285,16 @@ class AsyncRedisClusterStore(_Boundary):
 
     async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
         """SCAN every primary in turn (the key space is split between them)."""
-        seen: set[str] = set()
+        client = _any(self.client)
         with self._errors("SCAN"):
-            await self.client.initialize()
-            primaries = _primaries(self.client)
-        for node in primaries:
-            cursor = 0
-            while True:
-                with self._errors("SCAN"):
-                    cursors, found = await _any(self.client).scan(
-                        cursor, match=pattern, count=count, target_nodes=node
-                    )
-                cursor = cursors[node.name]
-                batch = _unseen(found, seen)
-                if batch:
-                    yield batch
-                if cursor == 0:
-                    break
+            await client.initialize()
+            scan = _PrimaryScan(_primaries(client), pattern, count)
+        while scan.node is not None:
+            with self._errors("SCAN"):
+                reply = await client.scan(scan.cursor, target_nodes=scan.node, **scan.options)
+            batch = scan.page(reply)
+            if batch:
+                yield batch
 
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
@@ -575,14 +311,14 @@ class AsyncRedisClusterStore(_Boundary):
             pipe = _pipeline(client)
             _queue_incr(pipe, key, amounts)
             replies = await pipe.execute()
-        return {name: float(new) for name, new in zip(amounts, replies, strict=True)}
+        return _floats(amounts, replies)
 
     async def counters(self, key: str) -> dict[str, float]:
         if not self._policy_checked:
             await self._check_policy()
         with self._gated("HGETALL", key, self.client) as client:
             found = await client.hgetall(key)
-        return {_text(name): float(value) for name, value in found.items()}
+        return _counters(found)
 
     async def ping(self) -> None:
         """PING every primary: each one serves a part of the keys."""
