@@ -119,7 +119,9 @@ def skip_reason(
     """
     if max_temperature is not None and temperature is not None and temperature > max_temperature:
         return SKIP_TEMPERATURE
-    if not isinstance(response, Mapping) or "error" in response or response.get("type") == "error":
+    if not isinstance(response, Mapping) or response.get("type") == "error":
+        return SKIP_ERROR
+    if response.get("error") is not None:  # a Responses API object always has "error": null
         return SKIP_ERROR
     if response.get("object") == "list" and "data" in response:  # embeddings
         return None if response["data"] else SKIP_EMPTY
@@ -127,11 +129,8 @@ def skip_reason(
         return _openai_skip(response["choices"])
     if "content" in response and response.get("type", "message") == "message":
         return _anthropic_skip(response)
-    if "output" in response:  # OpenAI Responses API
-        status = response.get("status")
-        if status not in (None, "completed"):
-            return SKIP_TRUNCATED if status == "incomplete" else SKIP_ERROR
-        return None if response["output"] else SKIP_EMPTY
+    if "output" in response:
+        return _responses_skip(response)
     return None
 
 
@@ -172,3 +171,33 @@ def _anthropic_skip(response: Mapping[str, Any]) -> str | None:
     ):
         return None
     return SKIP_EMPTY
+
+
+# Responses API output items that the caller must act on before the model can go on.
+_PENDING_CALLS = frozenset({"function_call", "custom_tool_call", "computer_call", "local_shell_call",
+                            "shell_call", "apply_patch_call", "mcp_approval_request"})  # fmt: skip
+_NOT_DONE = frozenset({"queued", "in_progress"})
+
+
+def _responses_skip(response: Mapping[str, Any]) -> str | None:
+    """An OpenAI Responses API object: completed, with text, and no call left for the caller."""
+    status = response.get("status")
+    if status == "incomplete":
+        return SKIP_TRUNCATED
+    if status in _NOT_DONE:  # a background response, still running
+        return SKIP_UNCACHEABLE
+    if status not in (None, "completed"):  # failed, cancelled
+        return SKIP_ERROR
+    items = response.get("output")
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        return SKIP_ERROR
+    if any(item.get("type") in _PENDING_CALLS for item in items):
+        return SKIP_TOOL_CALLS
+    texts = (
+        part.get("text")
+        for item in items
+        if item.get("type") == "message"
+        for part in item.get("content") or ()
+        if isinstance(part, Mapping) and part.get("type") == "output_text"
+    )
+    return None if any(isinstance(t, str) and t.strip() for t in texts) else SKIP_EMPTY

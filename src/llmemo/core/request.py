@@ -72,6 +72,14 @@ _RESPONSES_MARKERS = frozenset(
     }
 )
 
+# Responses API parameters that point at state kept by the provider, which a cache cannot see: a
+# request with any of them (when set) is never answered from the cache. `background` responses
+# are fetched later by id; `prompt` without a version follows the template's latest edit.
+_RESPONSES_STATEFUL = ("previous_response_id", "conversation", "background")
+# Responses API parameters that are neutral for chat but not here: a response made with
+# `store: false` cannot be retrieved nor continued (`previous_response_id`) later.
+_RESPONSES_KEPT = frozenset({"store"})
+
 _INNER_SPACE = re.compile(r"[ \t\f\v\u00a0]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 # Text without any of these is already normal (the common case: skip the line-by-line pass).
@@ -230,8 +238,10 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
 
 
-def _params(body: Mapping[str, Any], provider: str, skip: set[str]) -> dict[str, Any]:
-    neutral = _OUTPUT_NEUTRAL.get(provider, frozenset())
+def _params(
+    body: Mapping[str, Any], provider: str, skip: set[str], kept: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    neutral = _OUTPUT_NEUTRAL.get(provider, frozenset()) - kept
     return {
         str(k): _value(v)
         for k, v in body.items()
@@ -283,15 +293,22 @@ def _chat(
 
 
 def _single_input(
-    provider: Provider, endpoint: str, field_name: str, body: Mapping[str, Any], norm: Normalisation
+    provider: Provider,
+    endpoint: str,
+    field_name: str,
+    body: Mapping[str, Any],
+    norm: Normalisation,
+    params: dict[str, Any] | None = None,
+    optional: bool = False,
 ) -> CacheRequest:
     """Requests whose input is one field: legacy completions, embeddings, responses."""
     model = _require_model(body)
-    if field_name not in body or body[field_name] is None:
+    if body.get(field_name) is None and not optional:
         raise UnkeyableError(f"the request has no {field_name!r}")
-    value = _content(body[field_name], norm)
-    params = _params(body, provider, {"model", field_name})
-    semantic = value if isinstance(value, str) and endpoint != "embeddings" else None
+    value = _content(body.get(field_name), norm)
+    if params is None:
+        params = _params(body, provider, {"model", field_name})
+    semantic = value if isinstance(value, str) and value and endpoint != "embeddings" else None
     doc = {"provider": provider, "endpoint": endpoint, "model": model, "params": params}
     return CacheRequest(
         provider=provider,
@@ -305,7 +322,40 @@ def _single_input(
     )
 
 
-_OPENAI_INPUT = {"completions": "prompt", "embeddings": "input", "responses": "input"}
+def _responses(body: Mapping[str, Any], norm: Normalisation) -> CacheRequest:
+    """A Responses API request: `input` (text or items) and `instructions` are prompt text; a
+    stored prompt template (`prompt`) may stand in for `input`."""
+    params = _params(body, "openai", {"model", "input"}, _RESPONSES_KEPT)
+    if params.get("store") is True:  # the API's default
+        del params["store"]
+    if "instructions" in params:
+        params["instructions"] = _content(body["instructions"], norm)
+    optional = isinstance(body.get("prompt"), Mapping)
+    return _single_input("openai", "responses", "input", body, norm, params, optional)
+
+
+def responses_bypass(body: Mapping[str, Any]) -> str | None:
+    """Why a Responses API request must not be answered from the cache, or None.
+
+    It refers to state kept by the provider, which the key cannot see: an earlier response
+    (`previous_response_id`), a conversation, a stored item (`item_reference`), a prompt template
+    without a pinned version, or it asks for a `background` response (fetched later by id).
+    """
+    for name in _RESPONSES_STATEFUL:
+        if body.get(name) not in (None, False):
+            return name
+    prompt = body.get("prompt")
+    if isinstance(prompt, Mapping) and prompt.get("version") is None:
+        return "prompt without a version"
+    items = body.get("input")
+    if isinstance(items, list | tuple) and any(
+        isinstance(item, Mapping) and item.get("type") == "item_reference" for item in items
+    ):
+        return "item_reference"
+    return None
+
+
+_OPENAI_INPUT = {"completions": "prompt", "embeddings": "input"}
 
 
 def from_openai(
@@ -319,6 +369,8 @@ def from_openai(
     endpoint = endpoint or _openai_endpoint(body)
     if endpoint == "chat":
         return _chat("openai", "chat", body, norm)
+    if endpoint == "responses":
+        return _responses(body, norm)
     if endpoint in _OPENAI_INPUT:
         return _single_input("openai", endpoint, _OPENAI_INPUT[endpoint], body, norm)
     raise UnkeyableError(f"unknown OpenAI endpoint {endpoint!r}")
