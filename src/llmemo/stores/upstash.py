@@ -25,20 +25,17 @@ so the store sets a timeout and a status check on the SDK's httpx client (`_http
 since upstash-redis 1.4; a release without it fails at construction, not by hanging). Telemetry
 headers and read-your-writes sync tokens are off: a read that misses a write made a moment ago
 on a global database's replica is a miss, and the cache is built for misses.
+
+Here: the two stores and the commands they send. Apart: `upstash_url` (URLs into an UpstashConfig)
+and `upstash_rest` (the REST wire: base64 values, the SDK's httpx client, errors translated).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-from llmemo.errors import ConfigError, StoreError, require
+from llmemo.errors import require
 from llmemo.stores.base import Counters
 
 require("upstash_redis", "upstash")
@@ -46,13 +43,45 @@ require("upstash_redis", "upstash")
 import httpx  # noqa: E402
 import upstash_redis  # noqa: E402
 import upstash_redis.asyncio  # noqa: E402
-from upstash_redis.errors import UpstashError  # noqa: E402
 
-SCHEMES = ("upstash", "upstash+https", "upstash+http")
-ENV_URL, ENV_TOKEN = "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN"
-DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 1.0, 2.0
-_OPTIONS = ("timeout", "connect_timeout", "retries")
-_RETRY_INTERVAL = 0.05  # a retry is for a dropped keep-alive connection: no point waiting long
+from llmemo.stores.upstash_rest import (  # noqa: E402
+    RestError,
+    _acheck_status,
+    _Boundary,
+    _check_status,
+    _heads,
+    _sdk,
+    decode,
+    encode,
+    head_chars,
+)
+from llmemo.stores.upstash_rest import _http_of as _http_of  # noqa: E402 - kept for old imports
+from llmemo.stores.upstash_url import (  # noqa: E402
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ENV_TOKEN,
+    ENV_URL,
+    SCHEMES,
+    UpstashConfig,
+    parse_url,
+)
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "ENV_TOKEN",
+    "ENV_URL",
+    "SCHEMES",
+    "AsyncUpstashStore",
+    "RestError",
+    "UpstashConfig",
+    "UpstashStore",
+    "decode",
+    "encode",
+    "head_chars",
+    "parse_url",
+]
+
 _KEYS_PER_REQUEST = 1000  # keeps an UNLINK well under Upstash's 1 MB request limit
 P = TypeVar("P", upstash_redis.client.Pipeline, upstash_redis.asyncio.client.AsyncPipeline)
 
@@ -86,96 +115,6 @@ return out
 """
 
 
-@dataclass(frozen=True)
-class UpstashConfig:
-    """Where and how to reach one database; `url` is safe to show (the token is redacted)."""
-
-    rest_url: str
-    token: str = field(repr=False)
-    url: str
-    timeout: float = DEFAULT_TIMEOUT
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    retries: int = 0
-
-
-def parse_url(url: str, environ: Mapping[str, str] | None = None, **options: Any) -> UpstashConfig:
-    """Read an `upstash://` URL (see the module doc); options are keyword defaults the query overrides."""
-    env = os.environ if environ is None else environ
-    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
-    parts = urlsplit(url) if scheme in SCHEMES else None
-    if parts is None:
-        raise ConfigError(
-            "not an Upstash URL; expected upstash://:TOKEN@HOST, upstash+http://:TOKEN@HOST:PORT"
-            f" or upstash:// with ${ENV_URL} and ${ENV_TOKEN} set"
-        )
-    host = parts.netloc.rpartition("@")[2]
-    if parts.username and parts.password is None:
-        raise ConfigError(
-            f"put the Upstash token after a colon, {scheme}://:***@{host}, so logs redact it"
-        )
-    token = unquote(parts.password or "") or env.get(ENV_TOKEN, "")
-    if host:
-        rest_url = f"{'http' if scheme == 'upstash+http' else 'https'}://{host}{parts.path}"
-    elif parts.path.strip("/"):
-        raise ConfigError(f"an Upstash URL with a path needs a host: {scheme}://:***@HOST/path")
-    else:
-        rest_url = env.get(ENV_URL, "").strip()
-    rest_url = rest_url.rstrip("/")
-    if not rest_url:
-        raise ConfigError(f"no Upstash REST URL: give upstash://:TOKEN@HOST or set ${ENV_URL}")
-    if not token:
-        raise ConfigError(f"no Upstash REST token: give upstash://:TOKEN@HOST or set ${ENV_TOKEN}")
-    try:
-        target = httpx.URL(rest_url)
-    except httpx.InvalidURL as exc:
-        raise ConfigError(f"bad Upstash REST URL {rest_url!r}: {exc}") from None
-    if target.scheme not in ("http", "https") or not target.host:
-        raise ConfigError(f"the Upstash REST URL must be http(s)://HOST, not {rest_url!r}")
-    shown = "upstash+http" if target.scheme == "http" else "upstash"
-    where = rest_url.split("://", 1)[1]
-    return UpstashConfig(
-        rest_url, token, f"{shown}://:***@{where}", **_options(parts.query, options)
-    )
-
-
-def _options(query: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
-    given = {**{k: v for k, v in defaults.items() if v is not None}, **dict(parse_qsl(query))}
-    unknown = sorted(set(given) - set(_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown Upstash option(s) {unknown}; known: {', '.join(_OPTIONS)}")
-    out: dict[str, Any] = {}
-    for name, value in given.items():
-        kind = int if name == "retries" else float
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"Upstash option {name}={value!r} is not a number") from None
-        if number < 0 or (number == 0 and kind is float):
-            raise ConfigError(f"Upstash option {name}={value!r} must be positive")
-        out[name] = number
-    return out
-
-
-def encode(value: bytes) -> str:
-    """How a value is stored: base64 text (see the module doc)."""
-    return base64.b64encode(value).decode("ascii")
-
-
-def decode(text: str | None) -> bytes | None:
-    """A stored value's bytes; text this store did not write comes back as-is (a corrupt entry)."""
-    if text is None:
-        return None
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return text.encode()
-
-
-def head_chars(size: int) -> int:
-    """How many base64 characters hold the first `size` bytes (whole 4-character groups)."""
-    return -(-size // 3) * 4
-
-
 def _ms(seconds: float) -> int:
     """A TTL in whole milliseconds; at least 1 because Redis refuses PX 0."""
     return max(1, round(seconds * 1000))
@@ -185,12 +124,9 @@ def _batches(keys: Sequence[str]) -> list[list[str]]:
     return [list(keys[i : i + _KEYS_PER_REQUEST]) for i in range(0, len(keys), _KEYS_PER_REQUEST)]
 
 
-def _heads(size: int, found: list[str | None]) -> list[bytes | None]:
-    out: list[bytes | None] = []
-    for text in found:
-        value = decode(text)
-        out.append(None if value is None else value[:size])
-    return out
+def _floats(names: Iterable[str], replies: Sequence[object]) -> dict[str, float]:
+    """HINCRBYFLOAT replies as counter values by name (the replies in the same order)."""
+    return {name: float(cast("float", new)) for name, new in zip(names, replies, strict=True)}
 
 
 def _unseen(found: list[str], seen: set[str]) -> list[str]:
@@ -205,87 +141,6 @@ def _queue_incr(pipe: P, key: str, amounts: Counters) -> P:
     for name, amount in amounts.items():
         pipe.hincrbyfloat(key, name, amount)
     return pipe
-
-
-class RestError(Exception):
-    """An HTTP error answer (401 wrong token, 400 command failed, 5xx), raised before the SDK parses it.
-
-    The SDK ignores the status and misreads an error object where it expects a pipeline's list.
-    """
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-
-
-def _rest_error(response: httpx.Response) -> RestError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    items = body if isinstance(body, list) else [body]
-    errors = [i["error"] for i in items if isinstance(i, dict) and isinstance(i.get("error"), str)]
-    return RestError(response.status_code, errors[0] if errors else response.reason_phrase)
-
-
-def _check_status(response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        response.read()
-        raise _rest_error(response)
-
-
-async def _acheck_status(response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        await response.aread()
-        raise _rest_error(response)
-
-
-def _timeout(config: UpstashConfig) -> httpx.Timeout:
-    return httpx.Timeout(config.timeout, connect=config.connect_timeout)
-
-
-def _http_of(sdk: object, kind: type) -> Any:
-    http = getattr(getattr(sdk, "_http", None), "_client", None)
-    if not isinstance(http, kind):
-        raise ConfigError(
-            f"upstash-redis {upstash_redis.__version__} has no httpx client where llmemo sets its "
-            "timeout: pip install 'upstash-redis>=1.4,<2'"
-        )
-    return http
-
-
-def _sdk_options(config: UpstashConfig) -> dict[str, Any]:
-    return {
-        "url": config.rest_url,
-        "token": config.token,
-        "rest_encoding": None,  # stored values are ASCII (base64): plain JSON text is smaller
-        "rest_retries": config.retries,
-        "rest_retry_interval": _RETRY_INTERVAL,
-        "allow_telemetry": False,
-        # True makes the SDK add a header to a dict that other threads' requests are reading.
-        "read_your_writes": False,
-    }
-
-
-# Everything the SDK (and httpx under it) raises for a failed request or an unreadable answer.
-_FAILURES = (RestError, UpstashError, httpx.HTTPError, OSError, ValueError, KeyError, TypeError)
-
-
-class _Boundary:
-    """What both twins share: the redacted URL and the one place SDK errors are translated."""
-
-    url: str
-    _secrets: Sequence[str]
-
-    @contextmanager
-    def _errors(self, command: str) -> Iterator[None]:
-        try:
-            yield
-        except _FAILURES as exc:
-            text = " ".join(str(exc).split()) or "no detail"
-            for secret in self._secrets:
-                text = text.replace(secret, "***")
-            message = f"upstash {command} failed on {self.url}: {type(exc).__name__}: {text}"
-            raise StoreError(message) from exc
 
 
 class UpstashStore(_Boundary):
@@ -304,10 +159,7 @@ class UpstashStore(_Boundary):
     ) -> UpstashStore:
         """See the module doc; options: `timeout`, `connect_timeout`, `retries` (the query wins)."""
         config = parse_url(url, environ, **options)
-        client = upstash_redis.Redis(**_sdk_options(config))
-        http: httpx.Client = _http_of(client, httpx.Client)
-        http.timeout = _timeout(config)
-        http.event_hooks = {**http.event_hooks, "response": [_check_status]}
+        client = _sdk(upstash_redis.Redis, httpx.Client, _check_status, config)
         return cls(client, config.url, [config.token])
 
     def get(self, key: str, refresh: float | None = None) -> bytes | None:
@@ -361,7 +213,7 @@ class UpstashStore(_Boundary):
             return {}
         with self._errors("HINCRBYFLOAT"):
             results = _queue_incr(self.client.pipeline(), key, amounts).exec()
-        return {name: float(cast("float", new)) for name, new in zip(amounts, results, strict=True)}
+        return _floats(amounts, results)
 
     def counters(self, key: str) -> dict[str, float]:
         with self._errors("HGETALL"):
@@ -396,10 +248,7 @@ class AsyncUpstashStore(_Boundary):
     ) -> AsyncUpstashStore:
         """As UpstashStore.from_url; no request is made until the first call."""
         config = parse_url(url, environ, **options)
-        client = upstash_redis.asyncio.Redis(**_sdk_options(config))
-        http: httpx.AsyncClient = _http_of(client, httpx.AsyncClient)
-        http.timeout = _timeout(config)
-        http.event_hooks = {**http.event_hooks, "response": [_acheck_status]}
+        client = _sdk(upstash_redis.asyncio.Redis, httpx.AsyncClient, _acheck_status, config)
         return cls(client, config.url, [config.token])
 
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
@@ -453,7 +302,7 @@ class AsyncUpstashStore(_Boundary):
             return {}
         with self._errors("HINCRBYFLOAT"):
             results = await _queue_incr(self.client.pipeline(), key, amounts).exec()
-        return {name: float(cast("float", new)) for name, new in zip(amounts, results, strict=True)}
+        return _floats(amounts, results)
 
     async def counters(self, key: str) -> dict[str, float]:
         with self._errors("HGETALL"):
