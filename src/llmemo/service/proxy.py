@@ -6,7 +6,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -15,8 +15,8 @@ from starlette.responses import Response
 
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core.facade import Result
-from llmemo.core.request import CacheRequest, from_anthropic, from_openai
-from llmemo.core.streaming import Shape, replay
+from llmemo.core.request import CacheRequest, from_anthropic, from_openai, responses_bypass
+from llmemo.core.streaming import USAGE_ON_REQUEST, Shape, replay
 from llmemo.service.controls import Controls, read_controls
 from llmemo.service.errors import (
     BadRequestError,
@@ -51,6 +51,7 @@ ENDPOINTS = (
     Endpoint("/v1/chat/completions", "openai", "chat", "/chat/completions", "chat"),
     Endpoint("/v1/completions", "openai", "completions", "/completions", "completion"),
     Endpoint("/v1/embeddings", "openai", "embeddings", "/embeddings", None),
+    Endpoint("/v1/responses", "openai", "responses", "/responses", "response"),
     Endpoint("/v1/messages", "anthropic", "messages", "/v1/messages", "message"),
 )
 
@@ -94,6 +95,7 @@ class Parsed:
     canonical: CacheRequest
     stream: bool
     include_usage: bool
+    bypass: bool = False  # it depends on state kept by the provider (`responses_bypass`)
 
 
 def read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
@@ -105,7 +107,8 @@ def read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
 
 def _read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
     body, canonical = parse(endpoint, raw)
-    return Parsed(canonical, body.get("stream") is True, _include_usage(body))
+    bypass = endpoint.kind == "responses" and responses_bypass(body) is not None
+    return Parsed(canonical, body.get("stream") is True, _include_usage(body), bypass)
 
 
 _MEMO_BYTES = 16 * 1024
@@ -168,6 +171,8 @@ class Proxy:
         parsed = read_request(endpoint, raw)
         canonical = parsed.canonical
         controls = read_controls(received, self.settings.shared)
+        if parsed.bypass:  # as `Cache-Control: no-cache, no-store`: neither look up nor store
+            controls = replace(controls, refresh=True, no_store=True)
         if endpoint.shape is not None and parsed.stream:
             return await self.stream(endpoint, parsed, raw, controls, received, started)
         passed: dict[str, str] = {}
@@ -212,7 +217,7 @@ class Proxy:
         include_usage = parsed.include_usage
         content = raw
         hide_usage = (
-            self.settings.stream_usage and endpoint.shape != "message" and not include_usage
+            self.settings.stream_usage and endpoint.shape in USAGE_ON_REQUEST and not include_usage
         )
         if hide_usage:  # ask for usage so the entry has token counts; the client will not see it
             body = orjson.loads(raw)
