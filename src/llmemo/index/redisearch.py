@@ -41,6 +41,7 @@ from llmemo.index.base import (
     similarity_from_cosine_distance,
     vector_bytes,
 )
+from llmemo.stores.commands import ms, text
 
 require("redis", "redis")
 
@@ -169,11 +170,11 @@ def parse_script(reply: Any, min_similarity: float) -> list[Match]:
     items = list(reply or [])
     matches = []
     for i in range(0, len(items) - 2, 3):
-        similarity = similarity_from_cosine_distance(float(_text(items[i + 1])))
+        similarity = similarity_from_cosine_distance(float(text(items[i + 1])))
         if similarity < min_similarity:
             continue
         entry = items[i + 2]
-        matches.append(Match(_text(items[i]), similarity, None if entry is None else bytes(entry)))
+        matches.append(Match(text(items[i]), similarity, None if entry is None else bytes(entry)))
     matches.sort(key=lambda m: -m.similarity)
     return matches
 
@@ -183,22 +184,18 @@ def record_fields(item: IndexItem, blob: bytes) -> dict[str, bytes | str]:
     return {_SCOPE_FIELD: scope_tag(item.scope), _VECTOR_FIELD: blob}
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _documents(reply: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """(id, fields) of an FT.SEARCH reply in RESP2 (a flat list) or RESP3 (a map)."""
     if isinstance(reply, Mapping):
         for doc in reply.get(b"results", reply.get("results", [])):
             doc_id = doc.get(b"id", doc.get("id"))
             extra = doc.get(b"extra_attributes", doc.get("extra_attributes")) or {}
-            yield _text(doc_id), {_text(k): v for k, v in extra.items()}
+            yield text(doc_id), {text(k): v for k, v in extra.items()}
         return
     items = list(reply)[1:]
     for i in range(0, len(items) - 1, 2):
         flat = items[i + 1] or []
-        yield _text(items[i]), {_text(flat[j]): flat[j + 1] for j in range(0, len(flat) - 1, 2)}
+        yield text(items[i]), {text(flat[j]): flat[j + 1] for j in range(0, len(flat) - 1, 2)}
 
 
 def parse_search(reply: Any, name: str, min_similarity: float) -> list[Match]:
@@ -208,7 +205,7 @@ def parse_search(reply: Any, name: str, min_similarity: float) -> list[Match]:
         score = fields.get(_SCORE)
         if score is None:  # a hash that expired while the query ran
             continue
-        similarity = similarity_from_cosine_distance(float(_text(score)))
+        similarity = similarity_from_cosine_distance(float(text(score)))
         if similarity >= min_similarity:
             matches.append(Match(entry_key(name, doc_id), similarity))
     matches.sort(key=lambda m: -m.similarity)
@@ -219,8 +216,8 @@ def info_count(reply: Any) -> int:
     """`num_docs` of an FT.INFO reply (RESP2 list or RESP3 map)."""
     if not isinstance(reply, Mapping):
         reply = dict(zip(reply[::2], reply[1::2], strict=False))
-    fields = {_text(k): v for k, v in reply.items()}
-    return int(float(_text(fields.get("num_docs", 0))))
+    fields = {text(k): v for k, v in reply.items()}
+    return int(float(text(fields.get("num_docs", 0))))
 
 
 def _missing_index(exc: BaseException) -> bool:
@@ -240,10 +237,6 @@ def _no_scripts(exc: BaseException) -> bool:
 
 def _exists(exc: BaseException) -> bool:
     return isinstance(exc, redis.ResponseError) and "already exists" in str(exc).lower()
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 class _Base:
@@ -524,4 +517,4 @@ def _queue_add(pipe: Any, name: str, item: IndexItem, blob: bytes | None) -> Non
     if blob is not None:
         pipe.hset(key, mapping=record_fields(item, blob))
         if item.ttl is not None:
-            pipe.pexpire(key, _ms(item.ttl))
+            pipe.pexpire(key, ms(item.ttl))

@@ -11,14 +11,11 @@ from typing import Any
 
 from llmemo.errors import require
 from llmemo.index.changelog import READ_BATCH, Position, log_error
+from llmemo.stores.commands import text
 
 require("redis", "redis")
 
 import redis  # noqa: E402
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _stream_state(info: Any) -> tuple[str, int, int]:
@@ -27,8 +24,8 @@ def _stream_state(info: Any) -> tuple[str, int, int]:
         if "no such key" in str(info).lower():
             return "0-0", 0, 0
         raise info
-    fields = {_text(k): v for k, v in info.items()}
-    return _text(fields["last-generated-id"]), int(fields["entries-added"]), int(fields["length"])
+    fields = {text(k): v for k, v in info.items()}
+    return text(fields["last-generated-id"]), int(fields["entries-added"]), int(fields["length"])
 
 
 def _stream_events(reply: Any) -> list[tuple[str, bytes]]:
@@ -36,7 +33,7 @@ def _stream_events(reply: Any) -> list[tuple[str, bytes]]:
     if not reply:
         return []
     entries = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
-    return [(_text(entry_id), bytes(fields[b"e"])) for entry_id, fields in entries]
+    return [(text(entry_id), bytes(fields[b"e"])) for entry_id, fields in entries]
 
 
 def _advance(after: Position, info: Any, reply: Any) -> tuple[list[bytes], Position, bool]:

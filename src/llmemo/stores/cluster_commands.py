@@ -15,13 +15,14 @@ require("redis", "redis")
 
 from redis.crc import key_slot  # noqa: E402
 
-from llmemo.stores.redis import (  # noqa: E402
-    _DELETE_IF_EQUAL,
-    _EXPIRE_IF_EQUAL,
-    _batches,
-    _text,
-    _unseen,
+from llmemo.stores.commands import (  # noqa: E402
+    DELETE_IF_EQUAL,
+    EXPIRE_IF_EQUAL,
+    batches,
+    text,
+    unseen,
 )
+from llmemo.stores.redis import _UNLINK_BATCH  # noqa: E402
 
 # The policies under which a full server refuses writes instead of making room.
 _NON_EVICTING = frozenset({"noeviction"})
@@ -45,7 +46,7 @@ def _primaries(client: Any) -> list[Any]:
 
 def _scripts(client: Any) -> tuple[Any, Any]:
     """The lease scripts (delete_if_equal, expire_if_equal), registered on a cluster client."""
-    return client.register_script(_DELETE_IF_EQUAL), client.register_script(_EXPIRE_IF_EQUAL)
+    return client.register_script(DELETE_IF_EQUAL), client.register_script(EXPIRE_IF_EQUAL)
 
 
 def _slot_groups(keys: Iterable[str]) -> list[list[str]]:
@@ -58,7 +59,7 @@ def _slot_groups(keys: Iterable[str]) -> list[list[str]]:
 
 def _queue_unlinks(pipe: Any, keys: Sequence[str]) -> None:
     for group in _slot_groups(keys):
-        for batch in _batches(group):
+        for batch in batches(group, _UNLINK_BATCH):
             pipe.execute_command("UNLINK", *batch)
 
 
@@ -79,7 +80,7 @@ def _policy_warning(replies: Any, url: str) -> None:
     if url in _warned or not isinstance(replies, Mapping):
         return
     for node, reply in replies.items():
-        values = {_text(k): _text(v) for k, v in dict(reply).items()}
+        values = {text(k): text(v) for k, v in dict(reply).items()}
         policy = values.get("maxmemory-policy")
         if policy in _NON_EVICTING:
             _warned.add(url)
@@ -88,7 +89,7 @@ def _policy_warning(replies: Any, url: str) -> None:
                 "entries (llmemo then answers from upstream without caching); set allkeys-lru "
                 "or volatile-lru",
                 url,
-                _text(node),
+                text(node),
                 policy,
             )
             return
@@ -110,7 +111,7 @@ class _PrimaryScan:
         self.cursor = cursors[self.node.name]
         if self.cursor == 0:
             self.node = next(self._nodes, None)
-        return _unseen(found, self._seen)
+        return unseen(found, self._seen)
 
 
 def _floats(names: Iterable[str], replies: Iterable[Any]) -> dict[str, float]:
@@ -120,4 +121,4 @@ def _floats(names: Iterable[str], replies: Iterable[Any]) -> dict[str, float]:
 
 def _counters(found: Mapping[Any, Any]) -> dict[str, float]:
     """An HGETALL reply as counter values by name."""
-    return {_text(name): float(value) for name, value in found.items()}
+    return {text(name): float(value) for name, value in found.items()}

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from llmemo.errors import ConfigError, StoreError, require
 from llmemo.stores.base import Counters, redact
+from llmemo.stores.commands import DELETE_IF_EQUAL, EXPIRE_IF_EQUAL, batches, ms, text, unseen
 
 require("redis", "redis")
 
@@ -33,28 +34,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1.0, "socket_timeou
 _RETRIES, _RETRY_ON = 1, (redis.ConnectionError,)
 _UNLINK_BATCH = 500
 P = TypeVar("P", redis.client.Pipeline, redis.asyncio.client.Pipeline)
-
-_DELETE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-_EXPIRE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-
-def _ms(seconds: float) -> int:
-    """A TTL in whole milliseconds; at least 1 because Redis refuses PX 0."""
-    return max(1, round(seconds * 1000))
-
-
-def _batches(keys: Sequence[str], size: int = _UNLINK_BATCH) -> list[Sequence[str]]:
-    return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
 def _secrets(url: str, options: dict[str, Any]) -> list[str]:
@@ -106,17 +85,6 @@ def _heads(keys: Sequence[str], size: int, results: list[Any]) -> list[bytes | N
                 raise reply
         out.append(bytes(head) if head or exists else None)
     return out
-
-
-def _text(name: bytes | str) -> str:
-    return name if isinstance(name, str) else name.decode(errors="replace")
-
-
-def _unseen(found: list[bytes | str], seen: set[str]) -> list[str]:
-    """Keys of one SCAN reply not yielded before (SCAN may repeat a key while Redis rehashes)."""
-    batch = [k for k in dict.fromkeys(map(_text, found)) if k not in seen]
-    seen.update(batch)
-    return batch
 
 
 def _queue_heads(pipe: P, keys: Sequence[str], size: int) -> P:
@@ -178,8 +146,8 @@ class RedisStore(_Boundary):
         self.client = client
         self.url = redact(url)
         self._secrets = secrets
-        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
-        self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+        self._delete_if_equal = client.register_script(DELETE_IF_EQUAL)
+        self._expire_if_equal = client.register_script(EXPIRE_IF_EQUAL)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisStore:
@@ -201,28 +169,28 @@ class RedisStore(_Boundary):
         try:  # not `with self._errors(...)`: a try costs nothing on every hit's path
             if refresh is None:
                 return cast("bytes | None", self.client.get(key))
-            return cast("bytes | None", self.client.getex(key, px=_ms(refresh)))
+            return cast("bytes | None", self.client.getex(key, px=ms(refresh)))
         except (redis.RedisError, OSError) as exc:
             raise self._failure("GET", exc) from exc
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._errors("SET"):
-            self.client.set(key, value, px=None if ttl is None else _ms(ttl))
+            self.client.set(key, value, px=None if ttl is None else ms(ttl))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("SET NX"):
-            return bool(self.client.set(key, value, nx=True, px=_ms(ttl)))
+            return bool(self.client.set(key, value, nx=True, px=ms(ttl)))
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
         with self._errors("UNLINK"):
-            batches = _batches(keys)
-            if len(batches) == 1:
+            runs = batches(keys, _UNLINK_BATCH)
+            if len(runs) == 1:
                 return int(self.client.unlink(*keys))
             pipe = self.client.pipeline(transaction=False)
-            for batch in batches:
-                pipe.unlink(*batch)
+            for run in runs:
+                pipe.unlink(*run)
             return sum(pipe.execute())
 
     def delete_if_equal(self, key: str, value: bytes) -> bool:
@@ -231,7 +199,7 @@ class RedisStore(_Boundary):
 
     def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("EVALSHA expire_if_equal"):
-            return bool(self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
+            return bool(self._expire_if_equal(keys=[key], args=[value, ms(ttl)]))
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
         seen: set[str] = set()
@@ -239,7 +207,7 @@ class RedisStore(_Boundary):
         while True:
             with self._errors("SCAN"):
                 cursor, found = self.client.scan(cursor, match=pattern, count=count)
-            batch = _unseen(found, seen)
+            batch = unseen(found, seen)
             if batch:
                 yield batch
             if cursor == 0:
@@ -262,7 +230,7 @@ class RedisStore(_Boundary):
     def counters(self, key: str) -> dict[str, float]:
         with self._errors("HGETALL"):
             found = self.client.hgetall(key)
-        return {_text(name): float(value) for name, value in found.items()}
+        return {text(name): float(value) for name, value in found.items()}
 
     def ping(self) -> None:
         with self._errors("PING"):
@@ -282,8 +250,8 @@ class AsyncRedisStore(_Boundary):
         self.client = client
         self.url = redact(url)
         self._secrets = secrets
-        self._delete_if_equal = client.register_script(_DELETE_IF_EQUAL)
-        self._expire_if_equal = client.register_script(_EXPIRE_IF_EQUAL)
+        self._delete_if_equal = client.register_script(DELETE_IF_EQUAL)
+        self._expire_if_equal = client.register_script(EXPIRE_IF_EQUAL)
         self._gets = GetBatcher(client)
 
     @classmethod
@@ -302,27 +270,27 @@ class AsyncRedisStore(_Boundary):
     async def get(self, key: str, refresh: float | None = None) -> bytes | None:
         """Concurrent GETs of one loop tick share a pipeline (stores/autopipeline.py)."""
         with self._errors("GET"):
-            reply = await self._gets.get(key, None if refresh is None else _ms(refresh))
+            reply = await self._gets.get(key, None if refresh is None else ms(refresh))
             return cast("bytes | None", reply)
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._errors("SET"):
-            await self.client.set(key, value, px=None if ttl is None else _ms(ttl))
+            await self.client.set(key, value, px=None if ttl is None else ms(ttl))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("SET NX"):
-            return bool(await self.client.set(key, value, nx=True, px=_ms(ttl)))
+            return bool(await self.client.set(key, value, nx=True, px=ms(ttl)))
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
         with self._errors("UNLINK"):
-            batches = _batches(keys)
-            if len(batches) == 1:
+            runs = batches(keys, _UNLINK_BATCH)
+            if len(runs) == 1:
                 return int(await self.client.unlink(*keys))
             pipe = self.client.pipeline(transaction=False)
-            for batch in batches:
-                pipe.unlink(*batch)
+            for run in runs:
+                pipe.unlink(*run)
             return sum(await pipe.execute())
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
@@ -331,7 +299,7 @@ class AsyncRedisStore(_Boundary):
 
     async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("EVALSHA expire_if_equal"):
-            return bool(await self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
+            return bool(await self._expire_if_equal(keys=[key], args=[value, ms(ttl)]))
 
     async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
         seen: set[str] = set()
@@ -339,7 +307,7 @@ class AsyncRedisStore(_Boundary):
         while True:
             with self._errors("SCAN"):
                 cursor, found = await self.client.scan(cursor, match=pattern, count=count)
-            batch = _unseen(found, seen)
+            batch = unseen(found, seen)
             if batch:
                 yield batch
             if cursor == 0:
@@ -364,7 +332,7 @@ class AsyncRedisStore(_Boundary):
     async def counters(self, key: str) -> dict[str, float]:
         with self._errors("HGETALL"):
             found = await self.client.hgetall(key)
-        return {_text(name): float(value) for name, value in found.items()}
+        return {text(name): float(value) for name, value in found.items()}
 
     async def ping(self) -> None:
         with self._errors("PING"):

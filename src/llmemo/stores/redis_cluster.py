@@ -53,7 +53,8 @@ from llmemo.stores.cluster_url import (  # noqa: E402
     _node_kwargs,
     cluster_options,
 )
-from llmemo.stores.redis import _check, _heads, _ms, _secrets  # noqa: E402
+from llmemo.stores.commands import ms  # noqa: E402
+from llmemo.stores.redis import _check, _heads, _secrets  # noqa: E402
 
 __all__ = [
     "RETRIES",
@@ -137,15 +138,15 @@ class RedisClusterStore(_Boundary):
         with self._gated("GET", key, self._connect()) as client:
             if refresh is None:
                 return cast("bytes | None", client.get(key))
-            return cast("bytes | None", client.getex(key, px=_ms(refresh)))
+            return cast("bytes | None", client.getex(key, px=ms(refresh)))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._gated("SET", key, self._connect()) as client:
-            client.set(key, value, px=None if ttl is None else _ms(ttl))
+            client.set(key, value, px=None if ttl is None else ms(ttl))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         with self._gated("SET NX", key, self._connect()) as client:
-            return bool(client.set(key, value, nx=True, px=_ms(ttl)))
+            return bool(client.set(key, value, nx=True, px=ms(ttl)))
 
     def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -161,7 +162,7 @@ class RedisClusterStore(_Boundary):
 
     def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
         with self._gated("EVALSHA expire_if_equal", key, self._connect()):
-            return bool(self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
+            return bool(self._expire_if_equal(keys=[key], args=[value, ms(ttl)]))
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
         """SCAN every primary in turn (the key space is split between them)."""
@@ -255,17 +256,17 @@ class AsyncRedisClusterStore(_Boundary):
         with self._gated("GET", key, self.client) as client:
             if refresh is None:
                 return cast("bytes | None", await client.get(key))
-            return cast("bytes | None", await client.getex(key, px=_ms(refresh)))
+            return cast("bytes | None", await client.getex(key, px=ms(refresh)))
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         if not self._policy_checked:
             await self._check_policy()
         with self._gated("SET", key, self.client) as client:
-            await client.set(key, value, px=None if ttl is None else _ms(ttl))
+            await client.set(key, value, px=None if ttl is None else ms(ttl))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         with self._gated("SET NX", key, self.client) as client:
-            return bool(await client.set(key, value, nx=True, px=_ms(ttl)))
+            return bool(await client.set(key, value, nx=True, px=ms(ttl)))
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
@@ -281,7 +282,7 @@ class AsyncRedisClusterStore(_Boundary):
 
     async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
         with self._gated("EVALSHA expire_if_equal", key, self.client):
-            return bool(await self._expire_if_equal(keys=[key], args=[value, _ms(ttl)]))
+            return bool(await self._expire_if_equal(keys=[key], args=[value, ms(ttl)]))
 
     async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
         """SCAN every primary in turn (the key space is split between them)."""

@@ -37,6 +37,7 @@ from typing import Any, TypeVar, cast
 
 from llmemo.errors import require
 from llmemo.stores.base import Counters
+from llmemo.stores.commands import DELETE_IF_EQUAL, EXPIRE_IF_EQUAL, batches, ms, unseen
 
 require("upstash_redis", "upstash")
 
@@ -85,18 +86,6 @@ __all__ = [
 _KEYS_PER_REQUEST = 1000  # keeps an UNLINK well under Upstash's 1 MB request limit
 P = TypeVar("P", upstash_redis.client.Pipeline, upstash_redis.asyncio.client.AsyncPipeline)
 
-_DELETE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-_EXPIRE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
 # One request for any number of keys. TYPE tells a missing key (and a counters hash) from an
 # empty value, which GETRANGE alone cannot; `false` becomes a null reply.
 _HEADS = """
@@ -115,25 +104,9 @@ return out
 """
 
 
-def _ms(seconds: float) -> int:
-    """A TTL in whole milliseconds; at least 1 because Redis refuses PX 0."""
-    return max(1, round(seconds * 1000))
-
-
-def _batches(keys: Sequence[str]) -> list[list[str]]:
-    return [list(keys[i : i + _KEYS_PER_REQUEST]) for i in range(0, len(keys), _KEYS_PER_REQUEST)]
-
-
 def _floats(names: Iterable[str], replies: Sequence[object]) -> dict[str, float]:
     """HINCRBYFLOAT replies as counter values by name (the replies in the same order)."""
     return {name: float(cast("float", new)) for name, new in zip(names, replies, strict=True)}
-
-
-def _unseen(found: list[str], seen: set[str]) -> list[str]:
-    """Keys of one SCAN page not yielded before (SCAN may repeat a key while Redis rehashes)."""
-    batch = [key for key in dict.fromkeys(found) if key not in seen]
-    seen.update(batch)
-    return batch
 
 
 def _queue_incr(pipe: P, key: str, amounts: Counters) -> P:
@@ -166,28 +139,28 @@ class UpstashStore(_Boundary):
         with self._errors("GET"):
             if refresh is None:
                 return decode(self.client.get(key))
-            return decode(self.client.getex(key, px=_ms(refresh)))
+            return decode(self.client.getex(key, px=ms(refresh)))
 
     def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._errors("SET"):
-            self.client.set(key, encode(value), px=None if ttl is None else _ms(ttl))
+            self.client.set(key, encode(value), px=None if ttl is None else ms(ttl))
 
     def add(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("SET NX"):
-            return bool(self.client.set(key, encode(value), nx=True, px=_ms(ttl)))
+            return bool(self.client.set(key, encode(value), nx=True, px=ms(ttl)))
 
     def delete(self, keys: Sequence[str]) -> int:
         with self._errors("UNLINK"):
-            return sum(self.client.unlink(*batch) for batch in _batches(keys))
+            return sum(self.client.unlink(*batch) for batch in batches(keys, _KEYS_PER_REQUEST))
 
     def delete_if_equal(self, key: str, value: bytes) -> bool:
         with self._errors("EVAL delete_if_equal"):
-            return bool(self.client.eval(_DELETE_IF_EQUAL, [key], [encode(value)]))
+            return bool(self.client.eval(DELETE_IF_EQUAL, [key], [encode(value)]))
 
     def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("EVAL expire_if_equal"):
-            args = [encode(value), str(_ms(ttl))]
-            return bool(self.client.eval(_EXPIRE_IF_EQUAL, [key], args))
+            args = [encode(value), str(ms(ttl))]
+            return bool(self.client.eval(EXPIRE_IF_EQUAL, [key], args))
 
     def scan(self, pattern: str, count: int = 500) -> Iterator[list[str]]:
         seen: set[str] = set()
@@ -195,7 +168,7 @@ class UpstashStore(_Boundary):
         while True:
             with self._errors("SCAN"):
                 cursor, found = self.client.scan(cursor, match=pattern, count=count)
-            batch = _unseen(found, seen)
+            batch = unseen(found, seen)
             if batch:
                 yield batch
             if cursor == 0:
@@ -255,28 +228,30 @@ class AsyncUpstashStore(_Boundary):
         with self._errors("GET"):
             if refresh is None:
                 return decode(await self.client.get(key))
-            return decode(await self.client.getex(key, px=_ms(refresh)))
+            return decode(await self.client.getex(key, px=ms(refresh)))
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         with self._errors("SET"):
-            await self.client.set(key, encode(value), px=None if ttl is None else _ms(ttl))
+            await self.client.set(key, encode(value), px=None if ttl is None else ms(ttl))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("SET NX"):
-            return bool(await self.client.set(key, encode(value), nx=True, px=_ms(ttl)))
+            return bool(await self.client.set(key, encode(value), nx=True, px=ms(ttl)))
 
     async def delete(self, keys: Sequence[str]) -> int:
         with self._errors("UNLINK"):
-            return sum([await self.client.unlink(*batch) for batch in _batches(keys)])
+            return sum(
+                [await self.client.unlink(*batch) for batch in batches(keys, _KEYS_PER_REQUEST)]
+            )
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
         with self._errors("EVAL delete_if_equal"):
-            return bool(await self.client.eval(_DELETE_IF_EQUAL, [key], [encode(value)]))
+            return bool(await self.client.eval(DELETE_IF_EQUAL, [key], [encode(value)]))
 
     async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool:
         with self._errors("EVAL expire_if_equal"):
-            args = [encode(value), str(_ms(ttl))]
-            return bool(await self.client.eval(_EXPIRE_IF_EQUAL, [key], args))
+            args = [encode(value), str(ms(ttl))]
+            return bool(await self.client.eval(EXPIRE_IF_EQUAL, [key], args))
 
     async def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]:
         seen: set[str] = set()
@@ -284,7 +259,7 @@ class AsyncUpstashStore(_Boundary):
         while True:
             with self._errors("SCAN"):
                 cursor, found = await self.client.scan(cursor, match=pattern, count=count)
-            batch = _unseen(found, seen)
+            batch = unseen(found, seen)
             if batch:
                 yield batch
             if cursor == 0:
