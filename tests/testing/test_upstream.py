@@ -19,8 +19,8 @@ import pytest
 from llmemo.testing.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 from llmemo.testing.upstream import compose, credential_hash, embed, pieces
+from tests.testing.conftest import API_KEY
 
-API_KEY = "sk-test-upstream"
 ASK = [{"role": "user", "content": "What is Redis?"}]
 WEATHER = {
     "type": "function",
@@ -34,24 +34,6 @@ WEATHER = {
     },
 }
 ANSWER = re.compile(r"Answer to: What is Redis\? \[[0-9a-f]{8}\]")
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server
-
-
-@pytest.fixture
-def oai(upstream: UpstreamServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=upstream.openai_base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import httpx
 import openai
@@ -12,8 +11,8 @@ import pytest
 from openai.types.responses import Response, ResponseCompletedEvent, ResponseFunctionToolCall
 
 from llmemo.testing.server import UpstreamServer
+from tests.testing.conftest import API_KEY
 
-API_KEY = "sk-test-upstream-responses"
 ROUTE = "/v1/responses"
 ANSWER = re.compile(r"Answer to: What is Redis\? \[[0-9a-f]{8}\]")
 WEATHER = {
@@ -37,24 +36,6 @@ EVENTS = [
     "response.output_item.done",
     "response.completed",
 ]
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server
-
-
-@pytest.fixture
-def oai(upstream: UpstreamServer) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=upstream.openai_base_url, api_key=API_KEY, max_retries=0) as client:
-        yield client
 
 
 def test_response_object(oai: openai.OpenAI, upstream: UpstreamServer) -> None:
