@@ -1,9 +1,9 @@
 """`llmemo.wrap(client, cache)`: the same client, with its generation calls answered from the cache.
 
 The wrapped client is a proxy: every attribute is the client's own, except the cached methods
-(`chat.completions.create`, `completions.create`, `embeddings.create`, `messages.create`), which
-key the call, answer a hit with the SDK's own object type, and send a miss to the SDK
-(single-flight, stored when cacheable). SDK errors propagate unchanged and are
+(`chat.completions.create`, `completions.create`, `embeddings.create`, `responses.create`,
+`messages.create`), which key the call, answer a hit with the SDK's own object type, and send a
+miss to the SDK (single-flight, stored when cacheable). SDK errors propagate unchanged and are
 never stored. `with_options()` and `copy()` return wrapped clients too.
 """
 
