@@ -1,12 +1,17 @@
-"""Session fixtures: real servers on free loopback ports (started here, never assumed running)."""
+"""Session fixtures: real servers on free loopback ports (started here, never assumed running):
+Debian's `redis-server` and the local fake OpenAI/Anthropic upstream."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from llmemo.testing.redis_server import RedisServer
+
+if TYPE_CHECKING:  # imported in the fixture: the upstream needs the `server` extra (uvicorn)
+    from llmemo.testing.server import UpstreamServer
 
 pytest_plugins = ["tests.servers"]
 
@@ -31,3 +36,19 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     yield redis_server.url
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[UpstreamServer]:
+    """One local upstream (`llmemo.testing`) for the whole session."""
+    from llmemo.testing.server import UpstreamServer
+
+    with UpstreamServer() as server:
+        yield server
+
+
+@pytest.fixture
+def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
+    """The session upstream with its call log emptied before each test."""
+    upstream_server.reset()
+    return upstream_server

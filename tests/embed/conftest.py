@@ -1,5 +1,5 @@
 """Session fixtures for the embedders: the local model, its sentence-transformers reference, the
-fake OpenAI/Ollama upstream on a free loopback port."""
+fake OpenAI/Ollama upstream (the session's, from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,6 @@ def reference() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def upstream() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
+def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
+    """The session's local upstream (tests/conftest.py), not reset: `server` in test_http does."""
+    return upstream_server

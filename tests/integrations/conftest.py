@@ -26,18 +26,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="session")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server
-
-
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

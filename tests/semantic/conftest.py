@@ -3,7 +3,7 @@ Redis Stack + RediSearch), both twins behind one async face, and a counting embe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,6 @@ from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
 from llmemo.embed.base import EmbedderError, Matrix
 from llmemo.embed.minilm import MiniLMEmbedder
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-from llmemo.testing.server import UpstreamServer
 from tests.core.helpers import Upstream, answer
 
 
@@ -152,15 +151,3 @@ async def make(
     yield build
     for twin in made:
         await twin.close()
-
-
-@pytest.fixture(scope="session")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server

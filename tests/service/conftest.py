@@ -66,18 +66,6 @@ class ServiceServer:
 Serve = Callable[..., ServiceServer]
 
 
-@pytest.fixture(scope="session")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server
-
-
 SETTINGS_ENV = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "REDIS_URL")
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the test servers' own tests: one local upstream per module, an SDK client on it."""
+"""Fixtures for the test servers' own tests: an SDK client on the session's local upstream."""
 
 from __future__ import annotations
 
@@ -10,18 +10,6 @@ import pytest
 from llmemo.testing.server import UpstreamServer
 
 API_KEY = "sk-test-upstream"
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server
 
 
 @pytest.fixture

@@ -65,18 +65,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session")
-def upstream_server() -> Iterator[UpstreamServer]:
-    with UpstreamServer() as server:
-        yield server
-
-
-@pytest.fixture
-def upstream(upstream_server: UpstreamServer) -> UpstreamServer:
-    upstream_server.reset()
-    return upstream_server
-
-
 @pytest.fixture
 def serve(upstream: UpstreamServer, redis_url: str) -> Iterator[Serve]:
     """Start a service with warming on (QStash keys, a token); keyword arguments override."""
