@@ -1,7 +1,7 @@
 """Semantic-hit latency, stage by stage: embed (added with the hybrid flow), index search, payload.
 
-Run: .venv/bin/python bench/semantic_latency.py [--stages index|memory] [--sizes 10000 100000]
-         [--million] [--queries 2000]
+Run: .venv/bin/python bench/semantic_latency.py [--stages index|memory|hit] [--sizes 10000 100000]
+         [--million] [--queries 2000] [--hit-entries 3000] [--hit-queries 500]
 Starts a private Redis Stack (RediSearch) and a private Debian redis-server on free ports.
 
 Stage `index`: for each size, n random unit 384-d vectors in ONE scope (the worst case: the scope
@@ -15,35 +15,66 @@ bytes per semantic entry (used_memory delta) for the shipped layout (the exact-k
 vector hash without a copy of it) against the layout before it, and with a server setting.
 Not a test: nothing is asserted.
 
-Stages are functions in STAGES; the embedding stage (`embed`: embed time alone, and the full
-hit: embed + search + fetch) plugs in there without touching the index stage.
+Stage `hit`: the whole semantic hit as a user gets it, for each size and both indexes
+(RediSearchIndex on Redis Stack, LocalIndex on plain Redis): a sync `Cache(store,
+semantic=SemanticLayer(MiniLM, index, threshold=0.75))` holds n entries in ONE scope. Of them,
+`--hit-entries` (default 3,000) go through the real flow: distinct synthetic prompts (templates
+over frames, topics and qualifiers, below), really embedded by MiniLM (in one batch, seeded into
+the embedding cache so that `cache.store` costs no forward pass each), then `cache.store`: the
+entry at its exact key, its vector added by the layer. The rest is padding, so the KNN walks n
+vectors: entries the cache encodes (`prepare`, `encode_entry`, `key_of`) for placeholder prompts,
+SET at their exact keys, with unit vectors drawn from a Gaussian fitted to the real embeddings
+(same mean and covariance: as close to the queries as unrelated real prompts are, cosine p50
+~0.2, a query's nearest pad ~0.7 at p99, under the threshold) in the queries' scope; RediSearch gets them through `add_many`,
+LocalIndex as the records an earlier process wrote (`encode_add`), loaded when it starts. Then
+`--hit-queries` paraphrases the cache has never seen (each of a stored prompt; 20 more first as
+warm-up) go through `cache.lookup`: exact GET miss, live MiniLM embedding (embedding-cache GET
+miss, forward pass, SET), KNN (+ GET of the entry for LocalIndex; RediSearch reads it in its
+script), guard, backfill SET. Reported: that lookup, the forward pass alone (timed inside it),
+lookup minus forward pass, the KNN alone (`index.search`, timed inside it), and the same lookup
+again, which must be an exact hit with no embedding (checked on every query). BLAS runs one thread
+for the whole script (see bench/semantic_hit.py).
+
+Stages are functions in STAGES.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import os
-import platform
-import random
-import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-import redis
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")  # before numpy: see bench/semantic_hit.py (stage `hit`)
 
-from llmemo.core.entry import Entry, encode
-from llmemo.index.base import IndexItem, IndexScope, Match, record_key
-from llmemo.index.changelog import encode_add
-from llmemo.index.local import LocalIndex
-from llmemo.index.redisearch import HNSW, RediSearchIndex
-from llmemo.stores.memory import MemoryStore
-from llmemo.stores.redis import RedisStore
-from llmemo.testing.redis_server import RedisServer
-from llmemo.testing.redis_stack import redis_stack_server
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import itertools  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+import redis  # noqa: E402
+from semantic_hit import Timed, answer, chat  # noqa: E402  (bench/, the script's directory)
+
+from llmemo import Cache  # noqa: E402
+from llmemo.core.entry import Entry, encode  # noqa: E402
+from llmemo.core.semantic import SemanticLayer  # noqa: E402
+from llmemo.embed.cached import embedding_key, encode_vector  # noqa: E402
+from llmemo.embed.minilm import MiniLMEmbedder  # noqa: E402
+from llmemo.index.auto import open_index  # noqa: E402
+from llmemo.index.base import IndexItem, IndexScope, Match, record_key  # noqa: E402
+from llmemo.index.changelog import encode_add  # noqa: E402
+from llmemo.index.local import LocalIndex  # noqa: E402
+from llmemo.index.redisearch import HNSW, RediSearchIndex  # noqa: E402
+from llmemo.stores.memory import MemoryStore  # noqa: E402
+from llmemo.stores.redis import RedisStore  # noqa: E402
+from llmemo.testing.redis_server import RedisServer  # noqa: E402
+from llmemo.testing.redis_stack import redis_stack_server  # noqa: E402
 
 DIM = 384
 NOISE = 0.025
@@ -391,9 +422,204 @@ def memory_stage(args: argparse.Namespace, servers: Servers) -> None:
     memory_rows(servers.stack, args.memory_entries, [answer_entry(rng) for _ in range(500)])
 
 
+# -- stage `hit`: the whole semantic hit through a Cache, live MiniLM, at n entries in scope ----
+
+TOPICS = [
+    "chess", "piano", "python", "spanish", "cooking", "running", "drawing", "poker", "guitar",
+    "swimming", "algebra", "typing", "public speaking", "essay writing", "photography", "knitting",
+    "rock climbing", "sailing", "baking bread", "chemistry", "calculus", "golf", "tennis", "yoga",
+    "rust programming", "gardening", "woodworking", "painting", "singing", "cycling", "skiing",
+    "surfing", "juggling", "sewing", "pottery", "dancing", "boxing", "meditation", "statistics",
+    "accounting", "negotiation", "data analysis", "bird watching", "beekeeping", "calligraphy",
+    "archery", "fencing", "rowing", "origami", "astronomy",
+]  # fmt: skip
+FRAMES = [  # (prompt, its paraphrase)
+    ("How do I get better at {t}{q}?", "What is the best way to improve at {t}{q}?"),
+    ("What are common mistakes beginners make in {t}{q}?",
+     "Which errors do new learners usually make in {t}{q}?"),
+    ("How long does it take to learn {t}{q}?", "How much time do I need to learn {t}{q}?"),
+    ("What equipment do I need to start {t}{q}?", "Which gear is required to begin {t}{q}?"),
+    ("Can you recommend a good book about {t}{q}?", "Which book would you suggest for {t}{q}?"),
+    ("How can I stay motivated to practise {t}{q}?",
+     "What helps me keep my motivation to practise {t}{q}?"),
+    ("Is {t} a good hobby{q}?", "Would {t} make a good pastime{q}?"),
+    ("How much does it cost to take up {t}{q}?", "What is the price of getting into {t}{q}?"),
+    ("What should I practise first when learning {t}{q}?",
+     "Where should I begin my practice when studying {t}{q}?"),
+    ("How do I find a teacher for {t}{q}?", "Where can I find an instructor for {t}{q}?"),
+]  # fmt: skip
+QUALIFIERS = [
+    "", " as an adult", " on a small budget", " at home", " in the winter", " with a busy job",
+    " as a teenager", " in a group",
+]  # fmt: skip
+HIT_THRESHOLD = 0.75  # every paraphrase clears it (cosine to its own prompt: p1 ~0.81)
+
+
+def prompt_pairs(n: int) -> list[tuple[str, str]]:
+    """n distinct (prompt, paraphrase) pairs from the templates above (4,000 at most)."""
+    combos = list(itertools.product(FRAMES, TOPICS, QUALIFIERS))
+    random.Random(1).shuffle(combos)
+    if n > len(combos):
+        raise SystemExit(f"--hit-entries: at most {len(combos)} distinct prompts")
+    return [(a.format(t=t, q=q), b.format(t=t, q=q)) for (a, b), t, q in combos[:n]]
+
+
+def pad_prompt(j: int) -> str:
+    """A stored prompt for padding entry j (its number makes the guard reject it as a match)."""
+    return f"Question {j} of the archive: what did {TOPICS[j % len(TOPICS)]} cost in year {j}?"
+
+
+def like(real: F32, n: int, seed: int) -> F32:
+    """n unit vectors drawn from a Gaussian fitted to `real` (mean and covariance of the real
+    MiniLM embeddings): as anisotropic as real prompts, none a paraphrase of any of them."""
+    rng = np.random.default_rng(seed)
+    rows = rng.multivariate_normal(real.mean(0), np.cov(real.T), size=n, method="eigh")
+    rows = rows.astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+class TimedIndex:
+    """A VectorIndex that times its searches (the KNN alone; RediSearch reads the entry in it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.times: list[float] = []
+
+    def search(self, *args: Any, **kwargs: Any) -> list[Match]:
+        started = time.perf_counter()
+        found: list[Match] = self.inner.search(*args, **kwargs)
+        self.times.append(time.perf_counter() - started)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def pad(cache: Cache, kind: str, n: int, vectors: F32, scope: IndexScope, version: int) -> None:
+    """Entries 0..n-1 stored at their exact keys as the cache encodes them, their vectors in the
+    index: RediSearch through `add_many`; LocalIndex as the records an earlier process wrote
+    (`encode_add`), which the index loads when it starts (its restart path)."""
+    store = cache.backend
+    client: Any = store.client  # type: ignore[attr-defined]
+    assert cache.semantic is not None
+    index = cache.semantic.index
+    for start in range(0, n, 1000):
+        items = []
+        pipe = client.pipeline(transaction=False)
+        for j in range(start, min(n, start + 1000)):
+            call = cache.prepare(chat(pad_prompt(j)))
+            value, ttl, _ = cache.encode_entry(call, answer(j))
+            assert value is not None and cache.semantic is not None
+            if cache.semantic.scope(call, version) != scope:
+                raise SystemExit("a padding entry is out of the queries' scope")
+            key = cache.key_of(call, version)
+            pipe.set(key, value, px=None if ttl is None else int(ttl * 1000))
+            if kind == "local":
+                blob = encode_add(
+                    key, scope, vectors[j], None if ttl is None else time.time() + ttl, "float16"
+                )
+                pipe.set(
+                    record_key(index.name, key), blob, px=None if ttl is None else int(ttl * 1000)
+                )
+            else:
+                items.append(IndexItem(key, vectors[j], scope, value, ttl))
+        pipe.execute()
+        if items:
+            index.add_many(items)  # type: ignore[attr-defined]
+
+
+def hit_cell(
+    url: str, kind: str, n: int, model: MiniLMEmbedder, pairs: list[tuple[str, str]],
+    real: F32, args: argparse.Namespace,
+) -> None:  # fmt: skip
+    """One row: n entries in one scope (len(pairs) through the flow, the rest padding)."""
+    client = redis.Redis.from_url(url)
+    if kind == "redisearch":
+        _drop_all(client)
+    client.flushall()
+    client.close()
+    timed = Timed(model)
+    store = RedisStore.from_url(url)
+    index = TimedIndex(open_index(store, DIM, kind=kind))  # type: ignore[arg-type]
+    layer = SemanticLayer(timed, index=index, threshold=HIT_THRESHOLD)  # type: ignore[arg-type]
+    cache = Cache(store, semantic=layer)
+    version = int(store.counters(cache.meta_key(cache.namespace)).get("version", 0))
+    scope = layer.scope(cache.prepare(chat(pairs[0][0])), version)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    pad(cache, kind, n - len(pairs), like(real, n - len(pairs), n), scope, version)
+    for i, (text, _) in enumerate(
+        pairs
+    ):  # the embedding cache seeded: filling costs no forward pass
+        key = embedding_key(cache.prefix, model.name, model.model, model.dim, text)
+        store.set(key, encode_vector(real[i], "float32"), None)
+    for i, (text, _) in enumerate(pairs):  # the real flow: entry, then its vector indexed
+        if not cache.store(chat(text), answer(i)):
+            raise SystemExit(f"entry {i} was not stored")
+    fill = time.perf_counter() - started
+    count = index.count()
+    if count != n:
+        raise SystemExit(f"{kind}: {count} vectors indexed, expected {n}")
+    picks = random.Random(7).sample(range(len(pairs)), args.hit_queries + 20)
+    hits, embeds, knns, rests, repeats, own = [], [], [], [], [], 0
+    for turn, i in enumerate(picks):
+        before, searches = len(timed.times), len(index.times)
+        started = time.perf_counter()
+        hit = cache.lookup(chat(pairs[i][1]))
+        took = time.perf_counter() - started
+        if hit is None or hit.kind != "semantic":
+            raise SystemExit(f"{kind} {n}: query {i} was not a semantic hit")
+        embed = sum(timed.times[before:])
+        texts = timed.texts
+        started = time.perf_counter()
+        again = cache.lookup(chat(pairs[i][1]))
+        repeat = time.perf_counter() - started
+        if again is None or again.kind != "exact" or timed.texts != texts:
+            raise SystemExit(f"{kind} {n}: the repeat of query {i} was not an exact hit")
+        if turn < 20:
+            continue  # warm-up
+        hits.append(took)
+        embeds.append(embed)
+        knns.append(sum(index.times[searches:]))
+        rests.append(took - embed)
+        repeats.append(repeat)
+        own += hit.key == cache.key_of(cache.prepare(chat(pairs[i][0])), version)
+    cells = " | ".join(
+        f"{pct(values, 50):.2f} | {pct(values, 99):.2f}" for values in (hits, embeds, rests, knns)
+    )
+    print(
+        f"| {'RediSearchIndex (Redis Stack)' if kind == 'redisearch' else 'LocalIndex (Redis 7)'} "
+        f"| {n:,} | {cells} | {pct(repeats, 50):.3f} | {pct(repeats, 99):.2f} "
+        f"| {own}/{len(hits)} | {fill:.0f} | {load:.1f} / {os.getloadavg()[0]:.1f} |",
+        flush=True,
+    )
+    cache.close()
+
+
+def hit_stage(args: argparse.Namespace, servers: Servers) -> None:
+    model = MiniLMEmbedder()
+    model.embed(["warm up"])
+    pairs = prompt_pairs(args.hit_entries)
+    real = model.embed([text for text, _ in pairs])
+    print(
+        f"\n{args.hit_entries:,} entries through the flow, the rest padding; "
+        f"{args.hit_queries} new paraphrases per row; threshold {HIT_THRESHOLD}; ms\n"
+    )
+    print(
+        "| index | entries in scope | semantic hit p50 | p99 | embed alone p50 | p99 "
+        "| hit minus embed p50 | p99 | KNN alone p50 | p99 | repeat (exact hit) p50 | p99 "
+        "| own answer | fill s | load before / after |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for n in args.sizes:
+        for kind, url in (("redisearch", servers.stack), ("local", servers.plain)):
+            hit_cell(url, kind, n, model, pairs, real, args)
+
+
 STAGES: dict[str, Callable[[argparse.Namespace, Servers], None]] = {
     "index": index_stage,  # includes the memory rows
     "memory": memory_stage,  # the memory rows alone
+    "hit": hit_stage,  # the whole semantic hit through a Cache, live MiniLM embedding
 }
 
 
@@ -404,6 +630,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--million", action="store_true", help="also LocalIndex at 1M vectors")
     parser.add_argument("--memory-entries", type=int, default=10_000)
+    parser.add_argument("--hit-entries", type=int, default=3000, help="stage hit: real entries")
+    parser.add_argument("--hit-queries", type=int, default=500, help="stage hit: timed queries")
     args = parser.parse_args()
     print(
         f"# {platform.node()}: {platform.processor() or platform.machine()}, "
