@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
 from llmemo.testing.redis_server import free_port
+from llmemo.testing.server import UpstreamServer
+
+KEY = {"authorization": "Bearer sk-workers-0123"}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -60,12 +65,13 @@ def test_bad_settings_fail_in_one_line(args: tuple[str, ...], message: str) -> N
     assert line.startswith("llmemo: error:") and message in line
 
 
-@pytest.fixture
-def demo(redis_url: str) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(*args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`llmemo serve ARGS` on a free port until it answers /healthz; stopped with Ctrl-C after."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmemo", "serve", "--upstream", "demo", "--port", str(port)],
-        env=clean_env(REDIS_URL=redis_url),
+        [sys.executable, "-m", "llmemo", "serve", *args, "--port", str(port)],
+        env=clean_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -79,13 +85,37 @@ def demo(redis_url: str) -> Iterator[str]:
         except httpx.TransportError:
             pass
         assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "llmemo serve --upstream demo did not start"
+        assert time.monotonic() < deadline, f"llmemo serve {' '.join(args)} did not start"
         time.sleep(0.1)
-    yield url
+    yield url, process
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+@pytest.fixture
+def demo(redis_url: str) -> Iterator[str]:
+    with serving("--upstream", "demo", REDIS_URL=redis_url) as (url, _):
+        yield url
+
+
+def test_workers_share_one_cache_and_one_upstream_call(
+    redis_url: str, upstream: UpstreamServer
+) -> None:
+    with serving(
+        "--workers", "2", "--openai-base-url", upstream.openai_base_url, REDIS_URL=redis_url
+    ) as (url, process):
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        assert len(children) >= 2  # the two workers (uvicorn may add a helper process)
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+        states = []
+        for _ in range(12):  # a new connection each time: the kernel spreads them over workers
+            answer = httpx.post(url + "/v1/chat/completions", json=body, headers=KEY)
+            assert answer.status_code == 200
+            states.append(answer.headers["x-llmemo-cache"])
+    assert states == ["miss"] + ["hit"] * 11
+    assert upstream.stats().total == 1
 
 
 def test_serve_demo_needs_no_api_key(demo: str) -> None:

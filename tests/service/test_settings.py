@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from llmemo.errors import ConfigError
-from llmemo.service.settings import ANTHROPIC_URL, OPENAI_URL, load_settings
+from llmemo.service.settings import ANTHROPIC_URL, OPENAI_URL, Settings, load_settings
 
 
 @pytest.fixture
@@ -104,3 +104,27 @@ def test_file_errors(tmp_path: Path) -> None:
     broken.write_text("port = \n")
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_settings(broken)
+
+
+def test_workers_get_the_exact_settings_including_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmemo.service import app as service_app
+
+    settings = load_settings(
+        store="redis://127.0.0.1:1/0",
+        workers=3,
+        shared=True,
+        ttl="2h",
+        warm_token="s3cret-token",
+        semantic_threshold=0.9,
+    )
+    for name, value in service_app.worker_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LLMEMO_NAMESPACE", "not-this-one")  # the handed-over settings win
+    built: list[Settings] = []
+    monkeypatch.setattr(service_app, "create_app", built.append)
+    service_app.worker_app()
+    assert len(built) == 1 and built[0].model_dump() == settings.model_dump()
+    assert built[0].warm_token is not None
+    assert built[0].warm_token.get_secret_value() == "s3cret-token"

@@ -85,6 +85,10 @@ def serve(
         Path | None, typer.Option(help="TOML file of settings (env LLMEMO_CONFIG).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="uvicorn log level (default info).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Server processes sharing the port (env LLMEMO_WORKERS; default 1)."),
+    ] = None,
 ) -> None:
     """Run the OpenAI- and Anthropic-compatible caching service."""
     require("uvicorn", "server")
@@ -108,6 +112,7 @@ def serve(
         semantic_threshold=semantic_threshold,
         semantic_embedder=semantic_embedder,
         log_level=log_level,
+        workers=workers,
     )
     if (
         settings.upstream != "demo"
@@ -139,17 +144,32 @@ def serve(
         mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g})"
     typer.echo(
         f"llmemo: serving on http://{settings.host}:{settings.port}/v1 "
-        f"(store {redact(settings.store or default_url())}, namespace {settings.namespace}, {mode})",
+        f"(store {redact(settings.store or default_url())}, namespace {settings.namespace}, {mode}"
+        + (f", {settings.workers} workers)" if settings.workers > 1 else ")"),
         err=True,
     )
     try:
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            lifespan="on",
-        )
+        if settings.workers == 1:
+            uvicorn.run(
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
+                log_level=settings.log_level,
+                lifespan="on",
+            )
+        else:  # each worker builds its app from the settings resolved here
+            from llmemo.service.app import worker_environment
+
+            os.environ.update(worker_environment(settings))
+            uvicorn.run(
+                "llmemo.service.app:worker_app",
+                factory=True,
+                workers=settings.workers,
+                host=settings.host,
+                port=settings.port,
+                log_level=settings.log_level,
+                lifespan="on",
+            )
     finally:
         if demo is not None:
             demo.stop()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,7 +21,7 @@ from llmemo.errors import LLMemoError, StoreError
 from llmemo.service.errors import handle_exception, json_response
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
-from llmemo.service.settings import Settings
+from llmemo.service.settings import Settings, load_settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
 from llmemo.service.warm import Warming
 from llmemo.stores.base import async_from_url, default_url, redact
@@ -134,6 +137,25 @@ def freeze_heap() -> None:
         _frozen = True
         gc.collect()
         gc.freeze()
+
+
+WORKER_SETTINGS = "_LLMEMO_WORKER_SETTINGS"  # how `serve --workers N` hands its settings over
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The environment variable that gives `worker_app` these exact settings (secrets included:
+    it goes only to the worker processes this one starts)."""
+    values = {
+        name: value.get_secret_value() if isinstance(value, SecretStr) else value
+        for name, value in settings.model_dump().items()
+    }
+    return {WORKER_SETTINGS: json.dumps(values)}
+
+
+def worker_app() -> Starlette:
+    """The app of one `llmemo serve --workers N` process (a uvicorn factory)."""
+    raw = os.environ.get(WORKER_SETTINGS)
+    return create_app(Settings(**json.loads(raw)) if raw else load_settings())
 
 
 def create_app(settings: Settings) -> Starlette:

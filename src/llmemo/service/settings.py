@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     """Ask OpenAI streams for their usage chunk (so entries carry token counts); hidden from
     clients that did not ask for it."""
     log_level: str = "info"
+    workers: int = Field(1, ge=1)
+    """Server processes (uvicorn workers) sharing the port. Each has its own connection pools and
+    in-process single-flight; the store's lease makes a miss one upstream call across them. Use a
+    shared store (Redis, or the SQLite file) with more than one: memory:// is per process."""
     gc_freeze: bool = True
     """After start-up, move every object alive then out of the garbage collector's view
     (`gc.freeze`, once per process). Requests that wait on the store keep their objects alive
