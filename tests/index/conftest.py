@@ -81,6 +81,9 @@ class Awaited:
     async def add(self, item: IndexItem) -> None:
         self.sync.add(item)
 
+    async def touch(self, key: str, ttl: float) -> None:
+        self.sync.touch(key, ttl)
+
     async def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
     ) -> list[Match]:

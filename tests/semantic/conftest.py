@@ -131,7 +131,7 @@ async def make(
 
     def build(**options: Any) -> Twin:
         options.setdefault("embedder", embedder)
-        cache_options = {k: options.pop(k) for k in ("namespace", "tenant") if k in options}
+        cache_options = {k: options.pop(k) for k in ("namespace", "tenant", "ttl") if k in options}
         twin: Twin
         if request.param == "sync":
             if backend == "memory":

@@ -39,6 +39,10 @@ class FlakyIndex:
         self._check()
         self.inner.add(item)
 
+    def touch(self, key: str, ttl: float) -> None:
+        self._check()
+        self.inner.touch(key, ttl)
+
     def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
     ) -> list[Match]:

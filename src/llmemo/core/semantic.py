@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +45,8 @@ EXACT_ONLY = 1.0
 """`threshold=1.0`: the semantic layer is off (only exact hits), whatever the vectors say."""
 DEFAULT_K = 4
 """Neighbours fetched per lookup: if the nearest fails the guard, the next may pass."""
+TOUCH_MEMO = 100_000
+"""Entry keys whose last vector touch a layer remembers (rolling TTL; emptied when full)."""
 
 
 LAYER_OPTIONS = ("embedder", "index", "threshold", "guard", "namespaces", "k", "backfill")
@@ -98,6 +101,7 @@ class SemanticBase:
             raise ConfigError(f"k must be an int >= 1, got {k!r}")
         self.k = k
         self.backfill = backfill
+        self._touched: dict[str, float] = {}  # entry key -> when its vector was last touched
         self.space = ""
         self.threshold = EXACT_ONLY if self._threshold is None else self._threshold
 
@@ -182,9 +186,24 @@ class SemanticBase:
             return None
         return replace(hit, kind="semantic", similarity=match.similarity)
 
-    def backfill_ttl(self, hit: Hit) -> tuple[bool, float | None]:
+    def touch_due(self, key: str, ttl: float) -> bool:
+        """Rolling TTL: is it time to give this entry's vector its entry's new lease? At most once
+        per quarter of the TTL per key and process, so a hot entry does not touch it on every hit."""
+        now = time.monotonic()
+        last = self._touched.get(key)
+        if last is not None and now - last < ttl / 4:
+            return False
+        if len(self._touched) >= TOUCH_MEMO:
+            self._touched = {}
+        self._touched[key] = now
+        return True
+
+    def backfill_ttl(self, hit: Hit, rolling: float | None = None) -> tuple[bool, float | None]:
         """Whether to write this request's exact key, and its TTL: the answer's remaining life
-        (None: no expiry), so the copy never outlives the original."""
+        (None: no expiry), so the copy never outlives the original; with a rolling TTL, the
+        lease the hit gave the original."""
+        if rolling is not None:
+            return True, rolling
         remaining = hit.remaining
         if remaining is None:
             return True, None
@@ -343,15 +362,27 @@ class SemanticLayer(SemanticBase):
             hit = self.accept(cache, call, match, data)
             if hit is None:
                 continue
-            wanted, ttl = self.backfill_ttl(hit)
-            if backfill and self.backfill and wanted:
-                try:
+            rolling = cache.refresh_ttl()
+            wanted, ttl = self.backfill_ttl(hit, rolling)
+            try:
+                if backfill and self.backfill and wanted:
                     store.set(cache.key_of(call, version), data, ttl)
-                except StoreError as exc:
-                    cache.count_store_error(exc)
+                if rolling is not None:  # a hit renews its entry's lease, and its vector's
+                    store.get(match.key, rolling)
+                    self.touch(cache, call, match.key, rolling)
+            except StoreError as exc:
+                cache.count_store_error(exc)
             cache.count_hit(hit, "semantic_hits")
             return hit
         return None
+
+    def touch(self, cache: BaseCache, call: Call, key: str, ttl: float) -> None:
+        """Rolling TTL: the entry at `key` got `ttl` more seconds, so does its vector."""
+        if self.applies(call) and self.touch_due(key, ttl):
+            try:
+                self.index.touch(key, ttl)
+            except StoreError as exc:
+                self.failed(cache, "touch", exc)
 
     def remember(
         self, cache: BaseCache, call: Call, version: int, key: str, value: bytes, ttl: float | None
@@ -485,15 +516,27 @@ class AsyncSemanticLayer(SemanticBase):
             hit = self.accept(cache, call, match, data)
             if hit is None:
                 continue
-            wanted, ttl = self.backfill_ttl(hit)
-            if backfill and self.backfill and wanted:
-                try:
+            rolling = cache.refresh_ttl()
+            wanted, ttl = self.backfill_ttl(hit, rolling)
+            try:
+                if backfill and self.backfill and wanted:
                     await store.set(cache.key_of(call, version), data, ttl)
-                except StoreError as exc:
-                    cache.count_store_error(exc)
+                if rolling is not None:  # a hit renews its entry's lease, and its vector's
+                    await store.get(match.key, rolling)
+                    await self.touch(cache, call, match.key, rolling)
+            except StoreError as exc:
+                cache.count_store_error(exc)
             cache.count_hit(hit, "semantic_hits")
             return hit
         return None
+
+    async def touch(self, cache: BaseCache, call: Call, key: str, ttl: float) -> None:
+        """Rolling TTL: the entry at `key` got `ttl` more seconds, so does its vector."""
+        if self.applies(call) and self.touch_due(key, ttl):
+            try:
+                await (await self.open_index()).touch(key, ttl)
+            except StoreError as exc:
+                self.failed(cache, "touch", exc)
 
     async def remember(
         self, cache: BaseCache, call: Call, version: int, key: str, value: bytes, ttl: float | None

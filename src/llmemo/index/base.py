@@ -214,13 +214,17 @@ class VectorIndex(Protocol):
     best first, all from `scope` and with similarity >= min_similarity. `delete` takes entry keys
     and returns how many were indexed. `count` is how many vectors the index holds, in all scopes
     (a server-side index may still count one that expired in the last few hundred ms). `drop`
-    removes the index and every vector it holds. Failures raise VectorIndexError.
+    removes the index and every vector it holds. `touch` gives an entry's vector `ttl` more
+    seconds, because its entry got them (rolling TTL); an unknown key is ignored. Failures raise
+    VectorIndexError.
     """
 
     @property
     def dim(self) -> int: ...
 
     def add(self, item: IndexItem) -> None: ...
+
+    def touch(self, key: str, ttl: float) -> None: ...
 
     def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
@@ -243,6 +247,8 @@ class AsyncVectorIndex(Protocol):
     def dim(self) -> int: ...
 
     async def add(self, item: IndexItem) -> None: ...
+
+    async def touch(self, key: str, ttl: float) -> None: ...
 
     async def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0

@@ -16,6 +16,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from llmemo.errors import ConfigError
@@ -163,6 +164,13 @@ class _Base:
         assert event.scope is not None and event.vector is not None
         return encode_add(event.key, event.scope, event.vector, event.deadline, self.dtype)
 
+    def _touched(self, record: bytes | None, ttl: float) -> bytes | None:
+        """A live add record again, with its deadline `ttl` from now (None: nothing to touch)."""
+        for event in self._events([record]):
+            if event.op == "add" and event.scope is not None and event.vector is not None:
+                return self._encode(replace(event, deadline=self._clock() + ttl))
+        return None
+
     def _events(self, blobs: Iterable[bytes | None]) -> Iterator[Event]:
         """Decoded events (or records); unreadable ones are skipped."""
         for data in blobs:
@@ -299,6 +307,17 @@ class LocalIndex(_Base):
             self.log.append([blob])
         _apply_one(self._vectors, event, self._clock())
 
+    def touch(self, key: str, ttl: float) -> None:
+        """Re-record the vector with a later deadline (its record holds the vector)."""
+        self._start()
+        record = record_key(self.name, key)
+        blob = self._touched(self.store.get(record), ttl)
+        if blob is not None:
+            self.store.set(record, blob, ttl)
+            if self.log is not None:
+                self.log.append([blob])
+            self._apply([blob])
+
     def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
     ) -> list[Match]:
@@ -413,6 +432,17 @@ class AsyncLocalIndex(_Base):
         if self.log is not None:
             await self.log.append([blob])
         _apply_one(self._vectors, event, self._clock())
+
+    async def touch(self, key: str, ttl: float) -> None:
+        """Re-record the vector with a later deadline (its record holds the vector)."""
+        await self._start()
+        record = record_key(self.name, key)
+        blob = self._touched(await self.store.get(record), ttl)
+        if blob is not None:
+            await self.store.set(record, blob, ttl)
+            if self.log is not None:
+                await self.log.append([blob])
+            self._apply([blob])
 
     async def search(
         self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0

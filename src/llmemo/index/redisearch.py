@@ -330,6 +330,10 @@ class RediSearchIndex(_Base):
             _queue_add(pipe, self.name, item, vector_bytes(item.vector, self._dim, self.dtype))
             pipe.execute()
 
+    def touch(self, key: str, ttl: float) -> None:
+        with self._errors("PEXPIRE"):
+            self.client.pexpire(record_key(self.name, key), ms(ttl))
+
     def add_many(self, items: Sequence[IndexItem]) -> None:
         """Index many items in one round trip, for bulk loads (not one MULTI: items may span slots)."""
         if not self._ready:
@@ -435,6 +439,10 @@ class AsyncRediSearchIndex(_Base):
             pipe = self.client.pipeline(transaction=True)
             _queue_add(pipe, self.name, item, vector_bytes(item.vector, self._dim, self.dtype))
             await pipe.execute()
+
+    async def touch(self, key: str, ttl: float) -> None:
+        with self._errors("PEXPIRE"):
+            await self.client.pexpire(record_key(self.name, key), ms(ttl))
 
     async def add_many(self, items: Sequence[IndexItem]) -> None:
         """Index many items in one round trip, for bulk loads (not one MULTI: items may span slots)."""

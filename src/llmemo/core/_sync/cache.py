@@ -128,17 +128,21 @@ class Cache(BaseCache):
             self._safely(lambda: self.backend.delete([key]), 0)
             return None
 
+    def _read_live(self, call: Call, key: str) -> Hit | None:
+        """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
+        rolling = self.refresh_ttl()
+        hit = self._read(key, rolling)
+        if hit is not None and rolling is not None and self.semantic is not None:
+            self.semantic.touch(self, call, key, rolling)
+        return hit
+
     # -- the API ----------------------------------------------------------------------------
 
     def lookup(self, request: Request, **scope: Any) -> Hit | None:
         """The cached answer for this request, or None (a store failure is a miss)."""
         call = self.prepare(request, **scope)
         version = self._version(call.scope.namespace)
-        hit = (
-            None
-            if version is None
-            else self._read(self.key_of(call, version), self.refresh_ttl())
-        )
+        hit = None if version is None else self._read_live(call, self.key_of(call, version))
         if hit is None and version is not None and self.semantic is not None:
             hit = self.semantic.lookup(self, self.backend, call, version)
             if hit is not None:
@@ -216,7 +220,7 @@ class Cache(BaseCache):
             return self._flight(f"down:{call.sha}", lambda: self._call_only(fn))
         key = self.key_of(call, version)
         if not refresh:
-            hit = self._read(key, self.refresh_ttl())
+            hit = self._read_live(call, key)
             if hit is not None:
                 self.count_hit(hit)
                 if self.flush_due():
