@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from llmemo.core.facade import BaseCache, Call, Hit
+    from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
     from llmemo.index.base import AsyncVectorIndex, VectorIndex
     from llmemo.stores.base import AsyncStore, Store
@@ -72,7 +73,8 @@ class SemanticLayer(SemanticBase):
     "auto" (RediSearch when the store's server has it, else a LocalIndex), "redisearch", "local".
     threshold: cosine similarity in [0, 1]; None takes the embedder's shipped default; 1.0 means
     exact only. guard: see `llmemo.core.guard` (None: the threshold alone decides). namespaces:
-    where the layer is on (None: every namespace). k: neighbours tried per lookup.
+    where the layer is on (None: every namespace). k: neighbours tried per lookup. verifier: an
+    `LLMVerifier` that must say yes to borderline matches (`llmemo.core.verify`; off by default).
     """
 
     def __init__(
@@ -86,10 +88,17 @@ class SemanticLayer(SemanticBase):
         k: int = DEFAULT_K,
         backfill: bool = True,
         cache_embeddings: bool = True,
+        verifier: LLMVerifier | None = None,
     ) -> None:
         super().__init__(
-            threshold=threshold, guard=guard, namespaces=namespaces, k=k, backfill=backfill
+            threshold=threshold,
+            guard=guard,
+            namespaces=namespaces,
+            k=k,
+            backfill=backfill,
+            verifier=verifier,
         )
+        self._verifier = verifier
         check_index(index)
         self.raw_embedder = sync_embedder(embedder)
         self.embedder: Embedder = self.raw_embedder
@@ -162,8 +171,17 @@ class SemanticLayer(SemanticBase):
                 if data is None:  # the answer expired or was deleted: drop its vector
                     self._drop(cache, match.key)
                     continue
-            hit = self.accept(cache, call, match, data)
-            if hit is None:
+            accepted = self.accept(cache, call, match, data)
+            if accepted is None:
+                continue
+            hit, prompt = accepted
+            verifier = self._verifier
+            if (
+                verifier is not None
+                and prompt is not None
+                and self.to_verify(hit)
+                and not self.verified(cache, verifier.verify(text, prompt))
+            ):
                 continue
             rolling = cache.refresh_ttl()
             wanted, ttl = self.backfill_ttl(hit, rolling)
@@ -215,9 +233,11 @@ class SemanticLayer(SemanticBase):
             self.failed(cache, "cleanup", exc)
 
     def close(self) -> None:
-        """Close the index (the store is the cache's) and an embedder that holds a client."""
+        """Close the index (the store is the cache's), the verifier, and an embedder's client."""
         if self._index is not None:
             self._index.close()
+        if self._verifier is not None:
+            self._verifier.close()
         close = getattr(self.raw_embedder, "close", None)
         if callable(close):
             close()
@@ -240,10 +260,17 @@ class AsyncSemanticLayer(SemanticBase):
         k: int = DEFAULT_K,
         backfill: bool = True,
         cache_embeddings: bool = True,
+        verifier: AsyncLLMVerifier | None = None,
     ) -> None:
         super().__init__(
-            threshold=threshold, guard=guard, namespaces=namespaces, k=k, backfill=backfill
+            threshold=threshold,
+            guard=guard,
+            namespaces=namespaces,
+            k=k,
+            backfill=backfill,
+            verifier=verifier,
         )
+        self._verifier = verifier
         check_index(index)
         self.raw_embedder = async_embedder(embedder)
         self.embedder: AsyncEmbedder = self.raw_embedder
@@ -316,8 +343,17 @@ class AsyncSemanticLayer(SemanticBase):
                 if data is None:  # the answer expired or was deleted: drop its vector
                     await self._drop(cache, index, match.key)
                     continue
-            hit = self.accept(cache, call, match, data)
-            if hit is None:
+            accepted = self.accept(cache, call, match, data)
+            if accepted is None:
+                continue
+            hit, prompt = accepted
+            verifier = self._verifier
+            if (
+                verifier is not None
+                and prompt is not None
+                and self.to_verify(hit)
+                and not self.verified(cache, await verifier.verify(text, prompt))
+            ):
                 continue
             rolling = cache.refresh_ttl()
             wanted, ttl = self.backfill_ttl(hit, rolling)
@@ -370,9 +406,11 @@ class AsyncSemanticLayer(SemanticBase):
             self.failed(cache, "cleanup", exc)
 
     async def close(self) -> None:
-        """Close the index (the store is the cache's) and an embedder that holds a client."""
+        """Close the index (the store is the cache's), the verifier, and an embedder's client."""
         if self._index is not None:
             await self._index.close()
+        if self._verifier is not None:
+            await self._verifier.close()
         close = getattr(self.raw_embedder, "close", None)
         if callable(close):
             result = close()

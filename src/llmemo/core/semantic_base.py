@@ -19,6 +19,9 @@ from llmemo.errors import ConfigError, CorruptEntryError, StoreError
 
 if TYPE_CHECKING:
     from llmemo.core.facade import BaseCache, Call, Hit
+    from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier, Verdict
+
+    Verifier = LLMVerifier | AsyncLLMVerifier
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
     from llmemo.index.auto import Kind
     from llmemo.index.base import IndexScope, Match
@@ -35,7 +38,16 @@ TOUCH_MEMO = 100_000
 """Entry keys whose last vector touch a layer remembers (rolling TTL; emptied when full)."""
 
 
-LAYER_OPTIONS = ("embedder", "index", "threshold", "guard", "namespaces", "k", "backfill")
+LAYER_OPTIONS = (
+    "embedder",
+    "index",
+    "threshold",
+    "guard",
+    "namespaces",
+    "k",
+    "backfill",
+    "verifier",
+)
 """The options `Cache.from_url(..., semantic=True, **options)` hands to the semantic layer."""
 L = TypeVar("L", bound="SemanticBase")
 
@@ -79,8 +91,10 @@ class SemanticBase:
         namespaces: Sequence[str] | None,
         k: int,
         backfill: bool,
+        verifier: Verifier | None = None,
     ) -> None:
         self._threshold = None if threshold is None else check_threshold(threshold)
+        self.verifier = verifier
         self.guard = guard if guard is not None else Guard.off()
         self.namespaces = None if namespaces is None else frozenset(namespaces)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -159,8 +173,11 @@ class SemanticBase:
         prompt = doc.get("q")
         return hit, prompt if isinstance(prompt, str) else None
 
-    def accept(self, cache: BaseCache, call: Call, match: Match, data: bytes) -> Hit | None:
-        """The semantic hit `match` makes for `call`, or None (the reason is counted)."""
+    def accept(
+        self, cache: BaseCache, call: Call, match: Match, data: bytes
+    ) -> tuple[Hit, str | None] | None:
+        """The semantic hit `match` makes for `call` and the candidate's prompt, or None (the
+        reason is counted). A borderline hit still goes to the verifier, if there is one."""
         found = self.candidate(cache, data, match.key)
         if found is None:
             return None
@@ -170,7 +187,29 @@ class SemanticBase:
         if reason is not None:
             cache.count(f"semantic_rejected:{reason}")
             return None
-        return replace(hit, kind="semantic", similarity=match.similarity)
+        return replace(hit, kind="semantic", similarity=match.similarity), prompt
+
+    def to_verify(self, hit: Hit) -> bool:
+        """Does this accepted hit need the verifier's yes (it is in the borderline band)?"""
+        return (
+            self.verifier is not None
+            and hit.similarity is not None
+            and self.verifier.needed(hit.similarity)
+        )
+
+    def verified(self, cache: BaseCache, verdict: Verdict) -> bool:
+        """Count a verifier's verdict; True only for a clear yes (anything else is a miss)."""
+        if verdict.asked:
+            cache.count("verifier_calls")
+            cache.count("verifier_tokens", verdict.usage.total)
+            cache.count("verifier_dollars", verdict.dollars)
+        if verdict.error is not None:
+            cache.count("verifier_errors")
+            log.warning("llmemo: semantic verifier failed, treated as a miss: %s", verdict.error)
+        if verdict.same is not True:
+            cache.count("semantic_rejected:verifier")
+            return False
+        return True
 
     def touch_due(self, key: str, ttl: float) -> bool:
         """Rolling TTL: is it time to give this entry's vector its entry's new lease? At most once

@@ -106,6 +106,22 @@ def compose(
     return Reply(answer, finish, None, stop_sequence)
 
 
+_REQUESTS = re.compile(r"Request A: (?P<a>.*)\nRequest B: (?P<b>.*)", re.S)
+
+
+def judge(text: str) -> str:
+    """What a `judge*` model answers llmemo's verifier (`llmemo.core.verify`): "yes" when the two
+    requests have the same numbers and share at least half their words, else "no"; a text that
+    is not a verifier question gets "maybe". A fixed rule, for tests, not a real judgement."""
+    found = _REQUESTS.search(text)
+    if found is None:
+        return "maybe"
+    a, b = (set(re.findall(r"\w+", found[name].lower())) for name in ("a", "b"))
+    numbers = {w for w in a | b if w.isdigit()}
+    same = numbers <= (a & b) and len(a & b) * 2 >= len(a | b)
+    return "yes" if same else "no"
+
+
 def content_text(content: object) -> str:
     """The text of a message content: a string, or the text (and tool result) parts of a list."""
     if isinstance(content, str):
