@@ -109,3 +109,27 @@ def test_llmemo_serve_semantic_from_the_command_line() -> None:
         output, _ = process.communicate(timeout=30)
     assert "semantic (minilm, threshold 0.85)" in output
     assert "Traceback" not in output
+
+
+def test_a_verifier_model_confirms_borderline_matches(
+    redis_stack_url: str, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LLMEMO_STORE", "REDIS_URL", "OPENAI_BASE_URL", "LLMEMO_SEMANTIC"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(
+        store=redis_stack_url,
+        openai_base_url=upstream.openai_base_url,
+        semantic=True,
+        semantic_threshold=0.8,
+        semantic_verifier="judge",  # the test upstream's fixed word-overlap rule
+    )
+    server = ServiceServer(settings).start()
+    try:
+        with openai.OpenAI(api_key=ALICE, base_url=server.base_url, max_retries=0) as alice:
+            assert ask(alice, FRANCE)[0] == "miss"
+            assert ask(alice, PARAPHRASE)[0] == "semantic"  # cosine 0.94, the judge: yes
+            assert ask(alice, "Which city is France's capital?")[0] == "miss"  # 0.93, judge: no
+    finally:
+        server.stop()
+    calls = upstream.stats().calls["/v1/chat/completions"]
+    assert calls == {"gpt-4o-mini": 2, "judge": 2}  # 2 answers upstream, 2 questions to the judge

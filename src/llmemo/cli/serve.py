@@ -81,6 +81,14 @@ def serve(
             "(env LLMEMO_SEMANTIC_EMBEDDER)."
         ),
     ] = None,
+    semantic_verifier: Annotated[
+        str | None,
+        typer.Option(
+            help="A chat model that must confirm borderline semantic matches, asked at the OpenAI "
+            "base URL with LLMEMO_SEMANTIC_VERIFIER_API_KEY (env LLMEMO_SEMANTIC_VERIFIER). Off "
+            "by default."
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of settings (env LLMEMO_CONFIG).")
     ] = None,
@@ -111,6 +119,7 @@ def serve(
         semantic=semantic,
         semantic_threshold=semantic_threshold,
         semantic_embedder=semantic_embedder,
+        semantic_verifier=semantic_verifier,
         log_level=log_level,
         workers=workers,
     )

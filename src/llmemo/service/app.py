@@ -8,6 +8,7 @@ import gc
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -25,6 +26,9 @@ from llmemo.service.settings import Settings, load_settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
 from llmemo.service.warm import Warming
 from llmemo.stores.base import async_from_url, default_url, redact
+
+if TYPE_CHECKING:
+    from llmemo.core.verify import AsyncLLMVerifier
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -59,7 +63,9 @@ class Service:
             from llmemo.core.semantic import AsyncSemanticLayer
 
             options["semantic"] = AsyncSemanticLayer(
-                self.settings.semantic_embedder, threshold=self.settings.semantic_threshold
+                self.settings.semantic_embedder,
+                threshold=self.settings.semantic_threshold,
+                verifier=self._verifier(),
             )
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
         self.metrics.watch_circuit(lambda: cache.breaker.state)
@@ -75,6 +81,20 @@ class Service:
             await self.warming.aclose()
             await upstreams.aclose()
             await cache.close()
+
+    def _verifier(self) -> AsyncLLMVerifier | None:
+        """The LLM check of borderline semantic matches, when `semantic_verifier` names a model."""
+        settings = self.settings
+        if settings.semantic_verifier is None:
+            return None
+        from llmemo.core.verify import AsyncLLMVerifier
+
+        key = settings.semantic_verifier_api_key
+        return AsyncLLMVerifier(
+            settings.semantic_verifier,
+            base_url=settings.openai_url,
+            api_key=None if key is None else key.get_secret_value(),
+        )
 
     def endpoint(self, endpoint: Endpoint) -> Handler:
         async def handle(request: Request) -> Response:

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     semantic_threshold: float | None = Field(None, ge=0.0, le=1.0)
     """Cosine similarity in [0, 1] a match needs (1.0: exact only); None: the embedder's default."""
     semantic_embedder: str = "minilm"
+    semantic_verifier: str | None = None
+    """A chat model that must confirm borderline semantic matches (`llmemo.core.verify`), asked at
+    the OpenAI base URL with `semantic_verifier_api_key`; None (default): no LLM check."""
+    semantic_verifier_api_key: SecretStr | None = None
     """Embedder spec: minilm (offline), openai:MODEL[@URL], ollama:MODEL[@URL]."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
