@@ -358,3 +358,15 @@ def test_scoped_calls_are_memoised_without_changing_keys_or_validation() -> None
     for _ in range(2):  # a bad scope is refused every time, never remembered
         with pytest.raises(ConfigError):
             cache.prepare(request, namespace="bad namespace!")
+
+
+def test_big_bodies_are_keyed_without_being_remembered() -> None:
+    from llmemo.core.request import MEMO_MAX_BYTES
+
+    cache = Cache(MemoryStore())
+    big = chat("x " * MEMO_MAX_BYTES)  # normalised each time: the memos stay small
+    first, again = cache.prepare(big), cache.prepare(chat("x " * MEMO_MAX_BYTES))
+    assert first.sha == again.sha == Cache(MemoryStore()).prepare(to_request(big)).sha
+    assert cache._prepared == {} and cache._shas == {}
+    small = cache.prepare(chat("small"))
+    assert cache._prepared and small.sha == cache.prepare(chat("small")).sha

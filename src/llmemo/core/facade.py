@@ -17,6 +17,7 @@ from llmemo.core.policy import SKIP_UNCACHEABLE, TtlArg, TtlPolicy, skip_reason
 from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
 from llmemo.core.request import (
     DEFAULT_NORMALISATION,
+    MEMO_MAX_BYTES,
     CacheRequest,
     Normalisation,
     Scope,
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from llmemo.core.semantic import SemanticBase
     from llmemo.integrations.memoize import F, KeyFn
 
-PREPARED_MEMO = 4096  # request bodies whose canonical form and sha a cache remembers
+PREPARED_MEMO = 1024  # request bodies (up to MEMO_MAX_BYTES each) whose key parts a cache remembers
 
 Status = Literal["hit", "semantic", "stale", "miss", "bypass"]
 
@@ -222,6 +223,8 @@ class BaseCache:
 
     def _sha(self, canonical: CacheRequest, scope: Scope) -> str:
         """`digest`, memoised on what it reads: the canonical bytes, the tenant and the user."""
+        if len(canonical.canonical) > MEMO_MAX_BYTES:
+            return digest(canonical, scope)
         key = (canonical.canonical, scope.tenant, scope.user)
         sha = self._shas.get(key)
         if sha is None:
@@ -240,6 +243,8 @@ class BaseCache:
         try:
             raw = orjson.dumps(request)
         except TypeError:  # SDK objects inside: not memoisable by its JSON
+            return None
+        if len(raw) > MEMO_MAX_BYTES:
             return None
         known = self._prepared.get(raw)
         if known is None:

@@ -458,7 +458,12 @@ def to_request(
     return from_openai(request, None, norm)
 
 
-@functools.lru_cache(maxsize=4096)
+MEMO_MAX_BYTES = 8192
+"""Bodies up to this size are memoised (bounded memory: a memo holds at most ~1024 of them); a
+bigger one is normalised each time, which costs little next to its size."""
+
+
+@functools.lru_cache(maxsize=1024)
 def _from_json(raw: bytes, norm: Normalisation) -> CacheRequest:
     return to_request(orjson.loads(raw), norm)
 
@@ -472,7 +477,7 @@ def to_request_cached(
             raw = orjson.dumps(request)
         except TypeError:  # not plain JSON (SDK objects inside): take the long way
             return to_request(request, norm)
-        return _from_json(raw, norm)
+        return _from_json(raw, norm) if len(raw) <= MEMO_MAX_BYTES else to_request(request, norm)
     return to_request(request, norm)
 
 
