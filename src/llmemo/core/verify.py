@@ -12,6 +12,7 @@ is reachable there), so measure it on your traffic with `llmemo calibrate`-style
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,14 +66,14 @@ class _Base:
         self.trust_from = trust_from
         self.timeout = timeout
         self.prices = prices
-        self._memo: dict[tuple[str, str], bool] = {}
+        self._memo: dict[bytes, bool] = {}  # sha256 of the pair -> verdict (fixed-size keys)
 
     def needed(self, similarity: float) -> bool:
         """Is a match this similar borderline (to be checked), rather than trusted as it is?"""
         return similarity < self.trust_from
 
     def remembered(self, query: str, candidate: str) -> bool | None:
-        return self._memo.get((query, candidate))
+        return self._memo.get(_pair(query, candidate))
 
     def _body(self, query: str, candidate: str) -> dict[str, Any]:
         return {
@@ -100,9 +101,13 @@ class _Base:
         if same is not None:
             if len(self._memo) >= MEMO:
                 self._memo = {}
-            self._memo[(query, candidate)] = same
+            self._memo[_pair(query, candidate)] = same
         error = None if same is not None else f"neither yes nor no: {text[:40]!r}"
         return Verdict(same, usage, cost(self.model, usage, self.prices), error, asked=True)
+
+
+def _pair(query: str, candidate: str) -> bytes:
+    return hashlib.sha256(f"{len(query)}:{query}\n{candidate}".encode()).digest()
 
 
 class LLMVerifier(_Base):
