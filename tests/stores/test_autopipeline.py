@@ -135,3 +135,20 @@ async def test_a_connection_closed_by_the_server_is_replaced_within_the_same_cal
     ]
     await batcher.aclose()
     await client.aclose()
+
+
+def test_a_batch_left_by_a_stopped_loop_does_not_stall_the_next_loop(redis_url: str) -> None:
+    fill(redis_url, 1)
+    store = AsyncRedisStore.from_url(redis_url)
+    dead = asyncio.new_event_loop()
+    store._gets._pending.append(("k0", None, dead.create_future()))  # never flushed
+    store._gets._loop = dead
+    dead.close()
+
+    async def read() -> bytes | None:
+        try:
+            return await asyncio.wait_for(store.get("k0"), 5)
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == b"v0"

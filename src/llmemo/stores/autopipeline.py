@@ -30,6 +30,7 @@ class GetBatcher:
         self.max_batch = max_batch
         self._pending: list[tuple[str, int | None, asyncio.Future[Any]]] = []
         self._tasks: set[asyncio.Task[None]] = set()  # running flushes, kept from the GC
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the pending batch is on
         self.batches = 0  # pipelines sent (a lone GET is not counted): for tests and metrics
         self.batched = 0  # commands that went out in a pipeline
 
@@ -37,7 +38,10 @@ class GetBatcher:
         """The reply to GET key (GETEX key PX px when px is given), sent with its tick's batch."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._pending and self._loop is not loop:
+            self._pending = []  # left by an event loop that stopped before sending them
         if not self._pending:
+            self._loop = loop
             loop.call_soon(self._flush)
         self._pending.append((key, px, future))
         return await future
