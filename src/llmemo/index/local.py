@@ -84,11 +84,13 @@ def _one_process(store: Any, key: str, maxlen: int) -> None:
 # Store class (dotted path, so no backend is imported to look it up) -> how its processes sync.
 SYNC_LOGS: dict[str, SyncLogFactory] = {
     "llmemo.stores.redis.RedisStore": _redis_log,
+    "llmemo.stores.redis_cluster.RedisClusterStore": _redis_log,  # the stream's key has a hash tag
     "llmemo.stores.sqlite.SQLiteStore": _sqlite_log,
     "llmemo.stores.memory.MemoryStore": _one_process,
 }
 ASYNC_LOGS: dict[str, AsyncLogFactory] = {
     "llmemo.stores.redis.AsyncRedisStore": _async_redis_log,
+    "llmemo.stores.redis_cluster.AsyncRedisClusterStore": _async_redis_log,
     "llmemo.stores.sqlite.AsyncSQLiteStore": _async_sqlite_log,
     "llmemo.stores.memory.AsyncMemoryStore": _one_process,
 }

@@ -16,6 +16,7 @@ from llmemo.stores.commands import text
 require("redis", "redis")
 
 import redis  # noqa: E402
+import redis.asyncio.cluster  # noqa: E402
 
 
 def _stream_state(info: Any) -> tuple[str, int, int]:
@@ -29,11 +30,25 @@ def _stream_state(info: Any) -> tuple[str, int, int]:
 
 
 def _stream_events(reply: Any) -> list[tuple[str, bytes]]:
-    """(id, event) pairs of an XREAD reply on one stream (RESP2 list or RESP3 map)."""
+    """(id, event) pairs of an XREAD reply on one stream, in each shape redis-py gives it:
+    RESP2 `[[key, [(id, {fields})...]]]`, RESP3 `{key: [[(id, {fields})...]]}`, and the cluster
+    client's `{key: [[id, [field, value, ...]]...]}`."""
     if not reply:
         return []
-    entries = next(iter(reply.values()))[0] if isinstance(reply, dict) else reply[0][1]
-    return [(text(entry_id), bytes(fields[b"e"])) for entry_id, fields in entries]
+    if isinstance(reply, dict):
+        value = next(iter(reply.values()))
+        entries = value if value and isinstance(value[0][0], bytes | str) else value[0]
+    else:
+        entries = reply[0][1]
+    out = []
+    for entry_id, fields in entries:
+        found = (
+            fields
+            if isinstance(fields, dict)
+            else dict(zip(fields[::2], fields[1::2], strict=True))
+        )
+        out.append((text(entry_id), bytes(found[b"e"])))
+    return out
 
 
 def _advance(after: Position, info: Any, reply: Any) -> tuple[list[bytes], Position, bool]:
@@ -119,10 +134,19 @@ class AsyncRedisStreamLog:
 
     async def read(self, after: Position) -> tuple[list[bytes], Position, bool]:
         try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xinfo_stream(self.key)
-            pipe.xread({self.key: after[0]}, count=READ_BATCH)
-            info, reply = await pipe.execute(raise_on_error=False)
+            if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
+                # redis-py's asyncio cluster MULTI fails (a future on another loop): pipeline
+                # XREAD, then XINFO on the stream's one node. XINFO then counts at least what
+                # XREAD saw, so a trim is never missed (at worst one is reported that was read).
+                pipe = self.client.pipeline(transaction=False)
+                pipe.xread({self.key: after[0]}, count=READ_BATCH)
+                pipe.xinfo_stream(self.key)
+                reply, info = await pipe.execute(raise_on_error=False)
+            else:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.xinfo_stream(self.key)
+                pipe.xread({self.key: after[0]}, count=READ_BATCH)
+                info, reply = await pipe.execute(raise_on_error=False)
         except (redis.RedisError, OSError) as exc:
             raise log_error("XREAD", exc) from exc
         if isinstance(reply, Exception):
