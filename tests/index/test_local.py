@@ -4,6 +4,7 @@ store, a reader that fell behind the capped log rebuilds, scopes turn into graph
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from llmemo.index.streamlog import RedisStreamLog
 from llmemo.stores.memory import MemoryStore
 from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import SQLiteStore
+from llmemo.stores.upstash import UpstashStore
+from llmemo.testing.redis_server import RedisServer
+from llmemo.testing.upstash_gateway import UpstashGateway
 from tests.index.conftest import DIM, FakeClock, basis, random_unit, scope
 
 
@@ -113,13 +117,21 @@ def test_restart_rebuilds_from_the_store(tmp_path: Path) -> None:
     assert second.count() == 2
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+@pytest.fixture
+def upstash_url(redis_url: str, redis_server: RedisServer) -> Iterator[str]:
+    with UpstashGateway(redis_server.url) as gateway:
+        yield gateway.store_url
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite", "upstash"])
 def test_a_reader_behind_the_capped_log_rebuilds(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     def store() -> Any:
         if backend == "redis":
             return RedisStore.from_url(request.getfixturevalue("redis_url"))
+        if backend == "upstash":
+            return UpstashStore.from_url(request.getfixturevalue("upstash_url"))
         return SQLiteStore(tmp_path / "cache.db")
 
     writer = LocalIndex(store(), DIM, log_maxlen=10)
@@ -130,11 +142,13 @@ def test_a_reader_behind_the_capped_log_rebuilds(
         writer.add(IndexItem(f"k{i}", v, scope()))
     writer.delete(["k0"])
     assert writer.log is not None
-    events, _, complete = writer.log.read(("0-0", 0) if backend == "redis" else ("0", 0))
+    events, _, complete = writer.log.read(("0", 0) if backend == "sqlite" else ("0-0", 0))
     assert not complete and len(events) < 400  # the log really was trimmed
     assert reader.count() == 399  # rebuilt from the records
     assert keys(reader, 0, k=1) != ["k0"]
     assert reader.search(vectors[5], scope())[0].key == "k5"
+    for index in (writer, reader):
+        index.store.close()
 
 
 def test_sqlite_processes_share_a_table_log(tmp_path: Path) -> None:

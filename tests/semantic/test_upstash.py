@@ -1,5 +1,5 @@
 """The semantic layer over Upstash (REST, through the test gateway in front of a real redis-server):
-LocalIndex, rebuilt from the records when a process starts (no change log over REST yet)."""
+LocalIndex, kept in step across processes by a stream log sent as raw REST commands."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import pytest
 
 from llmemo import AsyncCache, Cache
 from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
+from llmemo.index.local import AsyncLocalIndex, LocalIndex
+from llmemo.index.upstashlog import AsyncUpstashStreamLog, UpstashStreamLog
+from llmemo.stores.upstash import AsyncUpstashStore, UpstashStore
 from llmemo.testing.redis_server import RedisServer
 from llmemo.testing.upstash_gateway import UpstashGateway
 from tests.core.helpers import Upstream, answer, chat
@@ -24,25 +27,44 @@ def upstash_url(redis_url: str, redis_server: RedisServer) -> Iterator[str]:
         yield gateway.store_url
 
 
-def test_paraphrases_hit_and_a_new_process_sees_earlier_vectors(
+def sync_cache(url: str, embedder: CountingEmbedder) -> Cache:
+    """A cache whose index tails the log on every search (the default polls every 0.1 s)."""
+    store = UpstashStore.from_url(url)
+    index = LocalIndex(store, embedder.dim, poll_interval=0)
+    assert isinstance(index.log, UpstashStreamLog)
+    return Cache(store, semantic=SemanticLayer(embedder, index, threshold=0.85))
+
+
+def test_running_processes_see_each_others_vectors(
     upstash_url: str, embedder: CountingEmbedder
 ) -> None:
+    first, second = (sync_cache(upstash_url, embedder) for _ in range(2))
     fn = Upstream(answer("Paris."))
-    first = Cache.from_url(upstash_url, semantic=SemanticLayer(embedder, threshold=0.85))
+    assert second.compute(chat("warm up the second index"), fn).status == "miss"
     assert first.compute(chat(FRANCE), fn).status == "miss"
-    assert first.compute(chat(PARAPHRASE), fn).status == "semantic"
+    hit = second.compute(chat(PARAPHRASE), fn)  # through the log, not a rebuild
+    assert hit.status == "semantic" and hit.response == answer("Paris.")
     later = Cache.from_url(upstash_url, semantic=SemanticLayer(embedder, threshold=0.85))
-    found = later.compute(chat("Name the capital city of France."), fn)
-    assert found.status == "semantic" and fn.calls == 1  # rebuilt from the records at start
-    first.close()
-    later.close()
+    assert later.compute(chat("Name the capital city of France."), fn).status == "semantic"
+    assert fn.calls == 2
+    for cache in (first, second, later):
+        cache.close()
 
 
 @pytest.mark.asyncio
 async def test_the_async_twin_over_upstash(upstash_url: str, embedder: CountingEmbedder) -> None:
+    caches = []
+    for _ in range(2):
+        store = AsyncUpstashStore.from_url(upstash_url)
+        index = AsyncLocalIndex(store, embedder.dim, poll_interval=0)
+        assert isinstance(index.log, AsyncUpstashStreamLog)
+        layer = AsyncSemanticLayer(embedder, index, threshold=0.85)
+        caches.append(AsyncCache(store, semantic=layer))
+    first, second = caches
     fn = Upstream(answer("Paris."))
-    cache = AsyncCache.from_url(upstash_url, semantic=AsyncSemanticLayer(embedder, threshold=0.85))
-    assert (await cache.compute(chat(FRANCE), fn)).status == "miss"
-    assert (await cache.compute(chat(PARAPHRASE), fn)).status == "semantic"
-    assert fn.calls == 1
-    await cache.close()
+    assert (await second.compute(chat("warm up the second index"), fn)).status == "miss"
+    assert (await first.compute(chat(FRANCE), fn)).status == "miss"
+    assert (await second.compute(chat(PARAPHRASE), fn)).status == "semantic"
+    assert fn.calls == 2
+    for cache in caches:
+        await cache.close()

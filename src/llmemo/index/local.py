@@ -13,7 +13,6 @@ Which log: `RedisStore` -> a capped Redis stream; `SQLiteStore` -> a table in th
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,21 +81,16 @@ def _one_process(store: Any, key: str, maxlen: int) -> None:
     return None
 
 
-_warned: set[str] = set()  # store classes warned about, once per process
-log = logging.getLogger("llmemo.index")
+def _upstash_log(store: Any, key: str, maxlen: int) -> ChangeLog:
+    from llmemo.index.upstashlog import UpstashStreamLog
+
+    return UpstashStreamLog(store.client, key, maxlen)
 
 
-def _rebuilt_at_start(store: Any, key: str, maxlen: int) -> None:
-    """No change log over this store yet: each process sees the vectors present when it started
-    and its own (a short-lived serverless process starts fresh anyway)."""
-    if type(store).__name__ not in _warned:
-        _warned.add(type(store).__name__)
-        log.warning(
-            "llmemo: LocalIndex over %s has no change log: vectors other running processes add "
-            "are seen after a restart (exact hits are not affected)",
-            type(store).__name__,
-        )
-    return None
+def _async_upstash_log(store: Any, key: str, maxlen: int) -> AsyncChangeLog:
+    from llmemo.index.upstashlog import AsyncUpstashStreamLog
+
+    return AsyncUpstashStreamLog(store.client, key, maxlen)
 
 
 # Store class (dotted path, so no backend is imported to look it up) -> how its processes sync.
@@ -105,14 +99,14 @@ SYNC_LOGS: dict[str, SyncLogFactory] = {
     "llmemo.stores.redis_cluster.RedisClusterStore": _redis_log,  # the stream's key has a hash tag
     "llmemo.stores.sqlite.SQLiteStore": _sqlite_log,
     "llmemo.stores.memory.MemoryStore": _one_process,
-    "llmemo.stores.upstash.UpstashStore": _rebuilt_at_start,
+    "llmemo.stores.upstash.UpstashStore": _upstash_log,
 }
 ASYNC_LOGS: dict[str, AsyncLogFactory] = {
     "llmemo.stores.redis.AsyncRedisStore": _async_redis_log,
     "llmemo.stores.redis_cluster.AsyncRedisClusterStore": _async_redis_log,
     "llmemo.stores.sqlite.AsyncSQLiteStore": _async_sqlite_log,
     "llmemo.stores.memory.AsyncMemoryStore": _one_process,
-    "llmemo.stores.upstash.AsyncUpstashStore": _rebuilt_at_start,
+    "llmemo.stores.upstash.AsyncUpstashStore": _async_upstash_log,
 }
 
 

@@ -11,58 +11,13 @@ from typing import Any
 
 from llmemo.errors import require
 from llmemo.index.changelog import READ_BATCH, Position, log_error
-from llmemo.stores.commands import text
+from llmemo.index.streams import advance as _advance
+from llmemo.index.streams import stream_state as _stream_state
 
 require("redis", "redis")
 
 import redis  # noqa: E402
 import redis.asyncio.cluster  # noqa: E402
-
-
-def _stream_state(info: Any) -> tuple[str, int, int]:
-    """(last id, entries added, length) from an XINFO STREAM reply, or a missing stream's."""
-    if isinstance(info, Exception):
-        if "no such key" in str(info).lower():
-            return "0-0", 0, 0
-        raise info
-    fields = {text(k): v for k, v in info.items()}
-    return text(fields["last-generated-id"]), int(fields["entries-added"]), int(fields["length"])
-
-
-def _stream_events(reply: Any) -> list[tuple[str, bytes]]:
-    """(id, event) pairs of an XREAD reply on one stream, in each shape redis-py gives it:
-    RESP2 `[[key, [(id, {fields})...]]]`, RESP3 `{key: [[(id, {fields})...]]}`, and the cluster
-    client's `{key: [[id, [field, value, ...]]...]}`."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        value = next(iter(reply.values()))
-        entries = value if value and isinstance(value[0][0], bytes | str) else value[0]
-    else:
-        entries = reply[0][1]
-    out = []
-    for entry_id, fields in entries:
-        found = (
-            fields
-            if isinstance(fields, dict)
-            else dict(zip(fields[::2], fields[1::2], strict=True))
-        )
-        out.append((text(entry_id), bytes(found[b"e"])))
-    return out
-
-
-def _advance(after: Position, info: Any, reply: Any) -> tuple[list[bytes], Position, bool]:
-    """Apply one XINFO + XREAD snapshot: the events, the new position, and whether none was lost.
-
-    Entries are numbered 1..added; the oldest `added - length` were trimmed. The reader has seen
-    the first `after[1]`, so it missed some iff more than that were trimmed.
-    """
-    _, added, length = _stream_state(info)
-    complete = added - length <= after[1]
-    pairs = _stream_events(reply)
-    if not pairs:
-        return [], after, complete
-    return [e for _, e in pairs], (pairs[-1][0], after[1] + len(pairs)), complete
 
 
 class RedisStreamLog:
