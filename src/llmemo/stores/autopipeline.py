@@ -14,12 +14,26 @@ caller, and a caller that was cancelled is skipped.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
 
 MAX_BATCH = 512  # commands per pipeline; a bigger tick is split
+
+
+async def exchange(conn: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send commands on a redis-py asyncio connection in one write; one reply each, a command's
+    own error reply (ResponseError) standing in its place. The caller owns the connection."""
+    await conn.send_packed_command(conn.pack_commands(commands))
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await conn.read_response())
+        except redis.ResponseError as exc:
+            replies.append(exc)
+    return replies
 
 
 class GetBatcher:
@@ -93,14 +107,7 @@ class GetBatcher:
         try:
             for attempt in (1, 2):
                 try:
-                    await conn.send_packed_command(conn.pack_commands(commands))
-                    replies: list[Any] = []
-                    for _ in commands:
-                        try:
-                            replies.append(await conn.read_response())
-                        except redis.ResponseError as exc:  # that command's own error reply
-                            replies.append(exc)
-                    return replies
+                    return await exchange(conn, commands)
                 except redis.ConnectionError:
                     await conn.disconnect()
                     if attempt == 2:

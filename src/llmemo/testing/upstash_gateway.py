@@ -54,6 +54,8 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
+from llmemo.stores.autopipeline import exchange  # noqa: E402
+
 UNAUTHORIZED = "WRONGPASS invalid or missing auth token"
 METHODS = ("HEAD", "GET", "POST", "PUT")
 # Documented as unsupported over REST, or changing the state of a pooled connection.
@@ -148,14 +150,7 @@ async def _run(pool: redis.asyncio.ConnectionPool, commands: Sequence[Command]) 
     """Send commands on one connection, in one write; a failed command is its ResponseError."""
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await conn.send_packed_command(conn.pack_commands(commands))
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(await conn.read_response())
-            except ResponseError as exc:
-                replies.append(exc)
-        return replies
+        return await exchange(conn, commands)
     except BaseException:
         await conn.disconnect()
         raise
