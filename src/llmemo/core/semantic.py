@@ -96,9 +96,8 @@ class SemanticLayer(SemanticBase):
             namespaces=namespaces,
             k=k,
             backfill=backfill,
-            verifier=verifier,
         )
-        self._verifier = verifier
+        self.verifier = verifier
         check_index(index)
         self.raw_embedder = sync_embedder(embedder)
         self.embedder: Embedder = self.raw_embedder
@@ -175,11 +174,11 @@ class SemanticLayer(SemanticBase):
             if accepted is None:
                 continue
             hit, prompt = accepted
-            verifier = self._verifier
+            verifier = self.verifier  # borderline matches need its yes
             if (
                 verifier is not None
                 and prompt is not None
-                and self.to_verify(hit)
+                and verifier.needed(match.similarity)
                 and not self.verified(cache, verifier.verify(text, prompt))
             ):
                 continue
@@ -236,8 +235,8 @@ class SemanticLayer(SemanticBase):
         """Close the index (the store is the cache's), the verifier, and an embedder's client."""
         if self._index is not None:
             self._index.close()
-        if self._verifier is not None:
-            self._verifier.close()
+        if self.verifier is not None:
+            self.verifier.close()
         close = getattr(self.raw_embedder, "close", None)
         if callable(close):
             close()
@@ -268,9 +267,8 @@ class AsyncSemanticLayer(SemanticBase):
             namespaces=namespaces,
             k=k,
             backfill=backfill,
-            verifier=verifier,
         )
-        self._verifier = verifier
+        self.verifier = verifier
         check_index(index)
         self.raw_embedder = async_embedder(embedder)
         self.embedder: AsyncEmbedder = self.raw_embedder
@@ -347,11 +345,11 @@ class AsyncSemanticLayer(SemanticBase):
             if accepted is None:
                 continue
             hit, prompt = accepted
-            verifier = self._verifier
+            verifier = self.verifier  # borderline matches need its yes
             if (
                 verifier is not None
                 and prompt is not None
-                and self.to_verify(hit)
+                and verifier.needed(match.similarity)
                 and not self.verified(cache, await verifier.verify(text, prompt))
             ):
                 continue
@@ -409,8 +407,8 @@ class AsyncSemanticLayer(SemanticBase):
         """Close the index (the store is the cache's), the verifier, and an embedder's client."""
         if self._index is not None:
             await self._index.close()
-        if self._verifier is not None:
-            await self._verifier.close()
+        if self.verifier is not None:
+            await self.verifier.close()
         close = getattr(self.raw_embedder, "close", None)
         if callable(close):
             result = close()

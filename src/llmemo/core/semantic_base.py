@@ -19,9 +19,7 @@ from llmemo.errors import ConfigError, CorruptEntryError, StoreError
 
 if TYPE_CHECKING:
     from llmemo.core.facade import BaseCache, Call, Hit
-    from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier, Verdict
-
-    Verifier = LLMVerifier | AsyncLLMVerifier
+    from llmemo.core.verify import Verdict
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
     from llmemo.index.auto import Kind
     from llmemo.index.base import IndexScope, Match
@@ -91,10 +89,8 @@ class SemanticBase:
         namespaces: Sequence[str] | None,
         k: int,
         backfill: bool,
-        verifier: Verifier | None = None,
     ) -> None:
         self._threshold = None if threshold is None else check_threshold(threshold)
-        self.verifier = verifier
         self.guard = guard if guard is not None else Guard.off()
         self.namespaces = None if namespaces is None else frozenset(namespaces)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -188,14 +184,6 @@ class SemanticBase:
             cache.count(f"semantic_rejected:{reason}")
             return None
         return replace(hit, kind="semantic", similarity=match.similarity), prompt
-
-    def to_verify(self, hit: Hit) -> bool:
-        """Does this accepted hit need the verifier's yes (it is in the borderline band)?"""
-        return (
-            self.verifier is not None
-            and hit.similarity is not None
-            and self.verifier.needed(hit.similarity)
-        )
 
     def verified(self, cache: BaseCache, verdict: Verdict) -> bool:
         """Count a verifier's verdict; True only for a clear yes (anything else is a miss)."""

@@ -75,6 +75,14 @@ class _Base:
     def remembered(self, query: str, candidate: str) -> bool | None:
         return self._memo.get(_pair(query, candidate))
 
+    def _post(self, query: str, candidate: str) -> dict[str, Any]:
+        """The `httpx` post arguments of one question."""
+        return {
+            "url": f"{self.base_url}/chat/completions",
+            "json": self._body(query, candidate),
+            "headers": self._headers,
+        }
+
     def _body(self, query: str, candidate: str) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -106,6 +114,11 @@ class _Base:
         return Verdict(same, usage, cost(self.model, usage, self.prices), error, asked=True)
 
 
+def _unasked(exc: httpx.HTTPError) -> Verdict:
+    """The verdict of a question the model could not be reached with (a miss)."""
+    return Verdict(None, error=f"{type(exc).__name__}: {exc}", asked=True)
+
+
 def _pair(query: str, candidate: str) -> bytes:
     return hashlib.sha256(f"{len(query)}:{query}\n{candidate}".encode()).digest()
 
@@ -122,13 +135,9 @@ class LLMVerifier(_Base):
         if known is not None:
             return Verdict(known)
         try:
-            response = self._client.post(
-                f"{self.base_url}/chat/completions",
-                json=self._body(query, candidate),
-                headers=self._headers,
-            )
+            response = self._client.post(**self._post(query, candidate))
         except httpx.HTTPError as exc:
-            return Verdict(None, error=f"{type(exc).__name__}: {exc}", asked=True)
+            return _unasked(exc)
         return self._verdict(query, candidate, response)
 
     def close(self) -> None:
@@ -147,13 +156,9 @@ class AsyncLLMVerifier(_Base):
         if known is not None:
             return Verdict(known)
         try:
-            response = await self._client.post(
-                f"{self.base_url}/chat/completions",
-                json=self._body(query, candidate),
-                headers=self._headers,
-            )
+            response = await self._client.post(**self._post(query, candidate))
         except httpx.HTTPError as exc:
-            return Verdict(None, error=f"{type(exc).__name__}: {exc}", asked=True)
+            return _unasked(exc)
         return self._verdict(query, candidate, response)
 
     async def close(self) -> None:
