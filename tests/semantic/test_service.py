@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import openai
@@ -24,20 +24,32 @@ PARAPHRASE = "Which city is the capital of France?"
 
 
 @pytest.fixture
-def service(
+def serve_semantic(
     redis_stack_url: str, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ServiceServer]:
+) -> Iterator[Callable[..., ServiceServer]]:
+    """start(**settings) -> a semantic service on Redis Stack in front of the local upstream."""
     for name in ("LLMEMO_STORE", "REDIS_URL", "OPENAI_BASE_URL", "LLMEMO_SEMANTIC"):
         monkeypatch.delenv(name, raising=False)
-    settings = load_settings(
-        store=redis_stack_url,
-        openai_base_url=upstream.openai_base_url,
-        semantic=True,
-        semantic_threshold=0.85,
-    )
-    server = ServiceServer(settings).start()
-    yield server
-    server.stop()
+    started: list[ServiceServer] = []
+
+    def start(**options: object) -> ServiceServer:
+        settings = load_settings(
+            store=redis_stack_url,
+            openai_base_url=upstream.openai_base_url,
+            semantic=True,
+            **options,
+        )
+        started.append(ServiceServer(settings).start())
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def service(serve_semantic: Callable[..., ServiceServer]) -> ServiceServer:
+    return serve_semantic(semantic_threshold=0.85)
 
 
 def ask(client: openai.OpenAI, text: str, **options: object) -> tuple[str, str]:
@@ -112,24 +124,13 @@ def test_llmemo_serve_semantic_from_the_command_line() -> None:
 
 
 def test_a_verifier_model_confirms_borderline_matches(
-    redis_stack_url: str, upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+    serve_semantic: Callable[..., ServiceServer], upstream: UpstreamServer
 ) -> None:
-    for name in ("LLMEMO_STORE", "REDIS_URL", "OPENAI_BASE_URL", "LLMEMO_SEMANTIC"):
-        monkeypatch.delenv(name, raising=False)
-    settings = load_settings(
-        store=redis_stack_url,
-        openai_base_url=upstream.openai_base_url,
-        semantic=True,
-        semantic_threshold=0.8,
-        semantic_verifier="judge",  # the test upstream's fixed word-overlap rule
-    )
-    server = ServiceServer(settings).start()
-    try:
-        with openai.OpenAI(api_key=ALICE, base_url=server.base_url, max_retries=0) as alice:
-            assert ask(alice, FRANCE)[0] == "miss"
-            assert ask(alice, PARAPHRASE)[0] == "semantic"  # cosine 0.94, the judge: yes
-            assert ask(alice, "Which city is France's capital?")[0] == "miss"  # 0.93, judge: no
-    finally:
-        server.stop()
+    # the judge is the test upstream's fixed word-overlap rule
+    server = serve_semantic(semantic_threshold=0.8, semantic_verifier="judge")
+    with openai.OpenAI(api_key=ALICE, base_url=server.base_url, max_retries=0) as alice:
+        assert ask(alice, FRANCE)[0] == "miss"
+        assert ask(alice, PARAPHRASE)[0] == "semantic"  # cosine 0.94, the judge: yes
+        assert ask(alice, "Which city is France's capital?")[0] == "miss"  # 0.93, judge: no
     calls = upstream.stats().calls["/v1/chat/completions"]
     assert calls == {"gpt-4o-mini": 2, "judge": 2}  # 2 answers upstream, 2 questions to the judge
