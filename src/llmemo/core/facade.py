@@ -24,7 +24,9 @@ from llmemo.core.request import (
     check_name,
     digest,
     exact_key,
+    from_json,
     lock_key,
+    to_request,
     to_request_cached,
 )
 from llmemo.core.stats import CacheStats, StatsBuffer
@@ -237,18 +239,20 @@ class BaseCache:
     def _prepared_in_default_scope(
         self, request: CacheRequest | Mapping[str, Any]
     ) -> tuple[CacheRequest, str] | None:
-        """(canonical request, sha) of a plain-JSON body in the default scope, memoised."""
+        """(canonical request, sha) of a plain-JSON body in the default scope, memoised when the
+        body is small; None for anything else (SDK objects inside, a CacheRequest)."""
         if type(request) is not dict:
             return None
         try:
             raw = orjson.dumps(request)
-        except TypeError:  # SDK objects inside: not memoisable by its JSON
+        except TypeError:  # SDK objects inside: not keyable by its JSON
             return None
-        if len(raw) > MEMO_MAX_BYTES:
-            return None
+        if len(raw) > MEMO_MAX_BYTES:  # normalised each time, never remembered
+            canonical = to_request(request, self.normalisation)
+            return canonical, self._sha(canonical, self.defaults)
         known = self._prepared.get(raw)
         if known is None:
-            canonical = to_request_cached(request, self.normalisation)
+            canonical = from_json(raw, self.normalisation)
             known = (canonical, self._sha(canonical, self.defaults))
             if len(self._prepared) >= PREPARED_MEMO:
                 self._prepared = {}  # rebinding, not clearing: safe under threads

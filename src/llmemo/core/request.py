@@ -464,7 +464,8 @@ bigger one is normalised each time, which costs little next to its size."""
 
 
 @functools.lru_cache(maxsize=1024)
-def _from_json(raw: bytes, norm: Normalisation) -> CacheRequest:
+def from_json(raw: bytes, norm: Normalisation = DEFAULT_NORMALISATION) -> CacheRequest:
+    """`to_request` of a body given as its JSON bytes, memoised (for bodies up to MEMO_MAX_BYTES)."""
     return to_request(orjson.loads(raw), norm)
 
 
@@ -477,7 +478,7 @@ def to_request_cached(
             raw = orjson.dumps(request)
         except TypeError:  # not plain JSON (SDK objects inside): take the long way
             return to_request(request, norm)
-        return _from_json(raw, norm) if len(raw) <= MEMO_MAX_BYTES else to_request(request, norm)
+        return from_json(raw, norm) if len(raw) <= MEMO_MAX_BYTES else to_request(request, norm)
     return to_request(request, norm)
 
 

@@ -11,8 +11,7 @@ from typing import Any
 
 from llmemo.errors import require
 from llmemo.index.changelog import READ_BATCH, Position, log_error
-from llmemo.index.streams import advance as _advance
-from llmemo.index.streams import stream_state as _stream_state
+from llmemo.index.streams import advance, stream_state
 
 require("redis", "redis")
 
@@ -31,7 +30,7 @@ class RedisStreamLog:
     def end(self) -> Position:
         try:
             info = self.client.pipeline(transaction=False).xinfo_stream(self.key)
-            last, added, _ = _stream_state(info.execute(raise_on_error=False)[0])
+            last, added, _ = stream_state(info.execute(raise_on_error=False)[0])
         except (redis.RedisError, OSError) as exc:
             raise log_error("XINFO", exc) from exc
         return last, added
@@ -55,7 +54,7 @@ class RedisStreamLog:
             raise log_error("XREAD", exc) from exc
         if isinstance(reply, Exception):
             raise log_error("XREAD", reply)
-        return _advance(after, info, reply)
+        return advance(after, info, reply)
 
     def close(self) -> None:
         """The client belongs to the store."""
@@ -73,7 +72,7 @@ class AsyncRedisStreamLog:
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.xinfo_stream(self.key)
-            last, added, _ = _stream_state((await pipe.execute(raise_on_error=False))[0])
+            last, added, _ = stream_state((await pipe.execute(raise_on_error=False))[0])
         except (redis.RedisError, OSError) as exc:
             raise log_error("XINFO", exc) from exc
         return last, added
@@ -106,7 +105,7 @@ class AsyncRedisStreamLog:
             raise log_error("XREAD", exc) from exc
         if isinstance(reply, Exception):
             raise log_error("XREAD", reply)
-        return _advance(after, info, reply)
+        return advance(after, info, reply)
 
     async def close(self) -> None:
         """The client belongs to the store."""
