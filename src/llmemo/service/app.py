@@ -7,7 +7,7 @@ import contextlib
 import gc
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import LLMemoError, StoreError
@@ -29,8 +30,6 @@ from llmemo.stores.base import async_from_url, default_url, redact
 
 if TYPE_CHECKING:
     from llmemo.core.verify import AsyncLLMVerifier
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Service:
@@ -96,12 +95,6 @@ class Service:
             api_key=None if key is None else key.get_secret_value(),
         )
 
-    def endpoint(self, endpoint: Endpoint) -> Handler:
-        async def handle(request: Request) -> Response:
-            return await self.proxy.handle(request, endpoint)
-
-        return handle
-
     async def healthz(self, request: Request) -> Response:
         """The process is up (says nothing about the store or the upstream)."""
         return json_response({"status": "ok"})
@@ -147,6 +140,22 @@ class Service:
         return Response(body, status, headers)
 
 
+class CachedRoute:
+    """The ASGI app of a cached route: no Starlette Request or Response on the hit path.
+
+    A class, not a function: Starlette wraps a function endpoint in its request/response adapter.
+    Errors go up to the app's exception handlers as from any route.
+    """
+
+    def __init__(self, service: Service, endpoint: Endpoint) -> None:
+        self.service = service
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.service.proxy.handle(self.endpoint, scope, receive)
+        await answer(scope, receive, send)
+
+
 _frozen = False
 
 
@@ -181,7 +190,7 @@ def worker_app() -> Starlette:
 def create_app(settings: Settings) -> Starlette:
     """The llmemo service as an ASGI app (run it with uvicorn, lifespan on)."""
     service = Service(settings)
-    routes = [Route(e.path, service.endpoint(e), methods=["POST"]) for e in ENDPOINTS]
+    routes = [Route(e.path, CachedRoute(service, e), methods=["POST"]) for e in ENDPOINTS]
     routes += [
         Route("/v1/models", service.models, methods=["GET"]),
         Route("/v1/models/{model:path}", service.models, methods=["GET"]),

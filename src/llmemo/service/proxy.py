@@ -10,8 +10,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core.facade import Result
@@ -23,7 +24,6 @@ from llmemo.service.errors import (
     Flavour,
     PayloadTooLargeError,
     ServiceError,
-    json_response,
 )
 from llmemo.service.metrics import Metrics
 from llmemo.service.ratelimit import RateLimits
@@ -56,29 +56,34 @@ ENDPOINTS = (
 )
 
 
-def header_dict(request: Request) -> dict[str, str]:
+def header_dict(scope: Scope) -> dict[str, str]:
     """The request headers as a plain dict (read several times per request; a dict is fastest)."""
-    return {
-        name.decode("latin-1"): value.decode("latin-1") for name, value in request.scope["headers"]
-    }
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def read_body(
-    request: Request, limit: int, headers: Mapping[str, str] | None = None
-) -> bytes:
-    """The request body, refused with 413 as soon as it is known to be over `limit` bytes."""
-    declared = (request.headers if headers is None else headers).get("content-length", "")
-    if declared.isdigit():
-        if int(declared) > limit:
-            raise PayloadTooLargeError(_too_large(int(declared), limit))
-        return await request.body()  # the server stops at the declared length
-    parts, size = [], 0
-    async for part in request.stream():
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body of a Starlette request, refused with 413 once it is known to be over `limit` bytes."""
+    return await read_received(request.receive, limit, request.headers.get("content-length"))
+
+
+async def read_received(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The request body from the ASGI channel, refused with 413 as soon as it is known to be over
+    `limit` bytes (by its Content-Length, else while it arrives)."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(_too_large(int(declared), limit))
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        part = message.get("body", b"")
         size += len(part)
         if size > limit:
             raise PayloadTooLargeError(_too_large(size, limit))
+        if not message.get("more_body", False):
+            return b"".join((*parts, part)) if parts else part
         parts.append(part)
-    return b"".join(parts)
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -137,6 +142,29 @@ def cache_headers(result: Result) -> dict[str, str]:
     return headers
 
 
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+class Answer:
+    """A complete JSON answer as an ASGI app: what a Starlette Response sends for it, built with
+    less work (this is every cache hit's answer)."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, body: Any, status: int, headers: Mapping[str, str]) -> None:
+        self.body = orjson.dumps(body)
+        self.status = status
+        self.headers = [
+            (b"content-length", str(len(self.body)).encode()),
+            _JSON_TYPE,
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def _include_usage(body: Mapping[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, Mapping) and bool(options.get("include_usage"))
@@ -164,10 +192,13 @@ class Proxy:
         self.settings = settings
         self.limits = limits  # its miss limit is checked by the leader, before going upstream
 
-    async def handle(self, request: Request, endpoint: Endpoint) -> Response:
+    async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> ASGIApp:
+        """The answer to one request on a cached route (an ASGI app to send it with)."""
         started = time.perf_counter()
-        received = header_dict(request)
-        raw = await read_body(request, self.settings.max_body_bytes, received)
+        received = header_dict(scope)
+        raw = await read_received(
+            receive, self.settings.max_body_bytes, received.get("content-length")
+        )
         parsed = read_request(endpoint, raw)
         canonical = parsed.canonical
         controls = read_controls(received, self.settings.shared)
@@ -197,7 +228,7 @@ class Proxy:
 
         result = await self.cache.compute(canonical, call, **controls.options())
         self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
-        return json_response(result.response, 200, {**passed, **cache_headers(result)})
+        return Answer(result.response, 200, {**passed, **cache_headers(result)})
 
     async def stream(
         self,
