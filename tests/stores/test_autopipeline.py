@@ -10,7 +10,7 @@ import redis
 import redis.asyncio
 
 from llmemo.errors import StoreError
-from llmemo.stores.autopipeline import GetBatcher
+from llmemo.stores.autopipeline import GetBatcher, pack_get
 from llmemo.stores.redis import AsyncRedisStore
 from llmemo.testing.redis_server import RedisServer
 
@@ -152,3 +152,42 @@ def test_a_batch_left_by_a_stopped_loop_does_not_stall_the_next_loop(redis_url: 
             await store.close()
 
     assert asyncio.run(read()) == b"v0"
+
+
+def test_get_and_getex_are_packed_as_redis_py_packs_them() -> None:
+    conn = redis.asyncio.Connection()
+    for key in ("llmemo:default:0:x:ab12", "clé:ünïcödé:✓", ""):
+        assert pack_get(key, None) == b"".join(conn.pack_command("GET", key))
+        assert pack_get(key, 90_000) == b"".join(conn.pack_command("GETEX", key, "PX", 90_000))
+
+
+@pytest.mark.asyncio
+async def test_a_batch_that_times_out_fails_its_callers_and_its_late_replies_reach_no_one(
+    own_redis: RedisServer,
+) -> None:
+    """One deadline covers a batch's replies: past it every caller fails, and the connection is
+    dropped, so the replies Redis sends late can never be read as the next batch's."""
+    fill(own_redis.url, 4)
+    client = redis.asyncio.Redis.from_url(own_redis.url, socket_timeout=0.2)
+    batcher = GetBatcher(client)
+    blocker = redis.Redis.from_url(own_redis.url)
+    busy = (  # a script that keeps the server busy for 0.6 s
+        "local t = redis.call('TIME') local n repeat n = redis.call('TIME') "
+        "until (n[1] - t[1]) * 1e6 + (n[2] - t[2]) > 600000"
+    )
+    sleeper = asyncio.get_running_loop().run_in_executor(None, blocker.eval, busy, 0)
+    await asyncio.sleep(0.05)  # the script is running: the server answers nothing until it ends
+    failures = await asyncio.gather(
+        *(batcher.get(f"k{i}", None) for i in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(f, redis.TimeoutError) for f in failures), failures
+    await sleeper
+    assert await asyncio.gather(*(batcher.get(f"k{i}", None) for i in (3, 2, 1, 0))) == [
+        b"v3",
+        b"v2",
+        b"v1",
+        b"v0",
+    ]
+    blocker.close()
+    await batcher.aclose()
+    await client.aclose()

@@ -14,6 +14,7 @@ caller, and a caller that was cancelled is skipped.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,14 +27,42 @@ MAX_BATCH = 512  # commands per pipeline; a bigger tick is split
 async def exchange(conn: Any, commands: Sequence[Sequence[Any]]) -> list[Any]:
     """Send commands on a redis-py asyncio connection in one write; one reply each, a command's
     own error reply (ResponseError) standing in its place. The caller owns the connection."""
-    await conn.send_packed_command(conn.pack_commands(commands))
+    return await _exchange_packed(conn, conn.pack_commands(commands), len(commands))
+
+
+async def _exchange_packed(conn: Any, packed: Any, count: int) -> list[Any]:
+    """Send already packed commands; read `count` replies under one deadline for the whole batch
+    (the connection's socket timeout), not a timer per reply."""
+    await conn.send_packed_command(packed, check_health=False)  # the pool checked it
+    try:
+        return await asyncio.wait_for(_read_replies(conn, count), conn.socket_timeout)
+    except TimeoutError:
+        where = getattr(conn, "path", None) or f"{getattr(conn, 'host', '?')}:{conn.port}"
+        raise redis.TimeoutError(f"Timeout reading from {where}") from None
+
+
+async def _read_replies(conn: Any, count: int) -> list[Any]:
     replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await conn.read_response())
+    for _ in range(count):
+        try:  # math.inf: no timer of its own (the batch has one)
+            replies.append(await conn.read_response(timeout=math.inf))
         except redis.ResponseError as exc:
             replies.append(exc)
     return replies
+
+
+def pack_get(key: str, px: int | None) -> bytes:
+    """`GET key` or `GETEX key PX px` in RESP (what redis-py's packer writes for them)."""
+    name = key.encode()
+    if px is None:
+        return b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(name), name)
+    ms = b"%d" % px
+    return b"*4\r\n$5\r\nGETEX\r\n$%d\r\n%b\r\n$2\r\nPX\r\n$%d\r\n%b\r\n" % (
+        len(name),
+        name,
+        len(ms),
+        ms,
+    )
 
 
 class GetBatcher:
@@ -71,11 +100,9 @@ class GetBatcher:
         batch = [item for item in batch if not item[2].done()]  # cancelled callers
         if not batch:
             return
-        commands: list[tuple[str | int, ...]] = [
-            ("GET", key) if px is None else ("GETEX", key, "PX", px) for key, px, _ in batch
-        ]
+        packed = b"".join([pack_get(key, px) for key, px, _ in batch])
         try:
-            replies = await self._roundtrip(commands)
+            replies = await self._roundtrip(packed, len(batch))
         except BaseException as exc:  # every caller gets the failure
             for _, _, future in batch:
                 if not future.done():
@@ -94,7 +121,7 @@ class GetBatcher:
             else:
                 future.set_result(reply)
 
-    async def _roundtrip(self, commands: list[tuple[str | int, ...]]) -> list[Any]:
+    async def _roundtrip(self, packed: bytes, count: int) -> list[Any]:
         """Send the commands in one write on one pooled connection; one reply (or error) each.
 
         Straight on redis-py's connection (its packing, parser, timeouts, TLS and auth): the
@@ -107,7 +134,7 @@ class GetBatcher:
         try:
             for attempt in (1, 2):
                 try:
-                    return await exchange(conn, commands)
+                    return await _exchange_packed(conn, packed, count)
                 except redis.ConnectionError:
                     await conn.disconnect()
                     if attempt == 2:
