@@ -188,6 +188,26 @@ def test_a_failing_store_falls_back_to_the_model_once_per_call(
     assert "embedding cache read failed" in caplog.text
 
 
+def test_unsaved_vectors_are_written_by_save() -> None:
+    counting = CountingEmbedder(HashEmbedder())
+    store = MemoryStore()
+    cached = CachedEmbedder(counting, store)
+    cached.embed(["a"])
+    vectors, unsaved = cached.embed_unsaved(["a", "b"])
+    np.testing.assert_array_equal(vectors, HashEmbedder().embed(["a", "b"]))
+    assert [key for key, _ in unsaved] == [embedding_key("llmemo", "hash", "sha256-16", 16, "b")]
+    assert store.get(unsaved[0][0]) is None  # computed, not written
+    cached.save(unsaved)
+    cached.embed(["b"])
+    assert counting.batches == [["a"], ["b"]]
+
+
+def test_nothing_is_left_to_save_when_the_store_is_down() -> None:
+    cached = CachedEmbedder(HashEmbedder(), DownStore())
+    vectors, unsaved = cached.embed_unsaved(["a"])
+    assert vectors.shape == (1, 16) and unsaved == ()
+
+
 def test_a_failing_write_is_counted_and_ignored() -> None:
     class ReadOnly(MemoryStore):
         def set(self, key: str, value: bytes, ttl: float | None) -> None:
@@ -240,6 +260,18 @@ async def test_async_twin() -> None:
     np.testing.assert_array_equal(second[0], first[1])
     assert (cached.hits, cached.misses) == (1, 3)
     assert (await cached.embed([])).shape == (0, 16)
+
+
+@pytest.mark.asyncio
+async def test_async_unsaved_vectors_are_written_by_save() -> None:
+    counting = AsyncCountingEmbedder(HashEmbedder())
+    store = AsyncMemoryStore()
+    cached = AsyncCachedEmbedder(counting, store)
+    _, unsaved = await cached.embed_unsaved(["a"])
+    assert await store.get(unsaved[0][0]) is None  # computed, not written
+    await cached.save(unsaved)
+    await cached.embed(["a"])
+    assert counting.batches == [["a"]]
 
 
 @pytest.mark.asyncio

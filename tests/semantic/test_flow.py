@@ -84,6 +84,23 @@ async def test_a_text_is_embedded_once(make: Make, embedder: CountingEmbedder) -
     assert embedder.texts == [FRANCE, "How tall is Mount Everest?"]
 
 
+async def test_the_query_vector_is_cached_unless_the_hit_was_backfilled(
+    make: Make, embedder: CountingEmbedder
+) -> None:
+    """A backfilled hit's exact key answers its text from then on, so its vector is not written
+    (one round trip less per semantic hit); any other outcome keeps it for the next lookup."""
+    twin = make(threshold=0.85)
+    await twin.compute(chat(FRANCE))
+    assert (await twin.compute(chat(PARAPHRASE), no_store=True)).status == "semantic"
+    assert (await twin.compute(chat(PARAPHRASE), no_store=True)).status == "semantic"
+    assert embedder.texts == [FRANCE, PARAPHRASE]  # not backfilled: its vector was cached
+    other = "Which city serves as the capital of France?"
+    assert (await twin.compute(chat(other))).status == "semantic"  # backfilled
+    assert await twin.delete(chat(other))
+    assert (await twin.compute(chat(other))).status == "semantic"
+    assert embedder.texts == [FRANCE, PARAPHRASE, other, other]  # its vector was not cached
+
+
 SCOPE_CHANGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "system prompt": ({"system": "Answer in French."}, {}),
     "model": ({"model": "gpt-4o"}, {}),

@@ -61,7 +61,8 @@ if TYPE_CHECKING:
     from llmemo.core.facade import BaseCache, Call, Hit
     from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
-    from llmemo.index.base import AsyncVectorIndex, VectorIndex
+    from llmemo.embed.cached import AsyncCachedEmbedder, CachedEmbedder, Unsaved
+    from llmemo.index.base import AsyncVectorIndex, Match, VectorIndex
     from llmemo.stores.base import AsyncStore, Store
 
 
@@ -105,6 +106,7 @@ class SemanticLayer(SemanticBase):
         self._index_arg = index
         self._index: VectorIndex | None = None if isinstance(index, str) else index
         self._cache_embeddings = cache_embeddings
+        self._cached: CachedEmbedder | None = None  # the embedding cache, once bound
         self._store: Store | None = None
         self._prefix = "llmemo"
 
@@ -121,6 +123,7 @@ class SemanticLayer(SemanticBase):
         self._store, self._prefix = store, prefix
         if self._cache_embeddings and not isinstance(self.raw_embedder, CachedEmbedder):
             self.embedder = CachedEmbedder(self.raw_embedder, store, prefix=prefix)
+        self._cached = self.embedder if isinstance(self.embedder, CachedEmbedder) else None
 
     @property
     def index(self) -> VectorIndex:
@@ -143,22 +146,49 @@ class SemanticLayer(SemanticBase):
         vector: npt.NDArray[Any] = self.embedder.embed([text])[0]
         return vector
 
+    def _query_vector(self, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
+        """The text's vector, and what the embedding cache has not written of it yet."""
+        if self._cached is None:
+            return self._vector(text), ()
+        vectors, unsaved = self._cached.embed_unsaved([text])
+        return vectors[0], unsaved
+
     def lookup(
         self, cache: BaseCache, store: Store, call: Call, version: int, backfill: bool = True
     ) -> Hit | None:
-        """A semantic hit for an exact miss (counted), or None; backfills the exact key."""
+        """A semantic hit for an exact miss (counted), or None; backfills the exact key.
+
+        The query's vector goes to the embedding cache unless the hit was backfilled: the exact
+        key answers that text from then on, so the write would cost a round trip for nothing."""
         from llmemo.embed.base import EmbedderError
 
         text = call.request.semantic_text
         if text is None or not self.applies(call):
             return None
+        unsaved: Unsaved = ()
         try:
-            matches = self.index.search(
-                self._vector(text), self.scope(call, version), self.k, self.threshold
-            )
+            vector, unsaved = self._query_vector(text)
+            matches = self.index.search(vector, self.scope(call, version), self.k, self.threshold)
         except (EmbedderError, StoreError) as exc:
             self.failed(cache, "lookup", exc)
-            return None
+            hit, backfilled = None, False
+        else:
+            hit, backfilled = self._answer(cache, store, call, version, backfill, text, matches)
+        if unsaved and not backfilled and self._cached is not None:
+            self._cached.save(unsaved)
+        return hit
+
+    def _answer(
+        self,
+        cache: BaseCache,
+        store: Store,
+        call: Call,
+        version: int,
+        backfill: bool,
+        text: str,
+        matches: list[Match],
+    ) -> tuple[Hit | None, bool]:
+        """The first match that answers (counted), and whether it was backfilled."""
         for match in matches:
             data = match.payload
             if data is None:
@@ -166,7 +196,7 @@ class SemanticLayer(SemanticBase):
                     data = store.get(match.key)
                 except StoreError as exc:
                     cache.count_store_error(exc)
-                    return None
+                    return None, False
                 if data is None:  # the answer expired or was deleted: drop its vector
                     self._drop(cache, match.key)
                     continue
@@ -184,17 +214,19 @@ class SemanticLayer(SemanticBase):
                 continue
             rolling = cache.refresh_ttl()
             wanted, ttl = self.backfill_ttl(hit, rolling)
+            backfilled = False
             try:
                 if backfill and self.backfill and wanted:
                     store.set(cache.key_of(call, version), data, ttl)
+                    backfilled = True
                 if rolling is not None:  # a hit renews its entry's lease, and its vector's
                     store.get(match.key, rolling)
                     self.touch(cache, call, match.key, rolling)
             except StoreError as exc:
                 cache.count_store_error(exc)
             cache.count_hit(hit, "semantic_hits")
-            return hit
-        return None
+            return hit, backfilled
+        return None, False
 
     def touch(self, cache: BaseCache, call: Call, key: str, ttl: float) -> None:
         """Rolling TTL: the entry at `key` got `ttl` more seconds, so does its vector."""
@@ -276,6 +308,7 @@ class AsyncSemanticLayer(SemanticBase):
         self._index_arg = index
         self._index: AsyncVectorIndex | None = None if isinstance(index, str) else index
         self._cache_embeddings = cache_embeddings
+        self._cached: AsyncCachedEmbedder | None = None  # the embedding cache, once bound
         self._store: AsyncStore | None = None
         self._prefix = "llmemo"
 
@@ -292,6 +325,7 @@ class AsyncSemanticLayer(SemanticBase):
         self._store, self._prefix = store, prefix
         if self._cache_embeddings and not isinstance(self.raw_embedder, AsyncCachedEmbedder):
             self.embedder = AsyncCachedEmbedder(self.raw_embedder, store, prefix=prefix)
+        self._cached = self.embedder if isinstance(self.embedder, AsyncCachedEmbedder) else None
 
     async def open_index(self) -> AsyncVectorIndex:
         """The vector index (opened on first use when given as a kind: the server is asked)."""
@@ -313,23 +347,51 @@ class AsyncSemanticLayer(SemanticBase):
         vector: npt.NDArray[Any] = (await self.embedder.embed([text]))[0]
         return vector
 
+    async def _query_vector(self, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
+        """The text's vector, and what the embedding cache has not written of it yet."""
+        if self._cached is None:
+            return await self._vector(text), ()
+        vectors, unsaved = await self._cached.embed_unsaved([text])
+        return vectors[0], unsaved
+
     async def lookup(
         self, cache: BaseCache, store: AsyncStore, call: Call, version: int, backfill: bool = True
     ) -> Hit | None:
-        """A semantic hit for an exact miss (counted), or None; backfills the exact key."""
+        """A semantic hit for an exact miss (counted), or None; backfills the exact key (the
+        query's vector goes to the embedding cache unless it was backfilled, as in the sync layer)."""
         from llmemo.embed.base import EmbedderError
 
         text = call.request.semantic_text
         if text is None or not self.applies(call):
             return None
+        unsaved: Unsaved = ()
         try:
             index = await self.open_index()
-            matches = await index.search(
-                await self._vector(text), self.scope(call, version), self.k, self.threshold
-            )
+            vector, unsaved = await self._query_vector(text)
+            matches = await index.search(vector, self.scope(call, version), self.k, self.threshold)
         except (EmbedderError, StoreError) as exc:
             self.failed(cache, "lookup", exc)
-            return None
+            hit, backfilled = None, False
+        else:
+            hit, backfilled = await self._answer(
+                cache, store, index, call, version, backfill, text, matches
+            )
+        if unsaved and not backfilled and self._cached is not None:
+            await self._cached.save(unsaved)
+        return hit
+
+    async def _answer(
+        self,
+        cache: BaseCache,
+        store: AsyncStore,
+        index: AsyncVectorIndex,
+        call: Call,
+        version: int,
+        backfill: bool,
+        text: str,
+        matches: list[Match],
+    ) -> tuple[Hit | None, bool]:
+        """The first match that answers (counted), and whether it was backfilled."""
         for match in matches:
             data = match.payload
             if data is None:
@@ -337,7 +399,7 @@ class AsyncSemanticLayer(SemanticBase):
                     data = await store.get(match.key)
                 except StoreError as exc:
                     cache.count_store_error(exc)
-                    return None
+                    return None, False
                 if data is None:  # the answer expired or was deleted: drop its vector
                     await self._drop(cache, index, match.key)
                     continue
@@ -355,17 +417,19 @@ class AsyncSemanticLayer(SemanticBase):
                 continue
             rolling = cache.refresh_ttl()
             wanted, ttl = self.backfill_ttl(hit, rolling)
+            backfilled = False
             try:
                 if backfill and self.backfill and wanted:
                     await store.set(cache.key_of(call, version), data, ttl)
+                    backfilled = True
                 if rolling is not None:  # a hit renews its entry's lease, and its vector's
                     await store.get(match.key, rolling)
                     await self.touch(cache, call, match.key, rolling)
             except StoreError as exc:
                 cache.count_store_error(exc)
             cache.count_hit(hit, "semantic_hits")
-            return hit
-        return None
+            return hit, backfilled
+        return None, False
 
     async def touch(self, cache: BaseCache, call: Call, key: str, ttl: float) -> None:
         """Rolling TTL: the entry at `key` got `ttl` more seconds, so does its vector."""

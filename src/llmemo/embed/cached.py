@@ -4,6 +4,8 @@ Key: `{prefix}:emb:{name}:{fingerprint of name, model, dim}:{sha256(text)}`; val
 little-endian float32 bytes, or float16 (half the memory, cosine error ~1e-4) when configured. A
 value of either width is read back whatever the current setting, so switching costs no misses. A
 failing store is a miss (fail open): the text is embedded and the error counted and logged.
+`embed_unsaved` leaves the write to the caller (`save`), so the semantic layer can skip it when
+a backfilled hit makes the vector useless.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger("llmemo.embed")
 Dtype = Literal["float32", "float16"]
 _WIDTHS: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 WEEK = 7 * 24 * 3600.0
+Unsaved = tuple[tuple[str, bytes], ...]
+"""Computed vectors not written to the store yet: (key, encoded vector) pairs (`embed_unsaved`)."""
 
 
 def model_fingerprint(name: str, model: str, dim: int) -> str:
@@ -120,6 +124,15 @@ class _CachedBase:
         self.misses += len(batch.missing)
         self.hits += len(batch.texts) - len(batch.missing)
 
+    def _unsaved(self, batch: _Batch, reachable: bool) -> Unsaved:
+        """The vectors the model computed for `batch`, encoded for the store (none if it is down)."""
+        if not reachable:
+            return ()
+        return tuple(
+            (batch.keys[row], encode_vector(batch.vectors[row], self.dtype))
+            for row in batch.missing
+        )
+
 
 class CachedEmbedder(_CachedBase):
     """An Embedder that looks each text up in `store` first and sends only the misses to `embedder`.
@@ -153,8 +166,15 @@ class CachedEmbedder(_CachedBase):
         return self.embedder.dim
 
     def embed(self, texts: Sequence[str]) -> Matrix:
+        vectors, unsaved = self.embed_unsaved(texts)
+        self.save(unsaved)
+        return vectors
+
+    def embed_unsaved(self, texts: Sequence[str]) -> tuple[Matrix, Unsaved]:
+        """As `embed`, but the vectors the model computed are not written yet: they are returned
+        for `save`, so a caller that will not need them again can skip that round trip."""
         if not texts:
-            return empty(self.dim)
+            return empty(self.dim), ()
         batch = _Batch.of(texts, self.embedder, self.prefix)
         reachable = True
         for row, key in enumerate(batch.keys):
@@ -170,15 +190,16 @@ class CachedEmbedder(_CachedBase):
         self._count(batch)
         if batch.missing:
             batch.fill(self.embedder.embed([batch.texts[row] for row in batch.missing]))
-            for row in batch.missing if reachable else ():
-                try:
-                    self.store.set(
-                        batch.keys[row], encode_vector(batch.vectors[row], self.dtype), self.ttl
-                    )
-                except StoreError as exc:
-                    self._store_failed("write", exc)
-                    break
-        return batch.result()
+        return batch.result(), self._unsaved(batch, reachable)
+
+    def save(self, unsaved: Unsaved) -> None:
+        """Write vectors `embed_unsaved` computed (a failing store is logged and counted)."""
+        for key, raw in unsaved:
+            try:
+                self.store.set(key, raw, self.ttl)
+            except StoreError as exc:
+                self._store_failed("write", exc)
+                break
 
 
 class AsyncCachedEmbedder(_CachedBase):
@@ -210,8 +231,14 @@ class AsyncCachedEmbedder(_CachedBase):
         return self.embedder.dim
 
     async def embed(self, texts: Sequence[str]) -> Matrix:
+        vectors, unsaved = await self.embed_unsaved(texts)
+        await self.save(unsaved)
+        return vectors
+
+    async def embed_unsaved(self, texts: Sequence[str]) -> tuple[Matrix, Unsaved]:
+        """As `embed`, but the computed vectors are returned for `save` instead of written."""
         if not texts:
-            return empty(self.dim)
+            return empty(self.dim), ()
         batch = _Batch.of(texts, self.embedder, self.prefix)
         reachable = True
         for row, key in enumerate(batch.keys):
@@ -227,12 +254,13 @@ class AsyncCachedEmbedder(_CachedBase):
         self._count(batch)
         if batch.missing:
             batch.fill(await self.embedder.embed([batch.texts[row] for row in batch.missing]))
-            for row in batch.missing if reachable else ():
-                try:
-                    await self.store.set(
-                        batch.keys[row], encode_vector(batch.vectors[row], self.dtype), self.ttl
-                    )
-                except StoreError as exc:
-                    self._store_failed("write", exc)
-                    break
-        return batch.result()
+        return batch.result(), self._unsaved(batch, reachable)
+
+    async def save(self, unsaved: Unsaved) -> None:
+        """Write vectors `embed_unsaved` computed (a failing store is logged and counted)."""
+        for key, raw in unsaved:
+            try:
+                await self.store.set(key, raw, self.ttl)
+            except StoreError as exc:
+                self._store_failed("write", exc)
+                break
