@@ -42,36 +42,52 @@ def packaged_model_dir() -> Path:
     return Path(package.get_model_path())
 
 
+# Abramowitz & Stegun 7.1.26: 1 - erf(z) = t * poly(t) * exp(-z^2), t = 1 / (1 + P z), here with
+# z = |x| / sqrt 2 folded into P and the GELU's 1/2 into the coefficients (highest power first).
+_ERF_P = np.float32(0.3275911 / math.sqrt(2.0))
+_ERF_HALF_A = tuple(
+    np.float32(a / 2) for a in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+)
+
+
 def _gelu_(x: F32) -> F32:
     """BERT's exact GELU, x * Phi(x), computed in place in `x` (which it returns).
 
     erf comes from Abramowitz & Stegun 7.1.26 (error < 1.5e-7, float32's own precision; no scipy).
     With y = 1 - erf(|x| / sqrt 2), GELU(x) = max(x, 0) - |x| * y / 2 for either sign of x.
     """
-    a = np.abs(x) * np.float32(1.0 / math.sqrt(2.0))
-    t = a * np.float32(0.3275911)
-    t += 1.0
+    ax = np.abs(x)
+    t = ax * _ERF_P
+    t += np.float32(1.0)
     np.reciprocal(t, out=t)
-    y = t * np.float32(1.061405429)
-    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
-        y += np.float32(c)
+    y = t * _ERF_HALF_A[0]
+    for a in _ERF_HALF_A[1:]:
+        y += a
         y *= t
-    np.square(a, out=a)
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    y *= a  # y = 1 - erf(|x| / sqrt 2)
-    y *= x
-    np.abs(y, out=y)
-    y *= 0.5
-    np.maximum(x, 0.0, out=x)
+    e = np.square(x)
+    e *= np.float32(-0.5)
+    np.exp(e, out=e)
+    y *= e  # y = (1 - erf(|x| / sqrt 2)) / 2
+    y *= ax
+    np.maximum(x, np.float32(0.0), out=x)
     x -= y
     return x
 
 
-def _layer_norm(x: F32, weight: F32, bias: F32, eps: float) -> F32:
-    centred = x - x.mean(axis=-1, keepdims=True)
-    variance = (centred * centred).mean(axis=-1, keepdims=True)
-    return centred / np.sqrt(variance + np.float32(eps)) * weight + bias  # type: ignore[no-any-return]
+def _layer_norm_(x: F32, weight: F32, bias: F32, eps: float) -> F32:
+    """Layer norm over the last axis, in place in `x` (which it returns)."""
+    scale = np.float32(1.0 / x.shape[-1])
+    mean = np.add.reduce(x, axis=-1, keepdims=True)
+    mean *= scale
+    x -= mean
+    variance = np.einsum("...i,...i->...", x, x)[..., None]
+    variance *= scale
+    variance += np.float32(eps)
+    np.sqrt(variance, out=variance)
+    x /= variance
+    x *= weight
+    x += bias
+    return x
 
 
 @dataclass(frozen=True)
@@ -193,10 +209,13 @@ class _Bert:
         """
         batch, seq = ids.shape
         dim = self.dim
-        x = self.words[ids] + self.positions[:seq] + self.token_type
-        x = _layer_norm(x, *self.norm, self.eps).reshape(batch * seq, dim)
-        # Padding keys get a large negative score, so softmax gives them (exactly) zero weight.
-        key_bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
+        x = self.words[ids]
+        x += self.positions[:seq]
+        x += self.token_type
+        x = _layer_norm_(x, *self.norm, self.eps).reshape(batch * seq, dim)
+        # Padding keys get a large negative score, so softmax gives them (exactly) zero weight;
+        # without padding (one text, or texts of one length) there is nothing to mask.
+        key_bias = None if mask.all() else ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
         group = max(1, _ATTENTION_FLOATS // (self.heads * seq * seq))
         for layer in self.layers[:depth]:
             qkv = x @ layer.qkv
@@ -204,11 +223,12 @@ class _Bert:
             context = np.empty_like(x)
             for start in range(0, batch, group):
                 rows = slice(start * seq, min(batch, start + group) * seq)
-                context[rows] = self._attend(qkv[rows], key_bias[start : start + group], seq)
+                bias = None if key_bias is None else key_bias[start : start + group]
+                context[rows] = self._attend(qkv[rows], bias, seq)
             out = context @ layer.out
             out += layer.out_bias
             out += x
-            x = _layer_norm(out, *layer.norm1, self.eps)
+            x = _layer_norm_(out, *layer.norm1, self.eps)
             for start in range(0, batch * seq, _FFN_ROWS):
                 block = x[start : start + _FFN_ROWS]
                 hidden = block @ layer.up
@@ -216,20 +236,21 @@ class _Bert:
                 out = _gelu_(hidden) @ layer.down
                 out += layer.down_bias
                 out += block
-                x[start : start + _FFN_ROWS] = _layer_norm(out, *layer.norm2, self.eps)
+                x[start : start + _FFN_ROWS] = _layer_norm_(out, *layer.norm2, self.eps)
         return x.reshape(batch, seq, dim)
 
-    def _attend(self, qkv: F32, key_bias: F32, seq: int) -> F32:
+    def _attend(self, qkv: F32, key_bias: F32 | None, seq: int) -> F32:
         """Multi-head self-attention of a few whole sequences: (n*seq, 3*dim) -> (n*seq, dim)."""
         n = qkv.shape[0] // seq
         heads, width = self.heads, self.dim // self.heads
         split = qkv.reshape(n, seq, 3, heads, width)
         q, k, v = (split[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
         scores = q @ k.transpose(0, 1, 3, 2)  # the 1/sqrt(width) scale is folded into q
-        scores += key_bias
-        scores -= scores.max(axis=-1, keepdims=True)
+        if key_bias is not None:
+            scores += key_bias
+        scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
+        scores /= np.add.reduce(scores, axis=-1, keepdims=True)
         return (scores @ v).transpose(0, 2, 1, 3).reshape(n * seq, self.dim)  # type: ignore[no-any-return]
 
 
