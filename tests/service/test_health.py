@@ -54,7 +54,7 @@ def test_readyz_ok(http: httpx.Client) -> None:
 def test_store_down_fails_open_and_hits_resume(
     serve: Serve, redis_server: RedisServer, upstream: UpstreamServer
 ) -> None:
-    service = serve(store_retry=0.3)
+    service = serve(store_retry=0.3, near_ttl="0")  # every hit reads Redis (no near cache)
     with httpx.Client(base_url=service.url, headers=HEADERS, timeout=30) as http:
         assert [ask(http), ask(http)] == ["miss", "hit"]
         redis_server.stop()

@@ -59,6 +59,13 @@ def serve(
     ttl: Annotated[
         str | None, typer.Option(help="Entry lifetime, e.g. 24h (env LLMEMO_TTL).")
     ] = None,
+    near_ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep a hit's entry in process this long, e.g. 1s (0: off) (env LLMEMO_NEAR_TTL; "
+            "default 1s)."
+        ),
+    ] = None,
     semantic: Annotated[
         bool | None,
         typer.Option(
@@ -116,6 +123,7 @@ def serve(
         namespace=namespace,
         shared=shared,
         ttl=ttl,
+        near_ttl=near_ttl,
         semantic=semantic,
         semantic_threshold=semantic_threshold,
         semantic_embedder=semantic_embedder,

@@ -13,6 +13,7 @@ from llmemo.core import entry as entries
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
 from llmemo.core.entry import Usage
+from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import SKIP_UNCACHEABLE, TtlArg, TtlPolicy, skip_reason
 from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
 from llmemo.core.request import (
@@ -146,6 +147,7 @@ class BaseCache:
         version_ttl: float = 1.0,
         flush_interval: float = 10.0,
         stale_grace: Duration | None = None,
+        near: NearCache | Duration | None = None,
     ) -> None:
         self.namespace = check_name("namespace", namespace)
         check_name("prefix", prefix)
@@ -166,6 +168,9 @@ class BaseCache:
         # Stale-while-revalidate: entries live `grace` seconds past their TTL, served as stale
         # while one background call refreshes them. None (the default) turns it off.
         self.stale_grace = seconds(stale_grace) if stale_grace is not None else None
+        # The near cache (core/near.py): recent entries kept in process for about a second.
+        # Off by default; `near=1` keeps them 1 s.
+        self.near = near_cache(near)
         self._versions: dict[str, tuple[int, float]] = {}
         # body JSON -> (canonical request, sha) for calls in the default scope: a repeated
         # request skips normalising and hashing (bounded: emptied when full)

@@ -53,6 +53,7 @@ class Service:
         options: dict[str, object] = {
             "namespace": self.settings.namespace,
             "breaker": CircuitBreaker(reset=self.settings.store_retry),
+            "near": self.settings.near_ttl,
         }
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     """Stale-while-revalidate: serve an entry this long past its TTL ("10m") as `stale` while one
     background call refreshes it; None (default) turns it off. Per request: `Cache-Control:
     stale-while-revalidate=SECONDS` or `X-LLMemo-Stale-Grace`."""
+    near_ttl: str = "1s"
+    """How long a hit's entry stays in this process's near cache ("1s"; "0" turns it off): a hot
+    prompt then costs one store read per second instead of one per request. A change made by
+    another instance (delete, refresh, invalidation) shows here within this time, as a namespace's
+    new version does (docs/service.md)."""
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
     connect_timeout: float = Field(10.0, gt=0)
     upstream_timeout: float = Field(600.0, gt=0)
@@ -129,11 +134,11 @@ class Settings(BaseSettings):
     def _namespace(cls, value: str) -> str:
         return check_name("namespace", value)
 
-    @field_validator("ttl")
+    @field_validator("ttl", "near_ttl")
     @classmethod
-    def _ttl(cls, value: str | None) -> str | None:
-        if value is not None:
-            seconds(value)
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and seconds(value) < 0:
+            raise ValueError(f"must not be negative, got {value!r}")
         return value
 
     @field_validator("openai_base_url", "anthropic_base_url", "store", "warm_url")

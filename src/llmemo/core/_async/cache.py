@@ -98,6 +98,8 @@ class AsyncCache(BaseCache):
             self.count_store_error(exc)
             return False
         self.breaker.success()
+        if self.near is not None:
+            self.near.put(key, value, ttl)
         return True
 
     async def _version(self, namespace: str) -> int | None:
@@ -110,6 +112,11 @@ class AsyncCache(BaseCache):
         return self.remember_version(namespace, int(counters.get("version", 0)))
 
     async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
+        near = self.near
+        if near is not None:
+            kept = near.get(key)
+            if kept is not None:
+                return self.hit_from(kept, key)  # read and decoded before: not corrupt
         if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
             return None
         try:
@@ -121,11 +128,14 @@ class AsyncCache(BaseCache):
         if data is None:
             return None
         try:
-            return self.hit_from(data, key)
+            hit = self.hit_from(data, key)
         except CorruptEntryError as exc:
             self.count_corrupt(exc)
             await self._safely(lambda: self.backend.delete([key]), 0)
             return None
+        if near is not None:
+            near.put(key, data, 0.0 if hit.stale else hit.remaining)
+        return hit
 
     async def _read_live(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
@@ -349,6 +359,8 @@ class AsyncCache(BaseCache):
         """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
         if self.semantic is not None:
             await self.semantic.forget([key])
+        if self.near is not None:
+            self.near.discard(key)
         return await self.backend.delete([key]) > 0
 
     async def get_key(self, key: str) -> Hit | None:
@@ -399,6 +411,8 @@ class AsyncCache(BaseCache):
                 if self.semantic is not None:
                     await self.semantic.forget(keys)
                 deleted += await self.backend.delete(keys)
+        if self.near is not None:
+            self.near.clear()
         return deleted
 
     # -- stats ------------------------------------------------------------------------------

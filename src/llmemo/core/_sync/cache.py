@@ -99,6 +99,8 @@ class Cache(BaseCache):
             self.count_store_error(exc)
             return False
         self.breaker.success()
+        if self.near is not None:
+            self.near.put(key, value, ttl)
         return True
 
     def _version(self, namespace: str) -> int | None:
@@ -111,6 +113,11 @@ class Cache(BaseCache):
         return self.remember_version(namespace, int(counters.get("version", 0)))
 
     def _read(self, key: str, refresh: float | None = None) -> Hit | None:
+        near = self.near
+        if near is not None:
+            kept = near.get(key)
+            if kept is not None:
+                return self.hit_from(kept, key)  # read and decoded before: not corrupt
         if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
             return None
         try:
@@ -122,11 +129,14 @@ class Cache(BaseCache):
         if data is None:
             return None
         try:
-            return self.hit_from(data, key)
+            hit = self.hit_from(data, key)
         except CorruptEntryError as exc:
             self.count_corrupt(exc)
             self._safely(lambda: self.backend.delete([key]), 0)
             return None
+        if near is not None:
+            near.put(key, data, 0.0 if hit.stale else hit.remaining)
+        return hit
 
     def _read_live(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
@@ -350,6 +360,8 @@ class Cache(BaseCache):
         """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
         if self.semantic is not None:
             self.semantic.forget([key])
+        if self.near is not None:
+            self.near.discard(key)
         return self.backend.delete([key]) > 0
 
     def get_key(self, key: str) -> Hit | None:
@@ -400,6 +412,8 @@ class Cache(BaseCache):
                 if self.semantic is not None:
                     self.semantic.forget(keys)
                 deleted += self.backend.delete(keys)
+        if self.near is not None:
+            self.near.clear()
         return deleted
 
     # -- stats ------------------------------------------------------------------------------
