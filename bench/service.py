@@ -46,12 +46,13 @@ REQUEST = {
 # -- the two servers (child processes) --------------------------------------------------------
 
 
-def make_app(kind: str, store: str, upstream: str, body_file: str) -> Any:
+def make_app(kind: str, store: str, upstream: str, body_file: str, near_ttl: str = "") -> Any:
     if kind == "llmemo":
         from llmemo.service import create_app, load_settings
 
+        near = {"near_ttl": near_ttl} if near_ttl else {}  # "": the shipped default
         settings = load_settings(
-            store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream
+            store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream, **near
         )
         return create_app(settings)
     from starlette.applications import Starlette
@@ -69,11 +70,18 @@ def make_app(kind: str, store: str, upstream: str, body_file: str) -> Any:
 
 
 def run_server(
-    kind: str, port: int, store: str, upstream: str, body_file: str, http: str, loop: str
+    kind: str,
+    port: int,
+    store: str,
+    upstream: str,
+    body_file: str,
+    http: str,
+    loop: str,
+    near_ttl: str = "",
 ) -> None:
     import uvicorn
 
-    app = make_app(kind, store, upstream, body_file)
+    app = make_app(kind, store, upstream, body_file, near_ttl)
     if kind == "bare":  # llmemo freezes its start-up heap in its lifespan (gc_freeze): same here
         from llmemo.service.app import freeze_heap
 
@@ -147,7 +155,14 @@ def asgi_cpu(app: Any, n: int) -> float:
 
 
 def start_server(
-    kind: str, port: int, redis_url: str, upstream: str, body_file: str, http: str, loop: str
+    kind: str,
+    port: int,
+    redis_url: str,
+    upstream: str,
+    body_file: str,
+    http: str,
+    loop: str,
+    near_ttl: str = "",
 ) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -166,6 +181,8 @@ def start_server(
         http,
         "--loop",
         loop,
+        "--near-ttl",
+        near_ttl,
     ]
     process = subprocess.Popen(command)
     deadline = time.monotonic() + 30
@@ -334,6 +351,12 @@ def main() -> None:
         default="auto",
         help="uvicorn event loop for both servers (auto: as `llmemo serve`)",
     )
+    parser.add_argument(
+        "--also-far",
+        action="store_true",
+        help="also measure llmemo on Redis with its near cache off (every hit reads Redis)",
+    )
+    parser.add_argument("--near-ttl", default="", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["llmemo", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
@@ -349,6 +372,7 @@ def main() -> None:
             args.body_file,
             args.http,
             args.loop,
+            args.near_ttl,
         )
         return
 
@@ -361,7 +385,13 @@ def main() -> None:
         print("written to docs/benchmarks.md")
 
 
-NAMES = {"bare": "bare Starlette", "llmemo": "llmemo hit, Redis", "memory": "llmemo hit, memory://"}
+NAMES = {
+    "bare": "bare Starlette",
+    "llmemo": "llmemo hit, Redis",
+    "far": "llmemo hit, Redis, near cache off",
+    "memory": "llmemo hit, memory://",
+}
+NEAR = {"far": "0"}  # per side: its near_ttl setting ("" = the shipped default)
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, float]]:
@@ -370,8 +400,13 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
     from llmemo.testing.redis_server import RedisServer, free_port
     from llmemo.testing.server import UpstreamServer
 
-    names = ["bare", "llmemo", *(["memory"] if args.also_memory else [])]
-    stores = {"llmemo": args.store, "memory": "memory://"}
+    names = [
+        "bare",
+        "llmemo",
+        *(["far"] if args.also_far else []),
+        *(["memory"] if args.also_memory else []),
+    ]
+    stores = {"llmemo": args.store, "far": args.store, "memory": "memory://"}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         redis_server = stack.enter_context(RedisServer())
         upstream = stack.enter_context(UpstreamServer())
@@ -380,9 +415,17 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
         servers: dict[str, subprocess.Popen[bytes]] = {}
         hit = b""
         for name in names[1:]:  # the llmemo servers first: the bare one returns their hit's body
-            store = stores[name] or redis_server.url
+            # the near-cache-off server on its own database: its first request must miss
+            store = stores[name] or redis_server.url + ("/1" if name == "far" else "")
             servers[name] = start_server(
-                "llmemo", ports[name], store, upstream.url, body_file, args.http, args.loop
+                "llmemo",
+                ports[name],
+                store,
+                upstream.url,
+                body_file,
+                args.http,
+                args.loop,
+                NEAR.get(name, ""),
             )
             stack.callback(servers[name].terminate)
             url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
@@ -424,8 +467,9 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, fl
         asgi = {}
         for name in names:  # the same apps without an HTTP server: what the app itself costs
             kind = "bare" if name == "bare" else "llmemo"
-            store = stores.get(name) or redis_server.url
-            asgi[name] = asgi_cpu(make_app(kind, store, upstream.url, body_file), 3000)
+            store = stores.get(name) or redis_server.url + ("/1" if name == "far" else "")
+            app = make_app(kind, store, upstream.url, body_file, NEAR.get(name, ""))
+            asgi[name] = asgi_cpu(app, 3000)
 
     sides = {
         name: replace(Side.of([r for r in rounds if r.side == name]), asgi_us=asgi[name])
@@ -488,6 +532,7 @@ def _section(
     )
     command = "bench/service.py " + " ".join(f"--{k} {v}" for k, v in options if v)
     command += " --also-memory" if args.also_memory else ""
+    command += " --also-far" if args.also_far else ""
     command += f" --http {args.http} --loop {args.loop}"
     bare = sides["bare"]
     rows = "\n".join(
@@ -500,15 +545,21 @@ def _section(
     verdict = "met" if ratio >= 0.6 else "**not met**"
     where = ""
     if "memory" in sides:
-        redis, memory = sides["llmemo"], sides["memory"]
+        memory, far = sides["memory"], sides.get("far")
+        fetch = (
+            ""
+            if far is None
+            else f""", and {far.server_us - memory.server_us:.0f} µs the Redis `GET` when every hit
+reads Redis (near cache off; auto-pipelined: the hits of one event-loop tick share a write, so what
+is left is the suspended request's own wake-up, its reply's parsing and its share of the batch's
+system calls)"""
+        )
         where = f"""
 Where a hit's server CPU goes (medians above): {bare.server_us:.0f} µs are uvicorn + Starlette (the
 bare side), {memory.server_us - bare.server_us:.0f} µs the llmemo shell and cache logic without a
-store round trip (memory:// side), and {redis.server_us - memory.server_us:.0f} µs the Redis `GET`
-(auto-pipelined: the hits of one event-loop tick share a write; what is left is the suspended
-request's own wake-up, its reply's parsing and the socket system calls shared by its batch). Driven through ASGI alone, without an HTTP server, the same apps cost {bare.asgi_us:.0f},
-{memory.asgi_us:.0f} and {redis.asgi_us:.0f} µs per request (the Redis figure is sequential: each
-hit waits for its own round trip, unbatched, so it includes the idle event loop's wake-ups).
+store round trip (memory:// side){fetch}. Driven through ASGI alone, without an HTTP server, the
+bare and memory:// apps cost {bare.asgi_us:.0f} and {memory.asgi_us:.0f} µs per request (the
+Redis figures there are sequential, one unbatched round trip per hit).
 memory:// reaches {memory.rps / bare.rps:.2f} of bare.
 """
     http, loop = stack_names(args.http, args.loop)
@@ -525,7 +576,10 @@ completion with an API key (tenant scope on); the answer is the {size}-byte cach
 Server CPU per request is read from /proc (user + system time of the server process over the
 round): it bounds a server's throughput on a core of its own, whatever else runs on the machine.
 "App alone" drives the same app through ASGI in the benchmark process (3000 sequential hits, no
-HTTP server): what the app's own code costs.
+HTTP server): what the app's own code costs. "llmemo hit, Redis" is `llmemo serve` as shipped:
+the Redis store with its near cache (`near_ttl` 1 s; every connection asks for the same prompt, so
+the hit is read from Redis once a second and from the process's memory in between); "near cache
+off" is the same with `near_ttl` 0, every hit a Redis `GET`.
 
 Machine: {machine(*stack_names(args.http, args.loop))}. The load generator, the servers and Redis share the 2 cores; the 1-minute
 load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
