@@ -17,9 +17,11 @@ from llmemo.index.redisearch import (
     RediSearchIndex,
     create_args,
     escape_tag,
+    hybrid_policy,
     parse_script,
     parse_search,
     scope_filter,
+    script_counts,
     search_index_name,
 )
 from tests.index.conftest import DIM, basis, scope
@@ -75,14 +77,36 @@ def test_parse_resp2_and_resp3_replies() -> None:
 
 
 def test_parse_script_reply() -> None:
-    reply = [b"b", b"0.5", None, ENTRY.encode(), b"0.25", b"\x00entry"]
+    reply = [-1, -1, b"b", b"0.5", None, ENTRY.encode(), b"0.25", b"\x00entry"]
     found = parse_script(reply, 0.0)
     assert [(m.key, m.similarity, m.payload) for m in found] == [
         (ENTRY, 0.75, b"\x00entry"),
         ("b", 0.5, None),  # its entry is gone: the caller drops the vector
     ]
     assert [m.key for m in parse_script(reply, 0.6)] == [ENTRY]
-    assert parse_script([], 0.0) == []
+    assert parse_script([-1, -1], 0.0) == []
+    assert script_counts(reply) is None  # not asked to count
+    assert script_counts([6000, 9000]) == (6000, 9000)
+
+
+def test_the_graph_is_walked_only_for_a_big_scope_that_is_a_big_share() -> None:
+    assert hybrid_policy(10_000, 23_000) == "BATCHES"  # one scope holds the whole index
+    assert hybrid_policy(5_000, 6_000) is None  # small: brute force is cheap and exact
+    assert hybrid_policy(10_000, 1_000_000) is None  # maybe a small share: the planner decides
+
+
+def test_a_scope_holding_most_of_the_index_walks_the_graph(client: redis.Redis) -> None:
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((6000, DIM)).astype(np.float32)
+    index = RediSearchIndex(client, DIM)
+    index.add_many([IndexItem(f"k{i}", v, scope()) for i, v in enumerate(vectors)])
+    index.add_many([IndexItem(f"o{i}", v, scope(tenant="t")) for i, v in enumerate(vectors[:9])])
+    assert index._plan(scope()) == (None, True)  # unknown: the planner's choice, and count
+    for query in range(3):
+        assert [m.key for m in index.search(vectors[query], scope())] == [f"k{query}"]
+        assert [m.key for m in index.search(vectors[query], scope(tenant="t"))] == [f"o{query}"]
+    assert index._plan(scope()) == ("BATCHES", False)  # counted once, trusted for a while
+    assert index._plan(scope(tenant="t")) == (None, False)
 
 
 def test_creation_is_idempotent_and_shared(client: redis.Redis) -> None:
