@@ -291,6 +291,20 @@ class BaseCache:
         self._versions[namespace] = (version, time.monotonic())
         return version
 
+    def near_value(self, call: Call) -> tuple[str, bytes] | None:
+        """(key, stored value) when the near cache alone answers this call now, with nothing
+        else to do and no I/O: the namespace's version is known and fresh, the near cache keeps
+        the key, and no semantic lease needs renewing on a hit (rolling TTL). None otherwise."""
+        near = self.near
+        if near is None or (self.semantic is not None and self.policy.rolling):
+            return None
+        version = self.cached_version(call.scope.namespace)
+        if version is None:
+            return None
+        key = self.key_of(call, version)
+        value = near.get(key)
+        return None if value is None else (key, value)
+
     # -- entries ----------------------------------------------------------------------------
 
     def hit_from(self, data: bytes, key: str) -> Hit:
@@ -383,6 +397,10 @@ class BaseCache:
         self._stats.add(name, amount)
 
     def count_hit(self, hit: Hit, kind: str = "hits") -> None:
+        self._stats.add_many(self.hit_counts(hit, kind))
+
+    def hit_counts(self, hit: Hit, kind: str = "hits") -> tuple[tuple[str, float], ...]:
+        """What one such hit adds to the stats (`count_many` adds it again)."""
         price = self._prices.get(hit.model)
         if price is None:
             price = self._prices[hit.model] = (
@@ -390,9 +408,10 @@ class BaseCache:
                 cost(hit.model, Usage(0, 1_000_000), self.prices),
             )
         dollars = (hit.usage.input_tokens * price[0] + hit.usage.output_tokens * price[1]) / 1e6
-        self._stats.add_many(
-            ((kind, 1), ("tokens_saved", hit.usage.total), ("dollars_saved", dollars))
-        )
+        return (kind, 1), ("tokens_saved", hit.usage.total), ("dollars_saved", dollars)
+
+    def count_many(self, counts: tuple[tuple[str, float], ...]) -> None:
+        self._stats.add_many(counts)
 
     def count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")

@@ -89,16 +89,25 @@ class Controls:
         }
 
 
+def plain_request(headers: Mapping[str, str]) -> bool:
+    """The request has no control header: its Controls are its tenant's defaults."""
+    return _CONTROLS.isdisjoint(headers)
+
+
+def plain_controls(tenant: str | None) -> Controls:
+    """The Controls of a request with no control header (one shared object per tenant)."""
+    plain = _PLAIN.get(tenant)
+    if plain is None:
+        if len(_PLAIN) >= 4096:
+            _PLAIN.clear()
+        plain = _PLAIN[tenant] = Controls(tenant=tenant)
+    return plain
+
+
 def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
     """Controls from `Cache-Control` and `X-LLMemo-TTL/Namespace/Tags`; BadRequestError if invalid."""
     if _CONTROLS.isdisjoint(headers):  # the common case: only the tenant
-        tenant = tenant_of(headers, shared)
-        plain = _PLAIN.get(tenant)
-        if plain is None:
-            if len(_PLAIN) >= 4096:
-                _PLAIN.clear()
-            plain = _PLAIN[tenant] = Controls(tenant=tenant)
-        return plain
+        return plain_controls(tenant_of(headers, shared))
     directives = {
         part.strip().lower() for part in headers.get("cache-control", "").split(",") if part.strip()
     }

@@ -123,19 +123,32 @@ class Metrics:
         scrape (`render`), or once DRAIN_EVERY hit latencies are waiting.
         """
         name = model or "-"
-        labels = (route, name, result.status)
-        self._counts[labels] = self._counts.get(labels, 0) + 1
         if not result.cached:
+            labels = (route, name, result.status)
+            self._counts[labels] = self._counts.get(labels, 0) + 1
             return
+        self.record_cached(route, name, result.status, self.saved_by(model, result), seconds)
+
+    def saved_by(self, model: str | None, result: Result) -> tuple[int, float]:
+        """(tokens, list-price dollars) a cached answer saved."""
+        usage = result.hit.usage if result.hit is not None else usage_of(result.response)
+        if not usage.total:
+            return 0, 0.0
+        return usage.total, self._dollars(model or _model_of(result.response), usage)
+
+    def record_cached(
+        self, route: str, name: str, status: str, saved: tuple[int, float], seconds: float
+    ) -> None:
+        """Count one answer from the cache (`name`: the model label) that saved `saved`."""
+        labels = (route, name, status)
+        self._counts[labels] = self._counts.get(labels, 0) + 1
         waiting = self._latencies.get(route)
         if waiting is None:
             waiting = self._latencies[route] = []
         waiting.append(seconds)
-        usage = result.hit.usage if result.hit is not None else usage_of(result.response)
-        if usage.total:
-            dollars = self._dollars(model or _model_of(result.response), usage)
+        if saved[0]:
             tokens, spent = self._saved.get((route, name), (0, 0.0))
-            self._saved[(route, name)] = (tokens + usage.total, spent + dollars)
+            self._saved[(route, name)] = (tokens + saved[0], spent + saved[1])
         if len(waiting) >= DRAIN_EVERY:
             self.drain()
 

@@ -18,13 +18,20 @@ from llmemo.core._async.cache import AsyncCache
 from llmemo.core.facade import Result
 from llmemo.core.request import CacheRequest, from_anthropic, from_openai, responses_bypass
 from llmemo.core.streaming import USAGE_ON_REQUEST, Shape, replay
-from llmemo.service.controls import Controls, read_controls
+from llmemo.service.controls import (
+    Controls,
+    plain_controls,
+    plain_request,
+    read_controls,
+    tenant_of,
+)
 from llmemo.service.errors import (
     BadRequestError,
     Flavour,
     PayloadTooLargeError,
     ServiceError,
 )
+from llmemo.service.hot import HotAnswers
 from llmemo.service.metrics import Metrics
 from llmemo.service.ratelimit import RateLimits
 from llmemo.service.relay import SSE_TYPE, Relay, RelayResponse
@@ -147,18 +154,22 @@ _JSON_TYPE = (b"content-type", b"application/json")
 
 class Answer:
     """A complete JSON answer as an ASGI app: what a Starlette Response sends for it, built with
-    less work (this is every cache hit's answer)."""
+    less work (this is every cache hit's answer). `headers` follow Content-Length and -Type."""
 
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, body: Any, status: int, headers: Mapping[str, str]) -> None:
-        self.body = orjson.dumps(body)
+    def __init__(self, body: bytes, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.body = body
         self.status = status
-        self.headers = [
-            (b"content-length", str(len(self.body)).encode()),
-            _JSON_TYPE,
-            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()),
+        self.headers = [(b"content-length", str(len(body)).encode()), _JSON_TYPE, *headers]
+
+    @classmethod
+    def of(cls, body: Any, status: int, headers: Mapping[str, str]) -> Answer:
+        """The answer of a JSON-serialisable body, with these headers."""
+        encoded = [
+            (name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
         ]
+        return cls(orjson.dumps(body), status, encoded)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
@@ -191,6 +202,7 @@ class Proxy:
         self.metrics = metrics
         self.settings = settings
         self.limits = limits  # its miss limit is checked by the leader, before going upstream
+        self.hot = HotAnswers(cache, metrics)
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> ASGIApp:
         """The answer to one request on a cached route (an ASGI app to send it with)."""
@@ -199,9 +211,23 @@ class Proxy:
         raw = await read_received(
             receive, self.settings.max_body_bytes, received.get("content-length")
         )
-        parsed = read_request(endpoint, raw)
+        hot_key = None
+        if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
+            tenant = tenant_of(received, self.settings.shared)
+            if self.cache.near is not None:
+                hot_key = (endpoint.path, raw, tenant)
+                hot = self.hot.get(hot_key)
+                if hot is not None:
+                    body, headers = await self.hot.answer(
+                        endpoint.path, hot, time.perf_counter() - started
+                    )
+                    return Answer(body, 200, headers)
+            parsed = read_request(endpoint, raw)
+            controls = plain_controls(tenant)
+        else:
+            parsed = read_request(endpoint, raw)
+            controls = read_controls(received, self.settings.shared)
         canonical = parsed.canonical
-        controls = read_controls(received, self.settings.shared)
         if parsed.bypass:  # as `Cache-Control: no-cache, no-store`: neither look up nor store
             controls = replace(controls, refresh=True, no_store=True)
         if endpoint.shape is not None and parsed.stream:
@@ -228,7 +254,9 @@ class Proxy:
 
         result = await self.cache.compute(canonical, call, **controls.options())
         self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
-        return Answer(result.response, 200, {**passed, **cache_headers(result)})
+        if hot_key is not None and not parsed.bypass:
+            self.hot.learn(hot_key, canonical, controls.tenant, result)
+        return Answer.of(result.response, 200, {**passed, **cache_headers(result)})
 
     async def stream(
         self,

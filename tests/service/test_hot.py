@@ -1,0 +1,272 @@
+"""Hot answers (service/hot.py): a request hit again and again is answered from its finished bytes,
+and only while they are exactly what the normal hit path would send."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from starlette.applications import Starlette
+
+from llmemo.core._async.cache import AsyncCache
+from llmemo.core.request import from_openai
+from llmemo.service import create_app, load_settings
+from llmemo.service.hot import HotAnswers
+from llmemo.service.metrics import Metrics
+from llmemo.service.proxy import Proxy
+from llmemo.stores.base import async_from_url
+from llmemo.testing.server import UpstreamServer
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Is this hot?"}]}
+ALICE = {"authorization": "Bearer sk-alice-hot"}
+BOB = {"authorization": "Bearer sk-bob-hot"}
+
+pytestmark = pytest.mark.asyncio
+
+
+class Service:
+    """The app in process, with a count of the requests that took the normal cache path."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.proxy: Proxy = app.state.service.proxy
+        self.computed = 0
+        compute = self.proxy.cache.compute
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.computed += 1
+            return await compute(*args, **kwargs)
+
+        self.proxy.cache.compute = counted  # type: ignore[method-assign]
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://llmemo"
+        )
+
+    async def ask(self, headers: dict[str, str] = ALICE, body: Any = BODY) -> httpx.Response:
+        answer = await self.client.post(CHAT, json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer
+
+
+@pytest_asyncio.fixture
+async def start(redis_url: str, upstream: UpstreamServer) -> AsyncIterator[Any]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(**overrides: Any) -> Service:
+            settings = load_settings(
+                store=redis_url,
+                openai_base_url=upstream.openai_base_url,
+                anthropic_base_url=upstream.url,
+                **overrides,
+            )
+            app = create_app(settings)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            service = Service(app)
+            stack.push_async_callback(service.client.aclose)
+            return service
+
+        yield make
+
+
+async def hot_service(start: Any, **overrides: Any) -> Service:
+    """A service whose BODY is hot: a miss, two normal hits (the second builds the hot answer)."""
+    service = await start(**overrides)
+    statuses = [(await service.ask()).headers["x-llmemo-cache"] for _ in range(3)]
+    assert statuses == ["miss", "hit", "hit"]
+    assert service.computed == 3 and len(service.proxy.hot) == 1
+    return service
+
+
+async def test_a_hot_answer_is_the_normal_hit_byte_for_byte(start: Any) -> None:
+    service = await start()
+    await service.ask()
+    normal = await service.ask()
+    await service.ask()  # builds it
+    hot = await service.ask()
+    assert service.computed == 3  # the fourth request took the hot answer
+    assert hot.content == normal.content
+    assert hot.headers["x-llmemo-cache"] == "hit"
+    drop = ("age", "date")
+    assert [(k, v) for k, v in hot.headers.items() if k not in drop] == [
+        (k, v) for k, v in normal.headers.items() if k not in drop
+    ]
+    assert hot.headers["age"] == "0"
+
+
+async def test_hot_hits_count_like_normal_hits(start: Any, upstream: UpstreamServer) -> None:
+    service = await hot_service(start)
+    for _ in range(5):
+        await service.ask()
+    assert service.computed == 3
+    assert upstream.stats().count(CHAT) == 1
+    cache = service.proxy.cache
+    stats = await cache.stats()
+    usage = (await service.ask()).json()["usage"]
+    assert stats.hits == 7 and stats.misses == 1
+    assert stats.tokens_saved == 7 * usage["total_tokens"]
+    assert stats.dollars_saved > 0
+    metrics = (await service.client.get("/metrics")).text
+    hits = f'llmemo_requests_total{{cache="hit",model="gpt-4o-mini",route="{CHAT}"}} 8.0'
+    assert hits in metrics
+    tokens = f'llmemo_tokens_saved_total{{model="gpt-4o-mini",route="{CHAT}"}} '
+    saved = float(metrics.split(tokens)[1].split()[0])
+    assert saved == 8 * usage["total_tokens"]
+    assert 'llmemo_hit_latency_seconds_count{route="/v1/chat/completions"} 8.0' in metrics
+
+
+async def test_a_delete_or_invalidate_through_the_cache_is_seen_at_once(start: Any) -> None:
+    service = await hot_service(start)
+    cache = service.proxy.cache
+    [key] = hot_keys(service)
+    assert await cache.delete_key(key)
+    assert (await service.ask()).headers["x-llmemo-cache"] == "miss"
+    for _ in range(3):  # a normal hit rebuilds it (the request is known), then hot twice
+        assert (await service.ask()).headers["x-llmemo-cache"] == "hit"
+    assert service.computed == 5
+    await cache.invalidate()
+    assert (await service.ask()).headers["x-llmemo-cache"] == "miss"
+
+
+def hot_keys(service: Service) -> list[str]:
+    """The store keys of the service's built hot answers."""
+    cache = service.proxy.cache
+    hot = service.proxy.hot
+    return [
+        cache.key_of(h.call, cache.last_version(h.call.scope.namespace) or 0)
+        for h in hot._hot.values()
+        if h is not None
+    ]
+
+
+async def test_a_version_bump_in_this_process_is_seen_at_once(start: Any) -> None:
+    service = await hot_service(start)
+    await service.proxy.cache.bump_version()
+    assert (await service.ask()).headers["x-llmemo-cache"] == "miss"
+
+
+async def test_another_process_s_change_is_seen_within_the_near_ttl(
+    start: Any, redis_url: str
+) -> None:
+    service = await hot_service(start, near_ttl="0.4s")
+    other = AsyncCache(async_from_url(redis_url), namespace="default")
+    try:
+        await other.bump_version()
+        assert (await service.ask()).headers["x-llmemo-cache"] == "hit"  # both bounds still run
+        await asyncio.sleep(1.1)  # past the near cache's ttl and the version's (1 s)
+        assert (await service.ask()).headers["x-llmemo-cache"] == "miss"
+    finally:
+        await other.close()
+
+
+async def test_tenants_never_share_a_hot_answer(start: Any, upstream: UpstreamServer) -> None:
+    service = await hot_service(start)
+    assert (await service.ask(BOB)).headers["x-llmemo-cache"] == "miss"
+    assert upstream.stats().count(CHAT) == 2
+
+
+async def test_shared_mode_shares_it(start: Any, upstream: UpstreamServer) -> None:
+    service = await hot_service(start, shared=True)
+    assert (await service.ask(BOB)).headers["x-llmemo-cache"] == "hit"
+    assert service.computed == 3 and upstream.stats().count(CHAT) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"cache-control": "no-cache"}, "miss"),  # a refresh goes upstream
+        ({"cache-control": "no-cache, no-store"}, "bypass"),
+        ({"x-llmemo-namespace": "other"}, "miss"),
+        ({"x-llmemo-ttl": "5m"}, "hit"),  # the same entry, through the normal path
+    ],
+)
+async def test_control_headers_take_the_normal_path(
+    start: Any, headers: dict[str, str], status: str
+) -> None:
+    service = await hot_service(start)
+    answer = await service.ask({**ALICE, **headers})
+    assert answer.headers["x-llmemo-cache"] == status
+    assert service.computed == 4
+
+
+async def test_a_stream_request_is_not_answered_hot(start: Any) -> None:
+    service = await hot_service(start)
+    answer = await service.ask(body={**BODY, "stream": True})
+    assert answer.headers["content-type"].startswith("text/event-stream")
+    assert answer.text.rstrip().endswith("data: [DONE]")
+    assert service.computed == 4
+
+
+async def test_age_is_counted_at_each_use(start: Any) -> None:
+    service = await hot_service(start, near_ttl="5s")
+    await asyncio.sleep(1.05)
+    await service.ask()  # the normal path: the namespace's version is read again (after 1 s)
+    answer = await service.ask()
+    assert service.computed == 4  # hot again: the near cache keeps the entry 5 s
+    assert int(answer.headers["age"]) >= 1
+
+
+async def test_an_entry_past_its_soft_ttl_is_stale_not_hot(start: Any) -> None:
+    service = await hot_service(start, ttl="1s", stale_grace="30s", near_ttl="10s")
+    await asyncio.sleep(1.2)  # past the soft TTL (1 s +-10 %); the near cache still keeps it
+    assert (await service.ask()).headers["x-llmemo-cache"] == "stale"
+    assert service.computed == 4
+
+
+async def test_a_hot_answer_ends_at_its_entry_s_soft_ttl(redis_url: str) -> None:
+    """Unit level, on a fake clock: the namespace's version and the near cache both still say
+    yes, the soft TTL alone says no."""
+    now = [1_000.0]
+    cache = AsyncCache(
+        async_from_url(redis_url),
+        near=600,
+        version_ttl=600,
+        ttl=10,
+        stale_grace=30,
+        clock=lambda: now[0],
+    )
+    try:
+        hot = HotAnswers(cache, Metrics())
+        request = from_openai(BODY, "chat")
+        key = (CHAT, b"the body", None)
+
+        async def call() -> dict[str, Any]:
+            message = {"role": "assistant", "content": "Yes."}
+            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            return {"model": "gpt-4o-mini", "choices": [choice], "usage": {"total_tokens": 3}}
+
+        assert (await cache.compute(request, call)).status == "miss"
+        for _ in range(2):
+            hot.learn(key, request, None, await cache.compute(request, call))
+        assert hot.get(key) is not None
+        now[0] += 8.9  # the soft TTL is 10 s +-10 %: still fresh
+        assert hot.get(key) is not None
+        now[0] += 2.2  # 11.1 s: past it, whatever the jitter
+        assert hot.get(key) is None
+        assert (await cache.compute(request, call)).status == "stale"
+    finally:
+        await cache.close()
+
+
+async def test_near_cache_off_means_no_hot_answers(start: Any) -> None:
+    service = await start(near_ttl="0")
+    for _ in range(4):
+        await service.ask()
+    assert service.computed == 4 and len(service.proxy.hot) == 0
+
+
+async def test_memory_is_bounded(redis_url: str) -> None:
+    cache = AsyncCache(async_from_url(redis_url), near=1)
+    try:
+        hot = HotAnswers(cache, Metrics(), max_bytes=4096)
+        for n in range(100):
+            hot._remember((CHAT, b"x" * 100 + str(n).encode(), None), None)
+            assert hot._bytes <= 4096
+        assert 0 < len(hot._hot) <= 40
+    finally:
+        await cache.close()
