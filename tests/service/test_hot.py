@@ -14,12 +14,14 @@ import pytest_asyncio
 from starlette.applications import Starlette
 
 from llmemo.core._async.cache import AsyncCache
+from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.request import from_openai
 from llmemo.service import create_app, load_settings
 from llmemo.service.hot import HotAnswers
 from llmemo.service.metrics import Metrics
 from llmemo.service.proxy import Proxy
 from llmemo.stores.base import async_from_url
+from llmemo.testing.redis_server import RedisServer
 from llmemo.testing.server import UpstreamServer
 
 CHAT = "/v1/chat/completions"
@@ -242,22 +244,53 @@ async def test_a_hot_answer_ends_at_its_entry_s_soft_ttl(redis_url: str) -> None
 
         assert (await cache.compute(request, call)).status == "miss"
         for _ in range(2):
-            hot.learn(key, request, None, await cache.compute(request, call))
-        assert hot.get(key) is not None
+            await hot.learn(key, request, None, await cache.compute(request, call))
+        assert await hot.get(key) is not None
         now[0] += 8.9  # the soft TTL is 10 s +-10 %: still fresh
-        assert hot.get(key) is not None
+        assert await hot.get(key) is not None
         now[0] += 2.2  # 11.1 s: past it, whatever the jitter
-        assert hot.get(key) is None
+        assert await hot.get(key) is None
         assert (await cache.compute(request, call)).status == "stale"
     finally:
         await cache.close()
 
 
-async def test_near_cache_off_means_no_hot_answers(start: Any) -> None:
-    service = await start(near_ttl="0")
-    for _ in range(4):
-        await service.ask()
-    assert service.computed == 4 and len(service.proxy.hot) == 0
+async def test_with_the_near_cache_off_the_store_s_value_is_checked_each_time(
+    start: Any, redis_url: str
+) -> None:
+    service = await hot_service(start, near_ttl="0")
+    await service.ask()
+    assert service.computed == 3  # hot: the value read from Redis is the one it was built from
+    other = AsyncCache(async_from_url(redis_url))
+    try:
+        [key] = hot_keys(service)
+        assert await other.delete_key(key)  # another process: seen at once, no near cache
+    finally:
+        await other.close()
+    assert (await service.ask()).headers["x-llmemo-cache"] == "miss"
+    assert [(await service.ask()).headers["x-llmemo-cache"] for _ in range(3)] == ["hit"] * 3
+    assert service.computed == 5  # the new entry is hot after one normal hit
+
+
+async def test_store_down_a_hot_request_fails_open_and_counts_its_errors_once(
+    start: Any, redis_server: RedisServer, upstream: UpstreamServer
+) -> None:
+    service = await hot_service(start, near_ttl="0")
+    cache = service.proxy.cache
+    cache.breaker = CircuitBreaker(threshold=1000)  # stays closed: every request tries the store
+    other = {**BODY, "messages": [{"role": "user", "content": "Not hot."}]}
+    await service.ask(body=other)
+    redis_server.stop()
+    try:
+        counted = []
+        for body in (BODY, other):  # hot, then a request the normal path alone handles
+            before = cache.local_stats().store_errors
+            assert (await service.ask(body=body)).headers["x-llmemo-cache"] == "miss"
+            counted.append(cache.local_stats().store_errors - before)
+        assert counted[0] == counted[1] > 0
+    finally:
+        redis_server.start()
+    assert upstream.stats().count(CHAT) == 4
 
 
 async def test_memory_is_bounded(redis_url: str) -> None:

@@ -34,6 +34,11 @@ class CircuitBreaker:
                 return "half-open"
             return "open"
 
+    @property
+    def closed(self) -> bool:
+        """The store is in use as normal (no lock: a read of one attribute)."""
+        return self._opened_at is None
+
     def allow(self) -> bool:
         """May the next call use the store?"""
         if self._opened_at is None:  # closed: the hot path takes no lock

@@ -291,21 +291,13 @@ class BaseCache:
         self._versions[namespace] = (version, time.monotonic())
         return version
 
-    def near_value(self, call: Call) -> tuple[str, bytes] | None:
-        """(key, stored value) when the near cache alone answers this call now, with nothing
-        else to do and no I/O: the namespace's version is known and fresh, the near cache keeps
-        the key, and no semantic lease needs renewing on a hit (rolling TTL). None otherwise."""
-        near = self.near
-        if near is None or (self.semantic is not None and self.policy.rolling):
-            return None
-        version = self.cached_version(call.scope.namespace)
-        if version is None:
-            return None
-        key = self.key_of(call, version)
-        value = near.get(key)
-        return None if value is None else (key, value)
-
     # -- entries ----------------------------------------------------------------------------
+
+    def keep_near(self, key: str, value: bytes, lifetime: float | None) -> None:
+        """Keep a value read from the store in the near cache (`lifetime`: what the entry has
+        left; 0 for one that is stale), as a lookup does after decoding it."""
+        if self.near is not None:
+            self.near.put(key, value, lifetime)
 
     def hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""

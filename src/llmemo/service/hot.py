@@ -1,20 +1,23 @@
 """Hot answers: the finished answer to a request that keeps being hit.
 
-On a hit the service reads the body, works out the request's scope and key, finds the entry in the
-cache's near cache, decodes it, prices it and encodes the answer again. For a request repeated
-while the near cache keeps its entry, all of that gives the same bytes each time. A hot answer
-keeps those bytes, keyed on the request itself: route, body bytes and tenant.
+On a hit the service reads the body, works out the request's scope and key, reads the entry (from
+the near cache or the store), decodes it, prices it and encodes the answer again. For a request
+whose entry has not changed, all of that gives the same bytes each time. A hot answer keeps those
+bytes, keyed on the request itself (route, body bytes and tenant), with the stored value they were
+made from.
 
-A hot answer is used only while it is exactly what the normal path would send:
-- its entry is still the near cache's value for its key. The check is by identity, so a store,
-  delete or invalidate through this cache is seen at once, and another process's change within
-  the near cache's ttl;
-- its namespace's version is still the one it was built under (`BaseCache.near_value`);
-- the entry is not past its soft TTL (stale-while-revalidate goes the normal way);
-- the request carries no llmemo or Cache-Control header, and asks for no stream.
+Each use reads the entry as a lookup would (`AsyncCache.current_value`: the near cache, else the
+store, a rolling TTL renewed) and checks it is still that value, byte for byte. It is then exactly
+what the normal path would send, so:
+- a store, delete or invalidate through this cache is seen at once, and another process's change
+  as soon as the normal path would see it (at once without a near cache, within its ttl with one);
+- a new namespace version (`version_ttl`) gives a new key, so no value;
+- an entry past its soft TTL is left to the normal path (stale-while-revalidate);
+- a request with an llmemo or Cache-Control header, a stream request, a store error or an open
+  circuit take the normal path too.
 
-Each use counts the same stats and metrics as a normal hit, with a fresh `Age`. Only the
-hit-path work is skipped: the upstream, the store and every other request take the normal path.
+Each use counts the same stats and metrics as a normal hit, with a fresh `Age`. What it skips is
+parsing the body, preparing the key, decoding the entry and encoding the answer.
 """
 
 from __future__ import annotations
@@ -41,9 +44,10 @@ class Hot:
     """One request's finished hit: the answer, and what the entry behind it was."""
 
     call: Call  # what the normal path prepares for this request
-    value: bytes  # the near cache's value it was built from (compared by identity)
+    value: bytes  # the stored value it was built from
     body: bytes  # the answer's JSON
     created: float  # the entry's creation time (cache clock), for Age
+    ttl: float | None  # the entry's TTL (None: none), for the near cache
     stale_after: float | None  # the entry's soft TTL, if it has one
     counts: tuple[tuple[str, float], ...]  # what a hit adds to the cache's stats
     model: str  # the metrics' model label
@@ -61,16 +65,23 @@ class HotAnswers:
         self._hot: dict[HotKey, Hot | None] = {}
         self._bytes = 0
 
-    def get(self, key: HotKey) -> Hot | None:
+    async def get(self, key: HotKey) -> Hot | None:
         """The hot answer of this request, if it is still what the normal path would send."""
         hot = self._hot.get(key)
         if hot is None:
             return None
-        found = self.cache.near_value(hot.call)
-        if found is None or found[1] is not hot.value:
+        found = await self.cache.current_value(hot.call)
+        if found is None:
             return None
-        if hot.stale_after is not None and self.cache.clock() >= hot.stale_after:
+        entry, value, from_store = found
+        if value is not hot.value and value != hot.value:
             return None
+        now = self.cache.clock()
+        if hot.stale_after is not None and now >= hot.stale_after:
+            return None
+        if from_store:  # kept as a lookup keeps it (the hot answer's own copy: same bytes)
+            lifetime = None if hot.ttl is None else hot.ttl - (now - hot.created)
+            self.cache.keep_near(entry, hot.value, lifetime)
         return hot
 
     async def answer(
@@ -85,25 +96,27 @@ class HotAnswers:
             await cache.flush()
         return hot.body, [_HIT, (b"age", str(int(age)).encode())]
 
-    def learn(self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result) -> None:
+    async def learn(
+        self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result
+    ) -> None:
         """A normal hit of this request was answered: build its hot answer on the second one."""
         if result.status != "hit" or len(key[1]) > MAX_BODY:
             return
         if key not in self._hot:
             self._remember(key, None)
             return
-        hot = self._build(request, tenant)
+        hot = await self._build(request, tenant)
         if hot is not None:
             self._remember(key, hot)
 
-    def _build(self, request: CacheRequest, tenant: str | None) -> Hot | None:
-        """The hot answer of what the near cache holds for this request now, if anything."""
+    async def _build(self, request: CacheRequest, tenant: str | None) -> Hot | None:
+        """The hot answer of the entry a lookup of this request would decode now, if any."""
         cache = self.cache
         call = cache.prepare(request, tenant=tenant)
-        found = cache.near_value(call)
+        found = await cache.current_value(call)
         if found is None:
             return None
-        key, value = found
+        key, value, _ = found
         try:
             head, doc = entries.decode_parts(value)
             hit = cache.hit_of(head, doc, key)
@@ -119,6 +132,7 @@ class HotAnswers:
             value,
             orjson.dumps(hit.response),
             hit.created,
+            hit.ttl,
             stale_after,
             cache.hit_counts(hit),
             request.model or "-",

@@ -214,14 +214,13 @@ class Proxy:
         hot_key = None
         if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
             tenant = tenant_of(received, self.settings.shared)
-            if self.cache.near is not None:
-                hot_key = (endpoint.path, raw, tenant)
-                hot = self.hot.get(hot_key)
-                if hot is not None:
-                    body, headers = await self.hot.answer(
-                        endpoint.path, hot, time.perf_counter() - started
-                    )
-                    return Answer(body, 200, headers)
+            hot_key = (endpoint.path, raw, tenant)
+            hot = await self.hot.get(hot_key)
+            if hot is not None:
+                body, headers = await self.hot.answer(
+                    endpoint.path, hot, time.perf_counter() - started
+                )
+                return Answer(body, 200, headers)
             parsed = read_request(endpoint, raw)
             controls = plain_controls(tenant)
         else:
@@ -255,7 +254,7 @@ class Proxy:
         result = await self.cache.compute(canonical, call, **controls.options())
         self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
         if hot_key is not None and not parsed.bypass:
-            self.hot.learn(hot_key, canonical, controls.tenant, result)
+            await self.hot.learn(hot_key, canonical, controls.tenant, result)
         return Answer.of(result.response, 200, {**passed, **cache_headers(result)})
 
     async def stream(

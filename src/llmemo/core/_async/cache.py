@@ -137,6 +137,35 @@ class AsyncCache(BaseCache):
             near.put(key, data, 0.0 if hit.stale else hit.remaining)
         return hit
 
+    async def current_value(self, call: Call) -> tuple[str, bytes, bool] | None:
+        """(key, value, read from the store) of the entry a lookup of this call would decode now,
+        not decoded: the near cache's value, else the store's (a rolling TTL renewed as a lookup
+        renews it). For callers that keep what they made of a value (the service's hot answers).
+
+        None leaves the call to a lookup: no entry, the namespace's version not known lately, the
+        store's circuit not closed, a store error (not counted: the lookup that follows counts its
+        own), or a hit that must do more than read (a semantic lease under a rolling TTL). A value
+        read from the store is not put in the near cache: `keep_near` it once it is known good.
+        """
+        if self.semantic is not None and self.policy.rolling:
+            return None
+        version = self.cached_version(call.scope.namespace)
+        if version is None:
+            return None
+        key = self.key_of(call, version)
+        near = self.near
+        if near is not None:
+            kept = near.get(key)
+            if kept is not None:
+                return key, kept, False
+        if not self.breaker.closed:
+            return None
+        try:
+            data = await self.backend.get(key, self.refresh_ttl())
+        except StoreError:
+            return None
+        return None if data is None else (key, data, True)
+
     async def _read_live(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
         rolling = self.refresh_ttl()
