@@ -549,15 +549,14 @@ def _section(
         fetch = (
             ""
             if far is None
-            else f""", and {far.server_us - memory.server_us:.0f} µs the Redis `GET` when every hit
-reads Redis (near cache off; auto-pipelined: the hits of one event-loop tick share a write, so what
-is left is the suspended request's own wake-up, its reply's parsing and its share of the batch's
-system calls)"""
+            else f""", and {far.server_us - memory.server_us:.0f} µs more when every hit
+reads Redis (near cache off: one `GET`, auto-pipelined, so the hits of one event-loop tick share a
+write and what is left is the request's own wake-up, its reply's parsing and its share of the
+batch's system calls)"""
         )
         where = f"""
-Where a hit's server CPU goes (medians above): {bare.server_us:.0f} µs are uvicorn + Starlette (the
-bare side), {memory.server_us - bare.server_us:.0f} µs the llmemo shell and cache logic without a
-store round trip (memory:// side){fetch}. Driven through ASGI alone, without an HTTP server, the
+Where a hit's server CPU goes (medians above): {bare.server_us:.0f} µs for uvicorn + bare Starlette,
+{memory.server_us:.0f} µs for llmemo with no store round trip (memory://){fetch}. Driven through ASGI alone, without an HTTP server, the
 bare and memory:// apps cost {bare.asgi_us:.0f} and {memory.asgi_us:.0f} µs per request (the
 Redis figures there are sequential, one unbatched round trip per hit).
 memory:// reaches {memory.rps / bare.rps:.2f} of bare.
@@ -578,8 +577,10 @@ round): it bounds a server's throughput on a core of its own, whatever else runs
 "App alone" drives the same app through ASGI in the benchmark process (3000 sequential hits, no
 HTTP server): what the app's own code costs. "llmemo hit, Redis" is `llmemo serve` as shipped:
 the Redis store with its near cache (`near_ttl` 1 s; every connection asks for the same prompt, so
-the hit is read from Redis once a second and from the process's memory in between); "near cache
-off" is the same with `near_ttl` 0, every hit a Redis `GET`.
+the entry is read from Redis once a second and from the process's memory in between) and its hot
+answers (docs/service.md: the finished answer of a request hit before, sent while the entry's
+stored value is unchanged); "near cache off" is the same with `near_ttl` 0, so every hit reads
+the entry from Redis (one `GET`) before its answer is sent.
 
 Machine: {machine(*stack_names(args.http, args.loop))}. The load generator, the servers and Redis share the 2 cores; the 1-minute
 load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
