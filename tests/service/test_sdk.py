@@ -167,6 +167,19 @@ def test_anthropic_second_call_is_a_hit(
     assert upstream.stats().count(MESSAGES) == 1
 
 
+def test_repeated_calls_stay_equal_once_answered_hot(
+    oai: openai.OpenAI, claude: anthropic.Anthropic, upstream: UpstreamServer
+) -> None:
+    """From the third identical call on, the service sends the hit's finished bytes
+    (service/hot.py): the SDKs must still parse them to the very first object."""
+    chats = [ask_chat(oai) for _ in range(6)]
+    messages = [ask_claude(claude) for _ in range(6)]
+    for answers, route in ((chats, CHAT), (messages, MESSAGES)):
+        assert [status for _, status in answers] == ["miss"] + ["hit"] * 5
+        assert all(answer == answers[0][0] for answer, _ in answers)
+        assert upstream.stats().count(route) == 1
+
+
 @pytest.mark.asyncio
 async def test_anthropic_async_second_call_is_a_hit(
     aclaude: anthropic.AsyncAnthropic, upstream: UpstreamServer
