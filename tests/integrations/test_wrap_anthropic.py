@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import anthropic
+import pydantic
 import pytest
+from anthropic.lib.streaming import AsyncMessageStream, MessageStream
 from anthropic.types import Message, RawContentBlockDeltaEvent, RawMessageStartEvent
 
 import llmemo
@@ -162,3 +164,66 @@ def test_pass_through_and_errors(
         llmemo.wrap(anthropic.AsyncAnthropic(api_key="x"), cache)
     with pytest.raises(ConfigError, match="sync client"):
         llmemo.wrap(claude, acache)
+
+
+def test_the_stream_helper_is_cached_and_keeps_its_sdk_surface(
+    claude: anthropic.Anthropic, cache: Cache, upstream: UpstreamServer
+) -> None:
+    client = llmemo.wrap(claude, cache)
+    finals, texts = [], []
+    for _ in range(2):
+        with client.messages.stream(**ask(), cache_tags=["helper"]) as stream:
+            assert isinstance(stream, MessageStream)
+            texts.append("".join(stream.text_stream))
+            finals.append(stream.get_final_message())
+    assert calls(upstream) == 1  # the second helper call was a replay
+    assert texts[0] == texts[1] and texts[0].startswith("Answer to:")
+    assert isinstance(finals[1], Message) and finals[1] == finals[0]  # the SDK's ParsedMessage
+    assert finals[1].content[0].text == texts[0]
+    whole = client.messages.create(**ask(), cache_tags=["helper"])  # the same entry
+    assert (whole.id, whole.content[0].text, whole.usage) == (
+        finals[0].id,
+        texts[0],
+        finals[0].usage,
+    )
+    assert calls(upstream) == 1
+    with client.messages.stream(**ask("Something else?")) as stream:
+        events = [event.type for event in stream]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert "text" in events  # the helper's own accumulated events
+    assert calls(upstream) == 2
+
+
+def test_the_stream_helper_passes_structured_output_through(
+    claude: anthropic.Anthropic, cache: Cache, upstream: UpstreamServer
+) -> None:
+    """`output_format=` goes to the SDK's own helper, uncached (the local upstream's plain-text
+    answer then fails the SDK's own JSON parse, as it does without llmemo)."""
+
+    class Answer(pydantic.BaseModel):
+        answer: str
+
+    client = llmemo.wrap(claude, cache)
+    for _ in range(2):
+        with (
+            pytest.raises(pydantic.ValidationError, match="Invalid JSON"),
+            client.messages.stream(**ask(), output_format=Answer) as stream,
+        ):
+            stream.get_final_message()
+    assert calls(upstream) == 2
+    assert cache.stats().lookups == 0
+
+
+@pytest.mark.asyncio
+async def test_the_async_stream_helper(
+    aclaude: anthropic.AsyncAnthropic, acache: AsyncCache, upstream: UpstreamServer
+) -> None:
+    client = llmemo.wrap(aclaude, acache)
+    finals = []
+    for _ in range(2):
+        async with client.messages.stream(**ask()) as stream:
+            assert isinstance(stream, AsyncMessageStream)
+            text = "".join([t async for t in stream.text_stream])
+            finals.append(await stream.get_final_message())
+    assert calls(upstream) == 1
+    assert finals[1] == finals[0] and finals[1].content[0].text == text

@@ -1,12 +1,15 @@
-"""The Anthropic SDK's cached endpoint: `messages.create` (plain and `stream=True`)."""
+"""The Anthropic SDK's cached endpoint: `messages.create` (plain and `stream=True`), and the
+`messages.stream()` helper on top of it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 import anthropic
+from anthropic import NOT_GIVEN, NotGiven, Omit
+from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStreamManager
 from anthropic.types import (
     Message,
     RawContentBlockDeltaEvent,
@@ -20,7 +23,7 @@ from pydantic import BaseModel
 
 from llmemo.core import streaming
 from llmemo.core.request import CacheRequest, Normalisation, from_anthropic
-from llmemo.integrations.provider import JSON, Endpoint, Provider, build
+from llmemo.integrations.provider import JSON, Endpoint, Helper, Provider, build
 
 # Stream event type -> its SDK class (the union the SDK streams, told apart by `type`).
 EVENTS: Mapping[str, type[BaseModel]] = {
@@ -60,9 +63,25 @@ MESSAGES = Endpoint(
     complete=_finished,
 )
 
+
+def _stream_manager(create: Callable[..., Any], kwargs: dict[str, Any], is_async: bool) -> Any:
+    """What `messages.stream(**kwargs)` returns, its stream made by the cached `create`: the
+    SDK's own manager, so `text_stream`, events and `get_final_message()` work on hits too."""
+    if is_async:
+        return AsyncMessageStreamManager(create(**kwargs, stream=True))
+    return MessageStreamManager(partial(create, **kwargs, stream=True), output_format=NOT_GIVEN)
+
+
+def _parses(kwargs: Mapping[str, Any]) -> bool:
+    """A structured-output stream (`output_format=`) is the SDK's own helper's, uncached."""
+    return not isinstance(kwargs.get("output_format", NOT_GIVEN), NotGiven | Omit | None)
+
+
+STREAM = Helper("create", _stream_manager, _parses)
+
 PROVIDER = Provider(
     name="anthropic",
-    routes={"messages": {"create": MESSAGES}},
+    routes={"messages": {"create": MESSAGES, "stream": STREAM}},
     sync_client=anthropic.Anthropic,
     async_client=anthropic.AsyncAnthropic,
     omitted=(anthropic.NotGiven, anthropic.Omit),

@@ -43,7 +43,18 @@ class Endpoint:
         return self.chunk is not None
 
 
-Routes = Mapping[str, "Routes | Endpoint"]
+@dataclass(frozen=True)
+class Helper:
+    """An SDK stream helper (Anthropic's `messages.stream()`) run on the cached `via` sibling
+    (`create`): `manager(create, kwargs, is_async)` builds the SDK's own manager around that
+    method's stream. Calls that `passes` go to the SDK's helper itself, uncached."""
+
+    via: str
+    manager: Callable[[Callable[..., Any], dict[str, Any], bool], Any]
+    passes: Callable[[Mapping[str, Any]], bool]
+
+
+Routes = Mapping[str, "Routes | Endpoint | Helper"]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from llmemo.integrations.options import CallOptions
 from llmemo.integrations.provider import (
     JSON,
     Endpoint,
+    Helper,
     Provider,
     Routes,
     dump,
@@ -113,6 +114,8 @@ class _Proxy:
         binding = self._llmemo_binding
         if isinstance(route, Endpoint):
             return binding.method(value, route)
+        if isinstance(route, Helper):
+            return _helper(self, value, route, binding)
         if route is not None:
             return _Proxy(value, route, binding)
         if name in _REWRAP and self._llmemo_routes is binding.provider.routes and callable(value):
@@ -145,6 +148,17 @@ class _Proxy:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._llmemo_target.__aexit__(*exc)
+
+
+def _helper(proxy: _Proxy, sdk: Callable[..., Any], route: Helper, binding: _Binding) -> Any:
+    def helper(*args: Any, **kwargs: Any) -> Any:
+        if args or route.passes(kwargs):  # keywords only; `passes`: the SDK's own, uncached
+            return sdk(*args, **kwargs)
+        create = getattr(proxy, route.via)  # the cached method
+        return route.manager(create, kwargs, isinstance(binding.cache, AsyncCache))
+
+    helper.__doc__ = getattr(sdk, "__doc__", None)
+    return helper
 
 
 def _rewrapping(method: Callable[..., Any], binding: _Binding) -> Callable[..., Any]:
