@@ -106,7 +106,7 @@ def plain_controls(tenant: str | None) -> Controls:
 
 def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
     """Controls from `Cache-Control` and `X-LLMemo-TTL/Namespace/Tags`; BadRequestError if invalid."""
-    if _CONTROLS.isdisjoint(headers):  # the common case: only the tenant
+    if plain_request(headers):  # the common case: only the tenant
         return plain_controls(tenant_of(headers, shared))
     directives = {
         part.strip().lower() for part in headers.get("cache-control", "").split(",") if part.strip()

@@ -212,6 +212,7 @@ class Proxy:
             receive, self.settings.max_body_bytes, received.get("content-length")
         )
         hot_key = None
+        controls = None
         if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
             tenant = tenant_of(received, self.settings.shared)
             hot_key = (endpoint.path, raw, tenant)
@@ -221,10 +222,9 @@ class Proxy:
                     endpoint.path, hot, time.perf_counter() - started
                 )
                 return Answer(body, 200, headers)
-            parsed = read_request(endpoint, raw)
             controls = plain_controls(tenant)
-        else:
-            parsed = read_request(endpoint, raw)
+        parsed = read_request(endpoint, raw)  # a bad body is reported before a bad header
+        if controls is None:
             controls = read_controls(received, self.settings.shared)
         canonical = parsed.canonical
         if parsed.bypass:  # as `Cache-Control: no-cache, no-store`: neither look up nor store
