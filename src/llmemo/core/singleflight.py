@@ -97,21 +97,64 @@ async def ainvoke(fn: Callable[[], Any]) -> Any:
     return result
 
 
-def spawn(fn: Callable[[], object]) -> None:
-    """Run fn in a daemon thread (a background refresh must not hold the caller)."""
-    threading.Thread(target=fn, daemon=True, name="llmemo-refresh").start()
+class Background:
+    """A cache's background refreshes, run in daemon threads and tracked, so that `close()` can
+    wait for them before the store closes (a refresh that outlives its cache would reopen it)."""
+
+    def __init__(self) -> None:
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def spawn(self, fn: Callable[[], object]) -> None:
+        """Run fn in a daemon thread (a background refresh must not hold the caller)."""
+
+        def run() -> None:
+            try:
+                fn()
+            finally:
+                with self._lock:
+                    self._threads.discard(thread)
+
+        thread = threading.Thread(target=run, daemon=True, name="llmemo-refresh")
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds in all for the running refreshes; how many still run
+        (a thread cannot be stopped: it ends on its own, its store errors counted)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            running = list(self._threads)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in running)
 
 
-_background: set[asyncio.Task[object]] = (
-    set()
-)  # strong references, so a running task is not collected
+class AsyncBackground:
+    """A cache's background refreshes, run as tasks and tracked (strong references keep a running
+    task from being collected; `close()` waits for them, then cancels what is left)."""
 
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[object]] = set()
 
-def aspawn(fn: Callable[[], Coroutine[Any, Any, object]]) -> None:
-    """Run fn as a task on the running loop (a background refresh must not hold the caller)."""
-    task: asyncio.Task[object] = asyncio.get_running_loop().create_task(fn())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    def spawn(self, fn: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Run fn as a task on the running loop (a background refresh must not hold the caller)."""
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the running refreshes, then cancel the rest; how many
+        were cancelled."""
+        running = [t for t in self._tasks if t.get_loop() is asyncio.get_running_loop()]
+        if not running:
+            return 0
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return len(pending)
 
 
 def sleep(seconds: float) -> None:

@@ -79,8 +79,8 @@ class Service:
         finally:
             self._proxy = None
             await self.warming.aclose()
+            await cache.close()  # first: its background refreshes still call the upstreams
             await upstreams.aclose()
-            await cache.close()
 
     def _verifier(self) -> AsyncLLMVerifier | None:
         """The LLM check of borderline semantic matches, when `semantic_verifier` names a model."""

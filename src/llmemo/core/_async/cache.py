@@ -16,7 +16,14 @@ from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, respo
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.semantic import AsyncSemanticLayer
-from llmemo.core.singleflight import AsyncFlights, AsyncOp, AsyncRenewer, ainvoke, asleep, aspawn
+from llmemo.core.singleflight import (
+    AsyncBackground,
+    AsyncFlights,
+    AsyncOp,
+    AsyncRenewer,
+    ainvoke,
+    asleep,
+)
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
 from llmemo.stores import base as stores
@@ -48,6 +55,7 @@ class AsyncCache(BaseCache):
             semantic.bind(store, self.prefix)
         self._flights = AsyncFlights()
         self._revalidating: set[str] = set()
+        self._background = AsyncBackground()
 
     @classmethod
     def from_url(
@@ -68,12 +76,22 @@ class AsyncCache(BaseCache):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        """Flush pending counters and close the store."""
+    async def close(self, timeout: float = 5.0) -> None:
+        """Wait up to `timeout` seconds for background refreshes (a refresh that outlived its cache
+        would reopen the store; tasks still running then are cancelled), flush pending counters
+        and close the store, also when its circuit is open (a skipped close leaves connections
+        open)."""
+        await self._background.drain(timeout)
         await self.flush()
         if self.semantic is not None:
-            await self._safely(self.semantic.close, None)
-        await self._safely(self.backend.close, None)
+            await self._closing(self.semantic.close)
+        await self._closing(self.backend.close)
+
+    async def _closing(self, close: AsyncOp[None]) -> None:
+        try:
+            await close()
+        except StoreError as exc:  # fail open: counted, never raised from close()
+            self.count_store_error(exc)
 
     # -- fail-open plumbing -----------------------------------------------------------------
 
@@ -343,7 +361,7 @@ class AsyncCache(BaseCache):
             finally:
                 self._revalidating.discard(key)
 
-        aspawn(refresh)
+        self._background.spawn(refresh)
 
     async def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
         lock = self.lock_of(call, version)

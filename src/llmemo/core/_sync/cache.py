@@ -17,7 +17,14 @@ from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, respo
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.semantic import SemanticLayer
-from llmemo.core.singleflight import Flights, Op, Renewer, invoke, sleep, spawn
+from llmemo.core.singleflight import (
+    Background,
+    Flights,
+    Op,
+    Renewer,
+    invoke,
+    sleep,
+)
 from llmemo.core.stats import CacheStats
 from llmemo.errors import CorruptEntryError, StoreError
 from llmemo.stores import base as stores
@@ -49,6 +56,7 @@ class Cache(BaseCache):
             semantic.bind(store, self.prefix)
         self._flights = Flights()
         self._revalidating: set[str] = set()
+        self._background = Background()
 
     @classmethod
     def from_url(
@@ -69,12 +77,22 @@ class Cache(BaseCache):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        """Flush pending counters and close the store."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Wait up to `timeout` seconds for background refreshes (a refresh that outlived its cache
+        would reopen the store; tasks still running then are cancelled), flush pending counters
+        and close the store, also when its circuit is open (a skipped close leaves connections
+        open)."""
+        self._background.drain(timeout)
         self.flush()
         if self.semantic is not None:
-            self._safely(self.semantic.close, None)
-        self._safely(self.backend.close, None)
+            self._closing(self.semantic.close)
+        self._closing(self.backend.close)
+
+    def _closing(self, close: Op[None]) -> None:
+        try:
+            close()
+        except StoreError as exc:  # fail open: counted, never raised from close()
+            self.count_store_error(exc)
 
     # -- fail-open plumbing -----------------------------------------------------------------
 
@@ -344,7 +362,7 @@ class Cache(BaseCache):
             finally:
                 self._revalidating.discard(key)
 
-        spawn(refresh)
+        self._background.spawn(refresh)
 
     def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
         lock = self.lock_of(call, version)
