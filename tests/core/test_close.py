@@ -5,6 +5,7 @@ sees) come back to where they were."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import threading
@@ -39,10 +40,8 @@ def open_sockets() -> int:
     fds = os.listdir("/proc/self/fd")
     count = 0
     for fd in fds:
-        try:
+        with contextlib.suppress(OSError):  # closed between listdir and readlink
             count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:  # closed between listdir and readlink
-            pass
     return count
 
 
