@@ -180,3 +180,17 @@ def test_the_trailing_slash_redirect_is_relative(
         response = http.request(method, path, json=CHAT, headers={"host": "evil.example"})
     assert response.status_code == 307
     assert response.headers["location"] == location  # never built from the Host header
+
+
+def test_a_warm_item_over_max_ttl_fails_alone_before_the_upstream_is_paid(
+    serve: Serve, upstream: UpstreamServer
+) -> None:
+    service = serve(warm_token=TOKEN, max_ttl="1h")
+    items = [{**CHAT, "ttl": "2h"}, {**CHAT, "ttl": "1e308"}, {**CHAT, "ttl": "30m"}]
+    with client(service.url) as http:
+        response = http.post("/v1/warm", json=items, headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["failed", "failed", "stored"]
+    assert all("over the maximum" in r["reason"] for r in results[:2])
+    assert upstream.stats().total == 1
