@@ -56,6 +56,9 @@ def test_serve_without_an_upstream_says_what_to_set() -> None:
         (("--upstream", "bedrock"), "upstream"),
         (("--upstream", "demo", "--port", "x"), "port"),
         (("--config", "/nonexistent/llmemo.toml"), "config file not found"),
+        (("--upstream", "demo", "--max-ttl", "inf"), "finite"),
+        (("--upstream", "demo", "--ttl", "2d", "--max-ttl", "1d"), "over the maximum"),
+        (("--upstream", "demo", "--max-entry-bytes", "0"), "max_entry_bytes"),
     ],
 )
 def test_bad_settings_fail_in_one_line(args: tuple[str, ...], message: str) -> None:

@@ -54,3 +54,36 @@ def test_waiting_latencies_are_applied_without_a_scrape(monkeypatch: pytest.Monk
     assert metrics._latencies == {} and metrics._counts == {}  # applied: nothing grows unbounded
     histogram = metrics.hit_latency.labels(ROUTE)
     assert histogram._sum.get() == pytest.approx(0.01)
+
+
+def model_labels(metrics: Metrics) -> set[str]:
+    return {
+        dict(labels)["model"]
+        for (name, labels), _ in samples(metrics).items()
+        if name == "llmemo_requests_total"
+    }
+
+
+def test_model_labels_are_bounded_and_unknown_models_fold_into_other() -> None:
+    metrics = Metrics(max_models=3)
+    for n in range(5000):
+        metrics.record(ROUTE, f"made-up-{n}", Result(RESPONSE, "miss"), 0.1)
+    for known in ("gpt-4o-mini", "claude-haiku-4"):  # price table names always keep their label
+        metrics.record(ROUTE, known, Result(RESPONSE, "miss"), 0.1)
+    metrics.record(ROUTE, "made-up-1", Result(RESPONSE, "miss"), 0.1)  # seen early: kept
+    labels = model_labels(metrics)
+    assert labels == {"made-up-0", "made-up-1", "made-up-2", "other", "gpt-4o-mini",
+                      "claude-haiku-4"}  # fmt: skip
+    got = samples(metrics)
+    other = (("cache", "miss"), ("model", "other"), ("route", ROUTE))
+    assert got[("llmemo_requests_total", other)] == 4997
+    assert len(metrics.render()) < 20_000  # was 1.2 MB for 5,000 names
+
+
+def test_model_labels_carry_no_control_characters_and_are_cut() -> None:
+    metrics = Metrics()
+    metrics.record(ROUTE, "evil\x00model\n\x1b[31m", Result(RESPONSE, "miss"), 0.1)
+    metrics.record(ROUTE, "x" * 500, Result(RESPONSE, "miss"), 0.1)
+    metrics.record(ROUTE, None, Result(RESPONSE, "miss"), 0.1)
+    assert model_labels(metrics) == {"evilmodel[31m", "x" * 100, "-"}
+    assert b"\x00" not in metrics.render()

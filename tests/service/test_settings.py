@@ -28,6 +28,11 @@ def test_defaults() -> None:
         False,
     )
     assert settings.openai_url is None and settings.anthropic_url is None
+    assert (settings.max_ttl, settings.max_entry_bytes, settings.max_model_labels) == (
+        "30d",
+        1024 * 1024,
+        100,
+    )
 
 
 def test_file_then_environment_then_flags(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,6 +90,14 @@ def test_upstream_presets(preset: str, openai: str | None, anthropic: str | None
         ({"upstream": "bedrock"}, "upstream"),
         ({"openai_base_url": "api.openai.com"}, "not a URL"),
         ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"max_ttl": "inf"}, "finite"),
+        ({"max_ttl": "0"}, "max_ttl must be positive"),
+        ({"ttl": "60d"}, "over the maximum"),
+        ({"ttl": "2h", "max_ttl": "1h"}, "over the maximum"),
+        ({"stale_grace": "1e308"}, "stale_grace"),
+        ({"near_ttl": "nan"}, "finite"),
+        ({"max_entry_bytes": 0}, "max_entry_bytes"),
+        ({"max_model_labels": -1}, "max_model_labels"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(flags: dict[str, object], message: str) -> None:

@@ -59,6 +59,20 @@ def serve(
     ttl: Annotated[
         str | None, typer.Option(help="Entry lifetime, e.g. 24h (env LLMEMO_TTL).")
     ] = None,
+    max_ttl: Annotated[
+        str | None,
+        typer.Option(
+            help="Longest entry lifetime a caller or setting may ask for (env LLMEMO_MAX_TTL; "
+            "default 30d).",
+        ),
+    ] = None,
+    max_entry_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Answers whose entry is bigger are served but not stored (env "
+            "LLMEMO_MAX_ENTRY_BYTES; default 1048576).",
+        ),
+    ] = None,
     near_ttl: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +137,8 @@ def serve(
         namespace=namespace,
         shared=shared,
         ttl=ttl,
+        max_ttl=max_ttl,
+        max_entry_bytes=max_entry_bytes,
         near_ttl=near_ttl,
         semantic=semantic,
         semantic_threshold=semantic_threshold,

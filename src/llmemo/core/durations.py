@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -14,7 +15,8 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def seconds(value: Duration) -> float:
-    """Return a duration in seconds; raise ConfigError for anything that is not one."""
+    """Return a duration in seconds; raise ConfigError for anything that is not one (negative,
+    infinite or NaN values included)."""
     if isinstance(value, bool):
         raise ConfigError(f"not a duration: {value!r}")
     if isinstance(value, timedelta):
@@ -34,6 +36,8 @@ def seconds(value: Duration) -> float:
             result = sum(float(n) * _UNITS[u] for n, u in parts)
     else:
         raise ConfigError(f"not a duration: {value!r}")
-    if result < 0 or result != result:
+    if not math.isfinite(result):
+        raise ConfigError(f"a duration must be a finite number of seconds, got {value!r}")
+    if result < 0:
         raise ConfigError(f"a duration cannot be negative: {value!r}")
     return result

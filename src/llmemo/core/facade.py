@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
@@ -14,7 +14,13 @@ from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
 from llmemo.core.entry import Usage
 from llmemo.core.near import NearCache, near_cache
-from llmemo.core.policy import SKIP_UNCACHEABLE, TtlArg, TtlPolicy, skip_reason
+from llmemo.core.policy import (
+    SKIP_TOO_LARGE,
+    SKIP_UNCACHEABLE,
+    TtlArg,
+    TtlPolicy,
+    skip_reason,
+)
 from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
 from llmemo.core.request import (
     DEFAULT_NORMALISATION,
@@ -37,6 +43,9 @@ if TYPE_CHECKING:
     from llmemo.core.semantic import SemanticBase
     from llmemo.integrations.memoize import F, KeyFn
 
+MAX_ENTRY_BYTES = 1024 * 1024
+"""An encoded (compressed) entry bigger than this is not stored: the answer is returned, and the
+skip is counted as `too_large`. `max_entry_bytes=None` lifts the limit."""
 PREPARED_MEMO = 1024  # request bodies (up to MEMO_MAX_BYTES each) whose key parts a cache remembers
 
 Status = Literal["hit", "semantic", "stale", "miss", "bypass"]
@@ -148,11 +157,19 @@ class BaseCache:
         flush_interval: float = 10.0,
         stale_grace: Duration | None = None,
         near: NearCache | Duration | None = None,
+        max_ttl: Duration | None = None,
+        max_entry_bytes: int | None = MAX_ENTRY_BYTES,
     ) -> None:
         self.namespace = check_name("namespace", namespace)
         check_name("prefix", prefix)
         self.prefix = prefix
-        self.policy = ttl if isinstance(ttl, TtlPolicy) else TtlPolicy.build(ttl)
+        if isinstance(ttl, TtlPolicy):
+            self.policy = ttl if max_ttl is None else replace(ttl, max_ttl=seconds(max_ttl))
+        else:
+            self.policy = TtlPolicy.build(ttl, max_ttl=max_ttl)
+        if max_entry_bytes is not None and max_entry_bytes <= 0:
+            raise ConfigError(f"max_entry_bytes must be positive, got {max_entry_bytes!r}")
+        self.max_entry_bytes = max_entry_bytes
         self.defaults = Scope(namespace, tenant, user, tuple(tags))
         self.normalisation = normalisation
         self.max_temperature = max_temperature
@@ -167,7 +184,11 @@ class BaseCache:
         self.flush_interval = flush_interval
         # Stale-while-revalidate: entries live `grace` seconds past their TTL, served as stale
         # while one background call refreshes them. None (the default) turns it off.
-        self.stale_grace = seconds(stale_grace) if stale_grace is not None else None
+        self.stale_grace = (
+            self.policy.bound(seconds(stale_grace), "stale grace")
+            if stale_grace is not None
+            else None
+        )
         # The near cache (core/near.py): recent entries kept in process for about a second.
         # Off by default; `near=1` keeps them 1 s.
         self.near = near_cache(near)
@@ -195,9 +216,16 @@ class BaseCache:
         cacheable: bool = True,
         stale_grace: Duration | None = None,
     ) -> Call:
-        """Normalise a request and resolve its scope (no I/O)."""
+        """Normalise a request and resolve its scope (no I/O). A TTL or grace that is not a
+        duration, or over the policy's maximum, raises ConfigError here: before any call."""
         base = self.defaults
-        grace = self.stale_grace if stale_grace is None else seconds(stale_grace) or None
+        if ttl is not None:
+            ttl = self.policy.check(ttl)
+        grace = (
+            self.stale_grace
+            if stale_grace is None
+            else self.policy.bound(seconds(stale_grace), "stale grace") or None
+        )
         if namespace is None and tenant is None and user is None and not tags:
             # the common case: no per-call scope, nothing to validate again
             known = self._prepared_in_default_scope(request)
@@ -335,7 +363,9 @@ class BaseCache:
         reason = (
             SKIP_UNCACHEABLE
             if not call.cacheable
-            else skip_reason(response, call.request.temperature, self.max_temperature)
+            else skip_reason(
+                response, call.request.temperature, self.max_temperature, call.request.endpoint
+            )
         )
         if reason is not None:
             return None, None, reason
@@ -357,7 +387,10 @@ class BaseCache:
             stale_after=stale_after,
             prompt=self._prompt(call),
         )
-        return entries.encode(entry), ttl, None
+        value = entries.encode(entry)
+        if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
+            return None, None, SKIP_TOO_LARGE
+        return value, ttl, None
 
     def _prompt(self, call: Call) -> str | None:
         """The prompt kept in a semantic entry (the guard compares it with later queries)."""

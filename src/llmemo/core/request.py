@@ -86,6 +86,9 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 _UNTIDY = re.compile(r"[ \t\f\v\u00a0]{2}|[\t\f\v\u00a0\r]|^\s|\s$| \n|\n\n\n")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _KEY_VERSION = b"llmemo-key/1\n"
+MAX_DEPTH = 100
+"""How deeply a request body may nest objects and lists (the body itself is level 1). Real requests
+nest a few levels, tool schemas a few dozen; deeper ones are refused before anything is keyed."""
 
 
 @dataclass(frozen=True)
@@ -160,27 +163,56 @@ def normalise_text(text: str, norm: Normalisation = DEFAULT_NORMALISATION) -> st
     return text
 
 
-def _value(value: Any) -> Any:
-    """Canonical JSON value: integral floats become ints so 1.0 and 1 key alike."""
+def _too_deep(limit: int = MAX_DEPTH) -> UnkeyableError:
+    return UnkeyableError(
+        f"the request nests objects or lists more than {limit} levels deep: "
+        "flatten it (llmemo.core.request.MAX_DEPTH)"
+    )
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """UnkeyableError when a JSON value nests objects or lists more than `limit` levels deep
+    (without recursing: any depth is measured safely). Normalising checks this as it goes; this
+    is for documents that hold requests (a warm batch)."""
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, Mapping | list | tuple):
+            if depth > limit:
+                raise _too_deep(limit)
+            children = item.values() if isinstance(item, Mapping) else item
+            level.extend((child, depth + 1) for child in children)
+
+
+def _value(value: Any, depth: int = 1) -> Any:
+    """Canonical JSON value: integral floats become ints so 1.0 and 1 key alike.
+
+    `depth` is the value's nesting level in the body (the body is 1): a container deeper than
+    MAX_DEPTH raises UnkeyableError, never RecursionError.
+    """
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, float):
         return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if depth > MAX_DEPTH:
+        raise _too_deep()
     if isinstance(value, Mapping):
-        return {str(k): _value(v) for k, v in value.items()}
+        return {str(k): _value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_value(v) for v in value]
+        return [_value(v, depth + 1) for v in value]
     dump = getattr(value, "model_dump", None)
     if callable(dump):
-        return _value(dump(exclude_none=True))
+        return _value(dump(exclude_none=True), depth)
     raise UnkeyableError(f"cannot key a value of type {type(value).__name__}: {value!r:.80}")
 
 
-def _block(block: Any, norm: Normalisation) -> Any:
+def _block(block: Any, norm: Normalisation, depth: int) -> Any:
     """A content block with its text normalised and caching hints dropped (recursively)."""
     if isinstance(block, str):
         return normalise_text(block, norm)
     if isinstance(block, Mapping):
+        if depth > MAX_DEPTH:
+            raise _too_deep()
         out: dict[str, Any] = {}
         for key, val in block.items():
             if key in _NEUTRAL_BLOCK_KEYS or val is None:
@@ -188,17 +220,19 @@ def _block(block: Any, norm: Normalisation) -> Any:
             if key == "text" and isinstance(val, str):
                 out[key] = normalise_text(val, norm)
             elif key == "content":
-                out[key] = _content(val, norm)
+                out[key] = _content(val, norm, depth + 1)
             else:
-                out[key] = _value(val)
+                out[key] = _value(val, depth + 1)
         return out
-    return _value(block)
+    return _value(block, depth)
 
 
-def _content(content: Any, norm: Normalisation) -> Any:
+def _content(content: Any, norm: Normalisation, depth: int) -> Any:
     """Message content: a string, or a list of parts; one bare text part equals the string."""
     if isinstance(content, list | tuple):
-        parts = [_block(p, norm) for p in content]
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        parts = [_block(p, norm, depth + 1) for p in content]
         if (
             len(parts) == 1
             and isinstance(parts[0], dict)
@@ -207,10 +241,11 @@ def _content(content: Any, norm: Normalisation) -> Any:
         ):
             return parts[0]["text"]
         return parts
-    return _block(content, norm)
+    return _block(content, norm, depth)
 
 
 def _message(message: Any, norm: Normalisation) -> dict[str, Any]:
+    """One message of `messages` (nesting level 3 of the body)."""
     if not isinstance(message, Mapping):
         dump = getattr(message, "model_dump", None)
         if not callable(dump):
@@ -220,7 +255,7 @@ def _message(message: Any, norm: Normalisation) -> dict[str, Any]:
     for key, val in message.items():
         if val is None or key in _NEUTRAL_BLOCK_KEYS:
             continue
-        out[str(key)] = _content(val, norm) if key == "content" else _value(val)
+        out[str(key)] = _content(val, norm, 4) if key == "content" else _value(val, 4)
     return out
 
 
@@ -243,7 +278,7 @@ def _params(
 ) -> dict[str, Any]:
     neutral = _OUTPUT_NEUTRAL.get(provider, frozenset()) - kept
     return {
-        str(k): _value(v)
+        str(k): _value(v, 2)
         for k, v in body.items()
         if k not in skip and k not in neutral and v is not None
     }
@@ -252,6 +287,22 @@ def _params(
 def _temperature(body: Mapping[str, Any]) -> float | None:
     value = body.get("temperature")
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _stream_flag(body: Mapping[str, Any]) -> bool:
+    """`stream` (true, false or null) and `stream_options` (an object): the fields that decide how
+    an answer is delivered must have the provider's types, or a hit and a miss would differ."""
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise UnkeyableError(f"'stream' must be true or false, got {stream!r:.40}")
+    options = body.get("stream_options")
+    if options is not None:
+        usage = options.get("include_usage") if isinstance(options, Mapping) else None
+        if not isinstance(options, Mapping) or not isinstance(usage, bool | None):
+            raise UnkeyableError(
+                "'stream_options' must be an object whose 'include_usage' is true or false"
+            )
+    return bool(stream)
 
 
 def _require_model(body: Mapping[str, Any]) -> str:
@@ -271,7 +322,7 @@ def _chat(
     messages = [_message(m, norm) for m in raw]
     params = _params(body, provider, {"model", "messages"})
     if "system" in params:
-        params["system"] = _content(body["system"], norm)
+        params["system"] = _content(body["system"], norm, 2)
     semantic = None
     context_messages = messages
     last = messages[-1]
@@ -288,7 +339,7 @@ def _chat(
         context=_dumps({**doc, "messages": context_messages}),
         semantic_text=semantic,
         temperature=_temperature(body),
-        stream=bool(body.get("stream")),
+        stream=_stream_flag(body),
     )
 
 
@@ -305,7 +356,7 @@ def _single_input(
     model = _require_model(body)
     if body.get(field_name) is None and not optional:
         raise UnkeyableError(f"the request has no {field_name!r}")
-    value = _content(body.get(field_name), norm)
+    value = _content(body.get(field_name), norm, 2)
     if params is None:
         params = _params(body, provider, {"model", field_name})
     semantic = value if isinstance(value, str) and value and endpoint != "embeddings" else None
@@ -318,7 +369,7 @@ def _single_input(
         context=_dumps({**doc, field_name: None if semantic is not None else value}),
         semantic_text=semantic,
         temperature=_temperature(body),
-        stream=bool(body.get("stream")),
+        stream=_stream_flag(body),
     )
 
 
@@ -329,7 +380,7 @@ def _responses(body: Mapping[str, Any], norm: Normalisation) -> CacheRequest:
     if params.get("store") is True:  # the API's default
         del params["store"]
     if "instructions" in params:
-        params["instructions"] = _content(body["instructions"], norm)
+        params["instructions"] = _content(body["instructions"], norm, 2)
     optional = isinstance(body.get("prompt"), Mapping)
     return _single_input("openai", "responses", "input", body, norm, params, optional)
 

@@ -14,8 +14,8 @@ from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from llmemo.core.breaker import CircuitBreaker
@@ -37,7 +37,7 @@ class Service:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(max_models=settings.max_model_labels)
         self.store_url = settings.store or default_url()
         self.warming = Warming(settings, self.metrics, self.store_url)
         self._proxy: Proxy | None = None
@@ -54,6 +54,8 @@ class Service:
             "namespace": self.settings.namespace,
             "breaker": CircuitBreaker(reset=self.settings.store_retry),
             "near": self.settings.near_ttl,
+            "max_ttl": self.settings.max_ttl,
+            "max_entry_bytes": self.settings.max_entry_bytes,
         }
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl
@@ -182,6 +184,9 @@ class ServiceApp(Starlette):
     def __init__(self, cached: list[CachedRoute], **options: Any) -> None:
         super().__init__(**options)
         self.cached = {route.endpoint.path: route for route in cached}
+        # Starlette's own redirect builds an absolute Location from the Host header; ours is a
+        # relative one (`slash_redirect`).
+        self.router.redirect_slashes = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
@@ -190,7 +195,24 @@ class ServiceApp(Starlette):
                 scope["app"] = self
                 await route.serve(scope, receive, send)
                 return
+        if scope["type"] == "http" and scope["path"].endswith("/"):
+            location = self.slash_redirect(scope)
+            if location is not None:
+                await RedirectResponse(location, 307)(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    def slash_redirect(self, scope: Scope) -> str | None:
+        """The relative URL without the trailing slash, when only that one is a route."""
+        path: str = scope["path"]
+        if path == "/" or any(r.matches(scope)[0] is not Match.NONE for r in self.router.routes):
+            return None
+        target = path.rstrip("/")
+        stripped = {**scope, "path": target}
+        if not any(r.matches(stripped)[0] is not Match.NONE for r in self.router.routes):
+            return None
+        query = scope.get("query_string", b"").decode("latin-1")
+        return target + (f"?{query}" if query else "")
 
 
 _frozen = False

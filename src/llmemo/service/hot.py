@@ -135,7 +135,7 @@ class HotAnswers:
             hit.ttl,
             stale_after,
             cache.hit_counts(hit),
-            request.model or "-",
+            self.metrics.model_label(request.model),
             self.metrics.saved_by(request.model, result),
         )
 

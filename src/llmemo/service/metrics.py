@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,14 +26,25 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 _HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 DRAIN_EVERY = 1024  # hit latencies kept before they are applied without waiting for a scrape
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+MAX_MODEL_LABELS = 100
+"""Model names outside the price table that get their own `model` label (the first ones seen);
+later ones are counted under `other`, so callers cannot grow /metrics without bound."""
+OTHER_MODEL = "other"
+_LABEL_CHARS = 100  # a model label is cut to this many characters
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Metrics:
     """Counters and histograms of the service; `render()` is the /metrics body."""
 
-    def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES) -> None:
+    def __init__(
+        self, prices: Mapping[str, Price] = DEFAULT_PRICES, max_models: int = MAX_MODEL_LABELS
+    ) -> None:
         self.registry = CollectorRegistry()
         self.prices = prices
+        self.max_models = max_models
+        self._labels: dict[str, str] = {}  # model name -> its label (known and first-seen ones)
+        self._others = 0  # labels given to names outside the price table
         self._price: dict[str | None, tuple[float, float]] = {}
         self._children: dict[tuple[str, ...], Any] = {}  # labelled children, looked up once
         # counted on the request path, applied to the metrics by drain() (see record)
@@ -116,13 +128,30 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
+    def model_label(self, model: str | None) -> str:
+        """The `model` label of a model name: itself (without control characters, cut to 100
+        characters) for the price table's names and the first `max_models` others; `other` after
+        that; `-` for none."""
+        if not model:
+            return "-"
+        label = self._labels.get(model)
+        if label is not None:
+            return label
+        label = _CONTROL.sub("", model)[:_LABEL_CHARS] or "-"
+        if label not in self.prices:
+            if self._others >= self.max_models:
+                return OTHER_MODEL
+            self._others += 1
+        self._labels[model] = label
+        return label
+
     def record(self, route: str, model: str | None, result: Result, seconds: float) -> None:
         """Count one answer; hits also add their latency and what they saved.
 
         Plain dict arithmetic on the request's path; the Prometheus metrics get it at the next
         scrape (`render`), or once DRAIN_EVERY hit latencies are waiting.
         """
-        name = model or "-"
+        name = self.model_label(model)
         if not result.cached:
             labels = (route, name, result.status)
             self._counts[labels] = self._counts.get(labels, 0) + 1

@@ -13,6 +13,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +23,7 @@ from pydantic_settings import (
 )
 
 from llmemo.core.durations import seconds
+from llmemo.core.policy import TtlPolicy
 from llmemo.core.request import check_name
 from llmemo.errors import ConfigError
 
@@ -63,6 +65,16 @@ class Settings(BaseSettings):
     """True: every caller shares the namespace's answers. False (default): one scope per credential."""
     ttl: str | None = None
     """Default entry lifetime ("24h", "7d", seconds); None keeps the library default (24 h)."""
+    max_ttl: str = "30d"
+    """The longest lifetime an entry may have: `ttl`, `stale_grace`, a caller's `X-LLMemo-TTL`,
+    `X-LLMemo-Stale-Grace` and `stale-while-revalidate` above it are refused (400), and tier TTLs
+    are cut to it."""
+    max_entry_bytes: int = Field(1024 * 1024, gt=0)
+    """An answer whose stored entry (compressed) is bigger is served but not stored (skip reason
+    `too_large`)."""
+    max_model_labels: int = Field(100, ge=0)
+    """Model names outside the price table that get their own `model` label in /metrics (the first
+    ones seen); the others are counted under `other`."""
     stale_grace: str | None = None
     """Stale-while-revalidate: serve an entry this long past its TTL ("10m") as `stale` while one
     background call refreshes it; None (default) turns it off. Per request: `Cache-Control:
@@ -134,12 +146,19 @@ class Settings(BaseSettings):
     def _namespace(cls, value: str) -> str:
         return check_name("namespace", value)
 
-    @field_validator("ttl", "near_ttl")
+    @field_validator("ttl", "near_ttl", "stale_grace", "max_ttl")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
-        if value is not None and seconds(value) < 0:
-            raise ValueError(f"must not be negative, got {value!r}")
+        if value is not None:
+            seconds(value)  # ConfigError (a ValueError): not a finite, non-negative duration
         return value
+
+    @model_validator(mode="after")
+    def _within_max_ttl(self) -> Settings:
+        TtlPolicy.build(self.ttl, max_ttl=self.max_ttl)  # ConfigError: ttl over max_ttl
+        if self.stale_grace is not None and seconds(self.stale_grace) > seconds(self.max_ttl):
+            raise ValueError(f"stale_grace {self.stale_grace} is over max_ttl {self.max_ttl}")
+        return self
 
     @field_validator("openai_base_url", "anthropic_base_url", "store", "warm_url")
     @classmethod

@@ -1,8 +1,9 @@
 """Forwarding to the providers: one pooled httpx.AsyncClient per provider.
 
 The caller's headers (their API key included) are forwarded as they came and kept nowhere else.
-An upstream error is raised as UpstreamError carrying the upstream's status, body and useful
-headers, so the cache never stores it and the client gets the provider's own answer back.
+An answer that is not a success (any status outside 2xx: an error, but also a redirect) is raised as
+UpstreamError carrying the upstream's status, body and useful headers, so the cache never stores it
+and the client gets the provider's own answer back, status included.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class Upstreams:
         client, base = self._client(provider)
         with self._translated(provider):
             response = await client.post(base + path, content=content, headers=headers)
-        if response.status_code >= 400:
+        if not response.is_success:
             raise UpstreamError(
                 response.status_code, response.content, answer_headers(response.headers)
             )
@@ -146,12 +147,12 @@ class Upstreams:
     async def open_stream(
         self, provider: Provider, path: str, content: bytes, headers: Mapping[str, str]
     ) -> httpx.Response:
-        """POST and return the open streaming response (status < 400); the caller closes it."""
+        """POST and return the open streaming response (a 2xx); the caller closes it."""
         client, base = self._client(provider)
         request = client.build_request("POST", base + path, content=content, headers=headers)
         with self._translated(provider):
             response = await client.send(request, stream=True)
-            if response.status_code >= 400:
+            if not response.is_success:
                 try:
                     body = await response.aread()
                 finally:

@@ -1,4 +1,5 @@
-"""How the test upstream fails on purpose: provider-shaped errors, latency, dropped streams."""
+"""How the test upstream fails on purpose: provider-shaped errors, latency, dropped streams, and odd
+answers a cache must not store (model `odd-redirect`, `odd-shape`, `odd-unfinished`)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,26 @@ def model_delay(model: str) -> float:
     """Seconds a `slow-<ms>` model waits before answering."""
     found = re.fullmatch(r"slow-(\d+)", model)
     return int(found[1]) / 1000 if found else 0.0
+
+
+ODD_REDIRECT = "odd-redirect"  # the usual JSON answer, with status 302 (and a Location)
+ODD_SHAPE = "odd-shape"  # 200 with a JSON object of no known shape
+ODD_UNFINISHED = "odd-unfinished"  # no finish/stop reason (answer and stream), no Responses status
+
+
+def unfinish(answer: JSON) -> None:
+    """Take the final reason out of an answer, in place: its stream then ends without one too."""
+    for choice in answer.get("choices") or ():
+        choice["finish_reason"] = None
+    if answer.get("type") == "message":
+        answer["stop_reason"] = None
+    if answer.get("object") == "response":
+        answer["status"] = None
+
+
+def odd_shape(rid: str) -> JSON:
+    """A JSON object that is no provider's answer."""
+    return {"id": rid, "object": "surprise", "value": 42}
 
 
 class DroppedStream(Exception):

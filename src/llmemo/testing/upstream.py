@@ -7,8 +7,8 @@ live in `answers`, `openai_api`, `responses_api`, `anthropic_api`, `embedding`, 
 `calls`; this module is the app (and re-exports their names, as it held them all before).
 The request drives every case a cache must handle: `max_tokens` truncation, a tool call (tools
 given and the last user text says "use a tool"), an empty answer ("empty answer"), provider-shaped
-errors (model `fail-429`), latency (model `slow-250`) and a stream that breaks mid-way (model
-`fail-midstream`). Answer text is a pure function of the request; ids and `created` are fresh on
+errors (model `fail-429`), latency (model `slow-250`), a stream that breaks mid-way (model
+`fail-midstream`), and odd answers (models `odd-redirect`, `odd-shape`, `odd-unfinished`). Answer text is a pure function of the request; ids and `created` are fresh on
 every call, so a test can tell a cache hit (same id) from a second upstream call.
 """
 
@@ -56,13 +56,18 @@ from llmemo.testing.calls import (  # noqa: E402
 from llmemo.testing.embedding import embed  # noqa: E402
 from llmemo.testing.failures import (  # noqa: E402
     ERROR_BODIES,
+    ODD_REDIRECT,
+    ODD_SHAPE,
+    ODD_UNFINISHED,
     DroppedStream,
     anthropic_error,
     failure_status,
     hide_dropped_streams,
     model_delay,
+    odd_shape,
     ollama_error,
     openai_error,
+    unfinish,
 )
 from llmemo.testing.openai_api import (  # noqa: E402
     FINGERPRINT,
@@ -202,12 +207,14 @@ class _Upstream:
 
     def _respond(self, body: JSON, payload: JSON, frames: Callable[[], list[bytes]]) -> Response:
         drop = body["model"] == "fail-midstream"
+        if body["model"] == ODD_UNFINISHED:
+            unfinish(payload)  # before `frames` reads it: the stream has no final reason either
         if body.get("stream"):
             return self._send(frames(), drop, "text/event-stream")
         if drop:
             raw = json.dumps(payload).encode()
             return self._send([raw[: len(raw) // 2]], True, "application/json")
-        return JSONResponse(payload)
+        return _plain(body, payload)
 
     def _chat(self, body: JSON, rid: str) -> Response:
         completion = openai_chat(body, f"chatcmpl-{rid}", int(time.time()))
@@ -226,20 +233,24 @@ class _Upstream:
 
     def _message(self, body: JSON, rid: str) -> Response:
         message = anthropic_message(body, f"msg_{rid}")
-        events = anthropic_events(message)
-        return self._respond(body, message, lambda: [_event(name, data) for name, data in events])
+        return self._respond(
+            body, message, lambda: [_event(name, data) for name, data in anthropic_events(message)]
+        )
 
     def _response(self, body: JSON, rid: str) -> Response:
         response = openai_response(body, rid, int(time.time()))
-        events = openai_response_events(response)
-        return self._respond(body, response, lambda: [_event(name, data) for name, data in events])
+        return self._respond(
+            body,
+            response,
+            lambda: [_event(name, data) for name, data in openai_response_events(response)],
+        )
 
     def _dim(self, body: JSON) -> int:
         dim = body.get("dimensions")
         return dim if isinstance(dim, int) and dim > 0 else self.options.embedding_dim
 
     def _embeddings(self, body: JSON, rid: str) -> Response:
-        return JSONResponse(openai_embeddings(body, as_texts(body["input"]) or [], self._dim(body)))
+        return _plain(body, openai_embeddings(body, as_texts(body["input"]) or [], self._dim(body)))
 
     def _ollama_embed(self, body: JSON, rid: str) -> Response:
         texts = as_texts(body["input"]) or []
@@ -279,6 +290,15 @@ class _Upstream:
     async def reset(self, request: Request) -> Response:
         self.log.reset()
         return Response(status_code=204)
+
+
+def _plain(body: JSON, payload: JSON) -> Response:
+    """A JSON answer, made odd for the `odd-redirect` and `odd-shape` models."""
+    if body["model"] == ODD_REDIRECT:
+        return JSONResponse(payload, 302, headers={"location": "/v1/elsewhere"})
+    if body["model"] == ODD_SHAPE:
+        return JSONResponse(odd_shape(str(payload.get("id"))))
+    return JSONResponse(payload)
 
 
 def _check_prompt(body: JSON) -> str | None:

@@ -11,6 +11,7 @@ from llmemo.core.request import (
     DEFAULT_NORMALISATION,
     CacheRequest,
     Normalisation,
+    check_depth,
     check_name,
     from_anthropic,
     from_openai,
@@ -116,7 +117,8 @@ def parse_batch(data: Any) -> Batch:
     """A batch: one item, a list of items, or `{"requests": [...], <defaults>, "refresh_before": f}`.
 
     Items that cannot be parsed become InvalidItem (reported, not run); a batch of the wrong
-    shape raises ConfigError.
+    shape raises ConfigError, one that nests deeper than a request may (`MAX_DEPTH`, counted from
+    each item) UnkeyableError.
     """
     defaults: dict[str, Any] = {}
     refresh_before = None
@@ -137,6 +139,8 @@ def parse_batch(data: Any) -> Batch:
         raise ConfigError(f"the body must be an item, a list or a batch, not {type(data).__name__}")
     if not raw:
         raise ConfigError("the batch is empty")
+    for item in (defaults, *raw):
+        check_depth(item)
     return Batch([_parse_or_invalid(item, defaults) for item in raw], refresh_before)
 
 

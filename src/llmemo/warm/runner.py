@@ -90,8 +90,11 @@ class Warmer:
         request = item.request(cache.normalisation)
         tenant = self.tenant(item) if self.tenant is not None else None
         ns, tags = item.namespace, item.tags
-        call = cache.prepare(request, namespace=ns, tenant=tenant, tags=tags, ttl=item.ttl)
         done = _Done(index, item.model, item.id)
+        try:
+            call = cache.prepare(request, namespace=ns, tenant=tenant, tags=tags, ttl=item.ttl)
+        except ConfigError as exc:  # a ttl over the cache's max_ttl
+            return done("failed", reason=str(exc))
         try:
             namespace = call.scope.namespace
             version = cache.cached_version(namespace)
