@@ -24,7 +24,7 @@ from llmemo.service.errors import handle_exception, json_response
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
 from llmemo.service.settings import Settings, load_settings
-from llmemo.service.upstream import Provider, Upstreams, forward_headers
+from llmemo.service.upstream import Provider, Upstreams, forward_headers, models_path
 from llmemo.service.warm import Warming
 from llmemo.stores.base import async_from_url, default_url, redact
 
@@ -133,8 +133,10 @@ class Service:
     async def models(self, request: Request) -> Response:
         """GET /v1/models[/id], passed through to the provider the caller's SDK speaks to."""
         provider: Provider = "anthropic" if "anthropic-version" in request.headers else "openai"
-        suffix = request.url.path.removeprefix("/v1/models")
-        path = ("/v1/models" if provider == "anthropic" else "/models") + suffix
+        model = request.path_params.get("model")  # decoded: %2e%2e, %2F... are checked as such
+        path = models_path("" if model is None else "/" + model)
+        if provider == "anthropic":
+            path = "/v1" + path
         status, body, headers = await self.proxy.upstreams.get(
             provider, path, request.url.query, forward_headers(request.headers)
         )
