@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,8 +29,10 @@ from llmemo.service.controls import (
 )
 from llmemo.service.errors import (
     BadRequestError,
+    ClientGoneError,
     Flavour,
     PayloadTooLargeError,
+    RequestTimeoutError,
     ServiceError,
 )
 from llmemo.service.hot import HotAnswers
@@ -37,6 +41,8 @@ from llmemo.service.ratelimit import RateLimits
 from llmemo.service.relay import SSE_TYPE, Relay, RelayResponse
 from llmemo.service.settings import Settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
+
+log = logging.getLogger("llmemo.service")
 
 
 @dataclass(frozen=True)
@@ -68,22 +74,49 @@ def header_dict(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body of a Starlette request, refused with 413 once it is known to be over `limit` bytes."""
-    return await read_received(request.receive, limit, request.headers.get("content-length"))
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body of a Starlette request, as `read_received` reads it."""
+    return await read_received(
+        request.receive, limit, request.headers.get("content-length"), timeout
+    )
 
 
-async def read_received(receive: Receive, limit: int, declared: str | None) -> bytes:
+async def read_received(
+    receive: Receive, limit: int, declared: str | None, timeout: float
+) -> bytes:
     """The request body from the ASGI channel, refused with 413 as soon as it is known to be over
-    `limit` bytes (by its Content-Length, else while it arrives)."""
+    `limit` bytes (by its Content-Length, else while it arrives), with 408 when it takes more
+    than `timeout` seconds; a client that hangs up meanwhile raises ClientGoneError."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(_too_large(int(declared), limit))
+    try:
+        return await _within(timeout, _receive_body(receive, limit))
+    except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+        raise RequestTimeoutError(
+            f"The request body did not arrive within {timeout:g} seconds (LLMEMO_BODY_TIMEOUT)."
+        ) from None
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, work: Awaitable[bytes]) -> bytes:
+        async with asyncio.timeout(seconds):  # a timer, no task: cheap on every request
+            return await work
+
+else:  # pragma: no cover
+
+    async def _within(seconds: float, work: Awaitable[bytes]) -> bytes:
+        return await asyncio.wait_for(work, seconds)
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
+        if message["type"] != "http.request":  # not a server error: said at debug level only
+            log.debug("the client disconnected before sending the whole request body")
+            raise ClientGoneError("The client disconnected before sending the whole body.")
         part = message.get("body", b"")
         size += len(part)
         if size > limit:
@@ -208,8 +241,9 @@ class Proxy:
         """The answer to one request on a cached route (an ASGI app to send it with)."""
         started = time.perf_counter()
         received = header_dict(scope)
+        settings = self.settings
         raw = await read_received(
-            receive, self.settings.max_body_bytes, received.get("content-length")
+            receive, settings.max_body_bytes, received.get("content-length"), settings.body_timeout
         )
         hot_key = None
         controls = None
