@@ -7,8 +7,9 @@ import socket
 import orjson
 import pytest
 
+from llmemo.service import load_settings
 from llmemo.service.errors import BadRequestError
-from llmemo.service.upstream import models_path
+from llmemo.service.upstream import Upstreams, models_path
 from llmemo.testing.server import UpstreamServer
 from tests.service.conftest import ALICE, ServiceServer
 
@@ -52,6 +53,16 @@ def test_a_path_leaving_the_models_path_is_refused_before_the_upstream(
     error = orjson.loads(body)["error"]
     assert error["type"] == "invalid_request_error" and "model id" in error["message"]
     assert b"credentials" not in body  # the upstream's /_stats was not reached
+
+
+@pytest.mark.asyncio
+async def test_the_upstream_client_never_leaves_the_base_path(upstream: UpstreamServer) -> None:
+    upstreams = Upstreams(load_settings(openai_base_url=upstream.openai_base_url))
+    try:
+        with pytest.raises(BadRequestError, match="outside the upstream's base path"):
+            await upstreams.get("openai", "/models/../../_stats", "", {})
+    finally:
+        await upstreams.aclose()
 
 
 def test_the_anthropic_shape_for_the_anthropic_sdk(service: ServiceServer) -> None:
