@@ -112,6 +112,10 @@ def test_a_slow_body_gets_408_and_the_connection_is_closed(
         status, body, head = status_and_json(read_all(sock))
     assert status == 408 and b"connection: close" in head
     assert "LLMEMO_BODY_TIMEOUT" in body["error"]["message"]  # type: ignore[index]
+    with connect(service) as sock:  # in the provider's shape of the route
+        sock.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: llmemo\r\nContent-Length: 99\r\n\r\n{")
+        status, body, _ = status_and_json(read_all(sock))
+    assert status == 408 and body["type"] == "error"
     assert upstream.stats().total == 0
 
 

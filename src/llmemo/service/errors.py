@@ -33,10 +33,6 @@ class HeadersTooLargeError(ServiceError):
     """The request's headers are over `max_header_bytes`."""
 
 
-class RequestTimeoutError(ServiceError):
-    """The request's body did not arrive within `body_timeout` (the connection is then closed)."""
-
-
 class NoUpstreamError(ServiceError):
     """The route's provider has no upstream configured."""
 
@@ -79,7 +75,6 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (ConfigError, Problem(400, "invalid_request_error", "invalid_request_error")),
     (PayloadTooLargeError, Problem(413, "invalid_request_error", "request_too_large")),
     (HeadersTooLargeError, Problem(431, "invalid_request_error", "invalid_request_error")),
-    (RequestTimeoutError, Problem(408, "invalid_request_error", "invalid_request_error")),
     (NoUpstreamError, Problem(503, "server_error", "api_error")),
     (UpstreamUnreachableError, Problem(502, "server_error", "api_error")),
     (UpstreamTimeoutError, Problem(504, "timeout", "timeout_error")),
@@ -144,10 +139,8 @@ def error_response(exc: BaseException, flavour: Flavour) -> Response:
     internal = "llmemo failed to handle the request (see the service log)"
     message = internal if problem is INTERNAL else str(exc)
     kind = problem.anthropic if flavour == "anthropic" else problem.openai
-    headers = {_CACHE: "miss" if isinstance(exc, _AFTER_LOOKUP) else "bypass"}
-    if isinstance(exc, RequestTimeoutError):  # the rest of a slow body is not worth reading
-        headers["connection"] = "close"
-    return json_response(error_body(flavour, kind, message), problem.status, headers)
+    status = "miss" if isinstance(exc, _AFTER_LOOKUP) else "bypass"
+    return json_response(error_body(flavour, kind, message), problem.status, {_CACHE: status})
 
 
 def stream_error(flavour: Flavour, exc: BaseException) -> bytes:

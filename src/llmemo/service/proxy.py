@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sys
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +31,6 @@ from llmemo.service.errors import (
     ClientGoneError,
     Flavour,
     PayloadTooLargeError,
-    RequestTimeoutError,
     ServiceError,
 )
 from llmemo.service.hot import HotAnswers
@@ -74,42 +72,18 @@ def header_dict(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body of a Starlette request, as `read_received` reads it."""
-    return await read_received(
-        request.receive, limit, request.headers.get("content-length"), timeout
-    )
+    return await read_received(request.receive, limit, request.headers.get("content-length"))
 
 
-async def read_received(
-    receive: Receive, limit: int, declared: str | None, timeout: float
-) -> bytes:
+async def read_received(receive: Receive, limit: int, declared: str | None) -> bytes:
     """The request body from the ASGI channel, refused with 413 as soon as it is known to be over
-    `limit` bytes (by its Content-Length, else while it arrives), with 408 when it takes more
-    than `timeout` seconds; a client that hangs up meanwhile raises ClientGoneError."""
+    `limit` bytes (by its Content-Length, else while it arrives); a client that hangs up
+    meanwhile raises ClientGoneError. (How long a body may take is the server's limit:
+    `body_timeout`, service/server.py.)"""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(_too_large(int(declared), limit))
-    try:
-        return await _within(timeout, _receive_body(receive, limit))
-    except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
-        raise RequestTimeoutError(
-            f"The request body did not arrive within {timeout:g} seconds (LLMEMO_BODY_TIMEOUT)."
-        ) from None
-
-
-if sys.version_info >= (3, 11):
-
-    async def _within(seconds: float, work: Awaitable[bytes]) -> bytes:
-        async with asyncio.timeout(seconds):  # a timer, no task: cheap on every request
-            return await work
-
-else:  # pragma: no cover
-
-    async def _within(seconds: float, work: Awaitable[bytes]) -> bytes:
-        return await asyncio.wait_for(work, seconds)
-
-
-async def _receive_body(receive: Receive, limit: int) -> bytes:
     parts: list[bytes] = []
     size = 0
     while True:
@@ -241,9 +215,8 @@ class Proxy:
         """The answer to one request on a cached route (an ASGI app to send it with)."""
         started = time.perf_counter()
         received = header_dict(scope)
-        settings = self.settings
         raw = await read_received(
-            receive, settings.max_body_bytes, received.get("content-length"), settings.body_timeout
+            receive, self.settings.max_body_bytes, received.get("content-length")
         )
         hot_key = None
         controls = None

@@ -76,7 +76,6 @@ class WarmConfig:
     api_keys: Mapping[Provider, str | None]
     shared: bool
     max_body_bytes: int
-    body_timeout: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarmConfig:
@@ -99,7 +98,6 @@ class WarmConfig:
             },
             shared=settings.shared,
             max_body_bytes=settings.max_body_bytes,
-            body_timeout=settings.body_timeout,
         )
 
 
@@ -170,7 +168,7 @@ class Warming:
     # -- handlers -----------------------------------------------------------------------------
 
     async def post(self, request: Request) -> Response:
-        raw = await read_body(request, self.config.max_body_bytes, self.config.body_timeout)
+        raw = await read_body(request, self.config.max_body_bytes)
         try:
             caller = self.config.auth.authenticate(request.headers, raw, str(request.url))
         except AuthError as exc:
