@@ -199,7 +199,9 @@ class ServiceApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            size = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            size = 0
+            for name, value in scope["headers"]:  # ~1 us for a dozen headers (a generator: 1.3)
+                size += len(name) + len(value) + 4
             if size > self.max_header_bytes:
                 problem = HeadersTooLargeError(
                     f"The request headers ({size} bytes) are over this service's limit of "
