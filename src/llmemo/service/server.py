@@ -4,11 +4,11 @@ uvicorn's httptools protocol buffers a request head of any size for as long as t
 to send it, and waits for a body forever. `LimitedHttpToolsProtocol` counts the head's bytes as
 they arrive (431 once they pass `max_header_bytes`, before the head is even complete), gives
 each head `header_timeout` seconds from its first byte (or from the connection) and each body
-`body_timeout` seconds from its head (408, then the connection is closed). The timers cost
-nothing on a request that arrives whole: they are only set on a new connection and when a head
-or a body is still incomplete after a read (a timer per request, or `asyncio.timeout` in the
-app, costs ~2-6 µs, up to a fifth of a cache hit). Idle keep-alive connections and the number of concurrent ones are
-uvicorn's own `timeout_keep_alive` and `limit_concurrency`.
+`body_timeout` seconds from its head (408, then the connection is closed). Timers are only set
+on a new connection and when a head or a body is still incomplete after a read, so a request
+that arrives whole sets none (a timer per request, or `asyncio.timeout` in the app, costs ~2-6
+µs, up to a fifth of a cache hit). Idle keep-alive connections and the number of concurrent ones
+are uvicorn's own `timeout_keep_alive` and `limit_concurrency`.
 """
 
 from __future__ import annotations
