@@ -16,6 +16,7 @@ import pytest_asyncio
 import uvicorn
 
 from llmemo.service import Settings, create_app, load_settings
+from llmemo.service.server import server_config
 from llmemo.testing.server import UpstreamServer
 
 ALICE = "sk-alice-0123456789"
@@ -32,8 +33,13 @@ class ServiceServer:
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port: int = self._socket.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, lifespan="on", log_config=None, access_log=False, timeout_graceful_shutdown=1
+        config = server_config(  # as `llmemo serve` runs it: with its connection limits
+            self.app,
+            settings,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

@@ -47,6 +47,7 @@ def sign(
         "body": base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode(),
         **claims,
     }
+    payload = {name: value for name, value in payload.items() if value is not None}  # jti=None
     return jwt.encode(payload, key, algorithm="HS256")
 
 

@@ -76,6 +76,53 @@ def test_a_message_id_without_the_header_is_the_jti(
     assert upstream.stats().total == 1
 
 
+def test_a_captured_signature_replayed_without_the_message_id_does_not_run_again(
+    service: ServiceServer, upstream: UpstreamServer
+) -> None:
+    body = {"requests": [item("captured")], "refresh": True}  # a second run would call again
+    signature = sign(orjson.dumps(body))
+    first = warm(service, body, **qstash(body, "msg_captured", signature))
+    assert first.status_code == 200
+    for _ in range(3):
+        replay = warm(service, body, **{"upstash-signature": signature})
+        assert replay.status_code == 200
+        assert replay.headers["x-llmemo-warm"] == "replayed"
+        assert replay.json() == first.json()
+    assert upstream.stats().total == 1
+
+
+@pytest.mark.parametrize("message_ids", [[None, None, None], ["msg_x", "msg_y", None]])
+def test_a_signature_without_jti_is_usable_once(
+    service: ServiceServer, upstream: UpstreamServer, message_ids: list[str | None]
+) -> None:
+    body = {"requests": [item("no jti")], "refresh": True}
+    signature = sign(orjson.dumps(body), jti=None)  # keyed by its body claim and iat instead
+    states = []
+    for message_id in message_ids:
+        headers = {"upstash-signature": signature}
+        if message_id is not None:
+            headers["upstash-message-id"] = message_id
+        response = warm(service, body, **headers)
+        assert response.status_code == 200
+        states.append(response.headers.get("x-llmemo-warm"))
+    assert states == [None, "replayed", "replayed"]
+    assert upstream.stats().total == 1
+
+
+def test_an_idempotency_key_reused_with_another_body_is_422(
+    service: ServiceServer, upstream: UpstreamServer
+) -> None:
+    first = warm(service, item("first"), **{"idempotency-key": "nightly-1"})
+    assert first.status_code == 200
+    other = warm(service, item("another"), **{"idempotency-key": "nightly-1"})
+    assert other.status_code == 422
+    error = other.json()["error"]
+    assert error["type"] == "invalid_request_error" and "different body" in error["message"]
+    again = warm(service, item("first"), **{"idempotency-key": "nightly-1"})
+    assert again.headers["x-llmemo-warm"] == "replayed"
+    assert upstream.stats().total == 1
+
+
 @pytest.mark.asyncio
 async def test_concurrent_deliveries_of_one_message_run_once(
     service: ServiceServer, upstream: UpstreamServer

@@ -118,12 +118,48 @@ def serve(
         int | None,
         typer.Option(help="Server processes sharing the port (env LLMEMO_WORKERS; default 1)."),
     ] = None,
+    max_header_bytes: Annotated[
+        int | None,
+        typer.Option(
+            help="Bytes a request line and headers may take; more is answered 431 "
+            "(env LLMEMO_MAX_HEADER_BYTES; default 65536)."
+        ),
+    ] = None,
+    header_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a request's headers may take to arrive; then 408, connection closed "
+            "(env LLMEMO_HEADER_TIMEOUT; default 20)."
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a request's body may take to arrive; then 408, connection closed "
+            "(env LLMEMO_BODY_TIMEOUT; default 60)."
+        ),
+    ] = None,
+    timeout_keep_alive: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds an idle keep-alive connection stays open (env LLMEMO_TIMEOUT_KEEP_ALIVE; "
+            "default 5)."
+        ),
+    ] = None,
+    limit_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Connections per server process before new requests get 503 "
+            "(env LLMEMO_LIMIT_CONCURRENCY; default 1000)."
+        ),
+    ] = None,
 ) -> None:
     """Run the OpenAI- and Anthropic-compatible caching service."""
     require("uvicorn", "server")
     import uvicorn
 
     from llmemo.service import create_app, load_settings
+    from llmemo.service.server import server_config, server_options
     from llmemo.stores.base import default_url, redact
 
     settings = load_settings(
@@ -146,6 +182,11 @@ def serve(
         semantic_verifier=semantic_verifier,
         log_level=log_level,
         workers=workers,
+        max_header_bytes=max_header_bytes,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=limit_concurrency,
     )
     if (
         settings.upstream != "demo"
@@ -183,14 +224,20 @@ def serve(
     )
     try:
         if settings.workers == 1:
-            uvicorn.run(
+            server_settings = server_config(
                 create_app(settings),
+                settings,
                 host=settings.host,
                 port=settings.port,
                 log_level=settings.log_level,
                 lifespan="on",
             )
-        else:  # each worker builds its app from the settings resolved here
+            server = uvicorn.Server(server_settings)
+            with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl-C is a clean stop
+                server.run()
+            if not server.started:
+                raise typer.Exit(3)  # uvicorn said why (a port in use, a failed start-up)
+        else:  # each worker builds its app (and its protocol its limits) from these settings
             from llmemo.service.app import worker_environment
 
             os.environ.update(worker_environment(settings))
@@ -202,6 +249,7 @@ def serve(
                 port=settings.port,
                 log_level=settings.log_level,
                 lifespan="on",
+                **server_options(settings),
             )
     finally:
         if demo is not None:

@@ -20,11 +20,18 @@ from starlette.types import Receive, Scope, Send
 
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import LLMemoError, StoreError
-from llmemo.service.errors import handle_exception, json_response
+from llmemo.service.errors import (
+    HeadersTooLargeError,
+    error_response,
+    flavour_of,
+    handle_exception,
+    json_response,
+)
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
+from llmemo.service.server import WORKER_SETTINGS
 from llmemo.service.settings import Settings, load_settings
-from llmemo.service.upstream import Provider, Upstreams, forward_headers
+from llmemo.service.upstream import Provider, Upstreams, forward_headers, models_path
 from llmemo.service.warm import Warming
 from llmemo.stores.base import async_from_url, default_url, redact
 
@@ -135,8 +142,10 @@ class Service:
     async def models(self, request: Request) -> Response:
         """GET /v1/models[/id], passed through to the provider the caller's SDK speaks to."""
         provider: Provider = "anthropic" if "anthropic-version" in request.headers else "openai"
-        suffix = request.url.path.removeprefix("/v1/models")
-        path = ("/v1/models" if provider == "anthropic" else "/models") + suffix
+        model = request.path_params.get("model")  # decoded: %2e%2e, %2F... are checked as such
+        path = models_path("" if model is None else "/" + model)
+        if provider == "anthropic":
+            path = "/v1" + path
         status, body, headers = await self.proxy.upstreams.get(
             provider, path, request.url.query, forward_headers(request.headers)
         )
@@ -178,17 +187,34 @@ class ServiceApp(Starlette):
 
     Routing and the error middlewares cost about a fifth of a cache hit's time in the app; a
     POST on a cached path goes straight to its route (other requests, and any under a root path,
-    take the router, where the same routes are mounted).
+    take the router, where the same routes are mounted). Requests whose headers are over
+    `max_header_bytes` are answered 431 first (under `llmemo serve` the server already refused
+    them while they arrived; this holds under any other ASGI server).
     """
 
-    def __init__(self, cached: list[CachedRoute], **options: Any) -> None:
+    def __init__(
+        self, cached: list[CachedRoute], *, max_header_bytes: int = 64 * 1024, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.cached = {route.endpoint.path: route for route in cached}
         # Starlette's own redirect builds an absolute Location from the Host header; ours is a
         # relative one (`slash_redirect`).
         self.router.redirect_slashes = False
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = 0
+            for name, value in scope["headers"]:  # ~1 us for a dozen headers (a generator: 1.3)
+                size += len(name) + len(value) + 4
+            if size > self.max_header_bytes:
+                problem = HeadersTooLargeError(
+                    f"The request headers ({size} bytes) are over this service's limit of "
+                    f"{self.max_header_bytes} bytes (LLMEMO_MAX_HEADER_BYTES)."
+                )
+                request = Request(scope)
+                await error_response(problem, flavour_of(request))(scope, receive, send)
+                return
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
             route = self.cached.get(scope["path"])
             if route is not None:
@@ -227,9 +253,6 @@ def freeze_heap() -> None:
         gc.freeze()
 
 
-WORKER_SETTINGS = "_LLMEMO_WORKER_SETTINGS"  # how `serve --workers N` hands its settings over
-
-
 def worker_environment(settings: Settings) -> dict[str, str]:
     """The environment variable that gives `worker_app` these exact settings (secrets included:
     it goes only to the worker processes this one starts)."""
@@ -261,6 +284,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     app = ServiceApp(
         cached,
+        max_header_bytes=settings.max_header_bytes,
         routes=routes,
         lifespan=service.lifespan,
         exception_handlers={

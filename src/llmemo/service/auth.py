@@ -39,7 +39,8 @@ class Caller:
     """An authenticated caller of /v1/warm.
 
     name: its identity for rate limiting. message_id: `Upstash-Message-Id` or `Idempotency-Key`.
-    jti/expires: the signature's token id and expiry (QStash only).
+    jti/expires: the signature's id and expiry (QStash only); a signature without a `jti` claim
+    is identified by its `body` claim and `iat` (else `nbf`), so it is never anonymous.
     """
 
     kind: Literal["qstash", "token"]
@@ -57,6 +58,15 @@ class Caller:
 def body_hash(body: bytes) -> str:
     """base64url SHA-256 of the raw body, without padding (what the `body` claim carries)."""
     return base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode().rstrip("=")
+
+
+def signature_id(claims: Mapping[str, Any]) -> str:
+    """What identifies one signature: its `jti`, else its body claim and issue time."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return jti
+    issued = claims.get("iat", claims.get("nbf"))
+    return f"~body:{claims.get('body')}:iat:{issued}"
 
 
 def _same(a: str, b: str) -> bool:
@@ -105,9 +115,9 @@ class WarmAuth:
         signature = headers.get("upstash-signature")
         if signature is not None:
             claims = self.verify_signature(signature.strip(), body, self.expected_url(url))
-            jti = claims.get("jti")
-            jti = jti if isinstance(jti, str) and jti else None
-            return Caller("qstash", "qstash", _message_id(headers), jti, float(claims["exp"]))
+            return Caller(
+                "qstash", "qstash", _message_id(headers), signature_id(claims), float(claims["exp"])
+            )
         scheme, _, credential = headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
             if self.token is None:

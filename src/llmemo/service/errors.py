@@ -29,6 +29,10 @@ class PayloadTooLargeError(ServiceError):
     """The request body is over `max_body_bytes`."""
 
 
+class HeadersTooLargeError(ServiceError):
+    """The request's headers are over `max_header_bytes`."""
+
+
 class NoUpstreamError(ServiceError):
     """The route's provider has no upstream configured."""
 
@@ -70,6 +74,7 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (UnkeyableError, Problem(400, "invalid_request_error", "invalid_request_error")),
     (ConfigError, Problem(400, "invalid_request_error", "invalid_request_error")),
     (PayloadTooLargeError, Problem(413, "invalid_request_error", "request_too_large")),
+    (HeadersTooLargeError, Problem(431, "invalid_request_error", "invalid_request_error")),
     (NoUpstreamError, Problem(503, "server_error", "api_error")),
     (UpstreamUnreachableError, Problem(502, "server_error", "api_error")),
     (UpstreamTimeoutError, Problem(504, "timeout", "timeout_error")),

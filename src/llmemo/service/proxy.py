@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,6 +28,7 @@ from llmemo.service.controls import (
 )
 from llmemo.service.errors import (
     BadRequestError,
+    ClientGoneError,
     Flavour,
     PayloadTooLargeError,
     ServiceError,
@@ -37,6 +39,8 @@ from llmemo.service.ratelimit import RateLimits
 from llmemo.service.relay import SSE_TYPE, Relay, RelayResponse
 from llmemo.service.settings import Settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
+
+log = logging.getLogger("llmemo.service")
 
 
 @dataclass(frozen=True)
@@ -69,21 +73,24 @@ def header_dict(scope: Scope) -> dict[str, str]:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body of a Starlette request, refused with 413 once it is known to be over `limit` bytes."""
+    """The body of a Starlette request, as `read_received` reads it."""
     return await read_received(request.receive, limit, request.headers.get("content-length"))
 
 
 async def read_received(receive: Receive, limit: int, declared: str | None) -> bytes:
     """The request body from the ASGI channel, refused with 413 as soon as it is known to be over
-    `limit` bytes (by its Content-Length, else while it arrives)."""
+    `limit` bytes (by its Content-Length, else while it arrives); a client that hangs up
+    meanwhile raises ClientGoneError. (How long a body may take is the server's limit:
+    `body_timeout`, service/server.py.)"""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(_too_large(int(declared), limit))
     parts: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":
-            raise ClientDisconnect()
+        if message["type"] != "http.request":  # not a server error: said at debug level only
+            log.debug("the client disconnected before sending the whole request body")
+            raise ClientGoneError("The client disconnected before sending the whole body.")
         part = message.get("body", b"")
         size += len(part)
         if size > limit:

@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     another instance (delete, refresh, invalidation) shows here within this time, as a namespace's
     new version does (docs/service.md)."""
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(64 * 1024, gt=0)
+    """Bytes a request's line and headers may take in all; more is answered 431."""
+    header_timeout: float = Field(20.0, gt=0)
+    """Seconds a request's headers may take to arrive (from the connection or the request's
+    first byte); then 408 and the connection is closed."""
+    body_timeout: float = Field(60.0, gt=0)
+    """Seconds a request's body may take to arrive once its headers did; then 408 and the
+    connection is closed."""
+    timeout_keep_alive: int = Field(5, gt=0)
+    """Seconds an idle keep-alive connection is kept open (uvicorn's)."""
+    limit_concurrency: int = Field(1000, gt=0)
+    """Connections (or requests in progress) a server process takes before answering new
+    requests 503 (uvicorn's; per worker)."""
     connect_timeout: float = Field(10.0, gt=0)
     upstream_timeout: float = Field(600.0, gt=0)
     """Seconds to wait for each read from the upstream (a long generation can be slow)."""

@@ -9,6 +9,7 @@ and the client gets the provider's own answer back, status included.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ import httpx
 import orjson
 
 from llmemo.service.errors import (
+    BadRequestError,
     NoUpstreamError,
     UpstreamError,
     UpstreamTimeoutError,
@@ -57,6 +59,27 @@ _ANSWER_PREFIXES = (
     "x-should-retry",
 )
 _ENV_HINT = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+# One segment of a model id (`gpt-4o`, `ft:gpt-4o-mini:org::id`, `meta-llama/Llama-3-8B` has two):
+# it starts with a letter or digit, so `.` and `..` never pass, nor do `%`, `\\` or spaces.
+_MODEL_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+~-]*")
+
+
+def models_path(suffix: str) -> str:
+    """`/models` plus what followed `/v1/models` in the caller's (decoded) path: "" or "/ID".
+
+    Anything that could leave the models path upstream (dot segments, encoded slashes or dots,
+    backslashes, empty segments) is refused with BadRequestError before any upstream call.
+    """
+    if not suffix:
+        return "/models"
+    segments = suffix.removeprefix("/").split("/")
+    if not suffix.startswith("/") or not all(_MODEL_SEGMENT.fullmatch(s) for s in segments):
+        shown = suffix if len(suffix) <= 100 else suffix[:100] + "..."
+        raise BadRequestError(
+            f"Invalid model id in the path: {shown!r} (model ids are letters, digits and "
+            "._:@+~- separated by single slashes)."
+        )
+    return "/models" + suffix
 
 
 def forward_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -169,9 +192,12 @@ class Upstreams:
     async def get(
         self, provider: Provider, path: str, query: str, headers: Mapping[str, str]
     ) -> tuple[int, bytes, dict[str, str]]:
-        """A GET passed through as is: (status, body, headers to pass back)."""
+        """A GET of `path` under the base URL, passed through: (status, body, headers to pass
+        back). A path that would resolve outside the base is refused (never sent)."""
         client, base = self._client(provider)
         url = base + path + (f"?{query}" if query else "")
+        if not httpx.URL(url).path.startswith(httpx.URL(base).path.rstrip("/") + "/"):
+            raise BadRequestError(f"The path {path!r} is outside the upstream's base path.")
         with self._translated(provider):
             response = await client.get(url, headers=headers)
         return response.status_code, response.content, answer_headers(response.headers)

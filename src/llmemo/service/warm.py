@@ -200,12 +200,13 @@ class Warming:
 
     async def _post(self, request: Request, caller: Caller, raw: bytes) -> Response:
         run = await self._run_of(caller)
+        digest = hashlib.sha256(raw).hexdigest()[:32]  # a run's key must come with its body
         if run is None:
             await self.store.ping()  # nothing could be stored: 503 now, so the caller retries
         else:
             recorded = await self.store.get(self._key("done", run))
             if recorded is not None:
-                return _replay(recorded)
+                return _replay(recorded, digest)
         decision = await self.limits.check_warm(caller.name)
         limit_headers = decision.headers() if decision is not None else {}
         if decision is not None and not decision.allowed:
@@ -225,8 +226,11 @@ class Warming:
         background = _wants_background(request, len(batch.items), self.config.background_from)
         if run is None:
             return await self._start(batch, background, limit_headers)
-        lease, token = self._key("lease", run), os.urandom(12).hex().encode()
+        lease, token = self._key("lease", run), f"{os.urandom(12).hex()}:{digest}".encode()
         if not await self.store.add(lease, token, LEASE_TTL):
+            holder = await self.store.get(lease)
+            if holder is not None and not holder.endswith(digest.encode()):
+                return _other_body(limit_headers)
             return _problem(
                 409,
                 "conflict",
@@ -236,12 +240,16 @@ class Warming:
         try:
             recorded = await self.store.get(self._key("done", run))  # finished while we asked
             if recorded is not None:
-                return _replay(recorded)
+                return _replay(recorded, digest)
             async with AsyncRenewer(
                 lambda: self.store.expire_if_equal(lease, token, LEASE_TTL), LEASE_TTL / 3
             ):
                 response = await self._start(batch, background, limit_headers)
-            record = {"status": response.status_code, "body": orjson.loads(response.body)}
+            record = {
+                "status": response.status_code,
+                "body": orjson.loads(response.body),
+                "digest": digest,
+            }
             await self.store.set(
                 self._key("done", run), orjson.dumps(record), self.config.record_ttl
             )
@@ -250,16 +258,17 @@ class Warming:
             await self.store.delete_if_equal(lease, token)
 
     async def _run_of(self, caller: Caller) -> str | None:
-        """The run's record key, or None (no idempotency asked for).
+        """The run's record key, or None (a bearer call without `Idempotency-Key`).
 
-        A signature whose `jti` was already used for another message id is a replay: it maps to
-        the message it was first used for, so it cannot start a second run.
+        Every signature starts at most one run: its id (`jti`) is recorded until it expires, and
+        a signature seen before, with another message id or none, is a replay that maps to the
+        run it was first used for.
         """
         run_id = caller.run_id
         if run_id is None:
             return None
         run = _hash(caller.kind, run_id)
-        if caller.jti is not None and caller.message_id is not None:
+        if caller.jti is not None:
             key = self._key("jti", _hash(caller.jti))
             ttl = max(1.0, (caller.expires or time.time()) - time.time() + 60.0)
             if not await self.store.add(key, run.encode(), ttl):
@@ -392,10 +401,23 @@ def _wants_background(request: Request, size: int, background_from: int) -> bool
     return size > background_from
 
 
-def _replay(recorded: bytes) -> Response:
-    """The recorded answer of a run that already happened (no upstream call)."""
+def _replay(recorded: bytes, digest: str) -> Response:
+    """The recorded answer of a run that already happened (no upstream call); 422 when this
+    request reuses the run's key with another body."""
     record = orjson.loads(recorded)
+    if record.get("digest", digest) != digest:
+        return _other_body({})
     return json_response(record["body"], int(record["status"]), {"x-llmemo-warm": "replayed"})
+
+
+def _other_body(headers: Mapping[str, str]) -> Response:
+    return _problem(
+        422,
+        "invalid_request_error",
+        "this Idempotency-Key (or Upstash-Message-Id) was first used with a different body; "
+        "send a new key for a different batch",
+        headers,
+    )
 
 
 def _message(body: bytes) -> str:
