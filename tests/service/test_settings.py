@@ -85,6 +85,8 @@ def test_upstream_presets(preset: str, openai: str | None, anthropic: str | None
         ({"upstream": "bedrock"}, "upstream"),
         ({"openai_base_url": "api.openai.com"}, "not a URL"),
         ({"max_body_bytes": 0}, "max_body_bytes"),
+        ({"client_keys": "sk-1, sha256:abc"}, "client_keys"),
+        ({"semantic_max_body_bytes": 0}, "semantic_max_body_bytes"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(flags: dict[str, object], message: str) -> None:
