@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -116,6 +116,7 @@ class Parsed:
     stream: bool
     include_usage: bool
     bypass: bool = False  # it depends on state kept by the provider (`responses_bypass`)
+    skips_semantic: bool = False  # its body is over `semantic_max_body_bytes`
 
 
 def read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
@@ -246,7 +247,8 @@ class Proxy:
             controls = read_controls(received, self.settings.shared)
         canonical = with_answer_headers(parsed.canonical, received)
         if canonical.semantic_text is not None and len(raw) > self.settings.semantic_max_body_bytes:
-            canonical = self._skip_semantic(canonical)
+            parsed = replace(parsed, skips_semantic=True)  # an exact lookup only
+            canonical = replace(canonical, semantic_text=None)
         if canonical is not parsed.canonical:
             parsed = replace(parsed, canonical=canonical)
         if parsed.bypass:  # as `Cache-Control: no-cache, no-store`: neither look up nor store
@@ -275,17 +277,26 @@ class Proxy:
             passed.update(answer)
             return data
 
-        result = await self.cache.compute(canonical, call, **controls.options())
+        result = await self.compute(parsed, controls, call)
         self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
         if hot_key is not None and not parsed.bypass:
             await self.hot.learn(hot_key, canonical, controls.tenant, result)
         return Answer.of(result.response, 200, {**passed, **cache_headers(result)})
 
-    def _skip_semantic(self, canonical: CacheRequest) -> CacheRequest:
-        """The request without its semantic text (exact lookup only), counted when the layer is on."""
-        if self.cache.semantic is not None:
+    async def compute(
+        self, parsed: Parsed, controls: Controls, call: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> Result:
+        """The cache's answer; an exact miss that skipped the semantic layer for its body's size
+        is counted (`semantic_skipped:body_size`), as the layer counts the texts it skips."""
+        result = await self.cache.compute(parsed.canonical, call, **controls.options())
+        if (
+            parsed.skips_semantic
+            and result.status == "miss"
+            and not controls.refresh
+            and self.cache.semantic is not None
+        ):
             self.cache.count("semantic_skipped:body_size")
-        return replace(canonical, semantic_text=None)
+        return result
 
     async def stream(
         self,
@@ -323,7 +334,7 @@ class Proxy:
             hide_usage,
         )
         task = asyncio.ensure_future(
-            self._compute_stream(endpoint, parsed.canonical, controls, relay, started)
+            self._compute_stream(endpoint, parsed, controls, relay, started)
         )
         task.add_done_callback(_consume)
         waiting: list[asyncio.Future[Any]] = [task, relay.started]
@@ -338,7 +349,7 @@ class Proxy:
     async def _compute_stream(
         self,
         endpoint: Endpoint,
-        canonical: CacheRequest,
+        parsed: Parsed,
         controls: Controls,
         relay: Relay,
         started: float,
@@ -357,6 +368,8 @@ class Proxy:
                     time.perf_counter() - sent
                 )
 
-        result = await self.cache.compute(canonical, call, **controls.options())
-        self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
+        result = await self.compute(parsed, controls, call)
+        self.metrics.record(
+            endpoint.path, parsed.canonical.model, result, time.perf_counter() - started
+        )
         return result
