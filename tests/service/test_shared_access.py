@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from llmemo.service import load_settings
+from llmemo.service.access import SharedAccess
+from llmemo.service.errors import AuthError
+from llmemo.service.upstream import Upstreams
 from llmemo.testing.server import UpstreamServer
 from tests.service.conftest import ALICE, BOB, Serve
 
@@ -135,3 +140,32 @@ def test_headers_that_change_the_answer_are_part_of_the_key(
     other = post(service.url, "/v1/chat/completions", CHAT, alice)
     assert other.headers["x-llmemo-cache"] == "miss"
     assert upstream.stats().count(route="/v1/messages") == 4
+
+
+@pytest.mark.asyncio
+async def test_upstream_verdicts_are_kept_for_the_ttl_and_shared_by_concurrent_checks(
+    keyed_upstream: UpstreamServer,
+) -> None:
+    settings = load_settings(shared=True, openai_base_url=keyed_upstream.openai_base_url)
+    now = [0.0]
+    upstreams = Upstreams(settings)
+    access = SharedAccess(settings, upstreams, clock=lambda: now[0])
+
+    def checks() -> int:
+        return keyed_upstream.stats().count(route="/v1/models")
+
+    try:
+        results = await asyncio.gather(*(access.check("openai", bearer(BOB)) for _ in range(5)))
+        assert results == [False] * 5 and checks() == 1  # a reader; one check for all five
+        assert await access.check("openai", {"x-api-key": ALICE}) is False and checks() == 2
+        with pytest.raises(AuthError):
+            await access.check("openai", bearer("garbage"))
+        with pytest.raises(AuthError):
+            await access.check("openai", bearer("garbage"))  # a refusal is kept too
+        assert checks() == 3
+        now[0] = settings.key_check_ttl + 1
+        await access.check("openai", bearer(BOB))
+        assert checks() == 4  # asked again once the verdict is older than key_check_ttl
+        assert ALICE.encode() not in repr(access.__dict__).encode()  # digests only
+    finally:
+        await upstreams.aclose()

@@ -108,6 +108,7 @@ class Settings(BaseSettings):
     semantic_threshold: float | None = Field(None, ge=0.0, le=1.0)
     """Cosine similarity in [0, 1] a match needs (1.0: exact only); None: the embedder's default."""
     semantic_embedder: str = "minilm"
+    """Embedder spec: minilm (offline), openai:MODEL[@URL], ollama:MODEL[@URL]."""
     semantic_max_body_bytes: int = Field(256 * 1024, gt=0)
     """Requests with a larger body skip the semantic layer (exact lookup only), counted as
     `semantic_skipped:body_size`."""
@@ -115,7 +116,6 @@ class Settings(BaseSettings):
     """A chat model that must confirm borderline semantic matches (`llmemo.core.verify`), asked at
     the OpenAI base URL with `semantic_verifier_api_key`; None (default): no LLM check."""
     semantic_verifier_api_key: SecretStr | None = None
-    """Embedder spec: minilm (offline), openai:MODEL[@URL], ollama:MODEL[@URL]."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
     """Bearer token allowed to call /v1/warm."""
