@@ -22,6 +22,7 @@ from llmemo.core.request import (
     lock_key,
     normalise_text,
     to_request,
+    with_answer_headers,
 )
 from llmemo.errors import ConfigError, UnkeyableError
 
@@ -256,3 +257,24 @@ def test_a_minimal_anthropic_body_is_told_apart_by_its_model() -> None:
     }
     assert to_request(body).provider == "anthropic"
     assert digest(to_request(body), Scope()) == digest(from_anthropic(body), Scope())
+
+
+def test_headers_that_change_the_answer_change_the_key_and_the_context() -> None:
+    request = from_anthropic(
+        {"model": "claude-x", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]}
+    )
+    scope = Scope()
+    betas = with_answer_headers(request, {"anthropic-beta": "b-1, a-2", "x-other": "1"})
+    assert digest(betas, scope) != digest(request, scope)
+    assert context_fingerprint(betas, scope) != context_fingerprint(request, scope)
+    assert betas == with_answer_headers(request, {"anthropic-beta": "a-2,b-1"})  # order, spaces
+    assert with_answer_headers(request, {"openai-beta": "assistants=v2"}) != betas
+    # absent, empty, unrelated, or the provider's default version: the key stays as it was
+    for headers in (
+        {},
+        {"anthropic-beta": " "},
+        {"x-other": "1"},
+        {"anthropic-version": "2023-06-01"},
+    ):
+        assert with_answer_headers(request, headers) is request
+    assert with_answer_headers(request, {"anthropic-version": "2099-01-01"}) != request

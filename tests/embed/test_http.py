@@ -20,6 +20,7 @@ from llmemo.embed import (
     from_spec,
 )
 from llmemo.embed.http import HTTPEmbedder, parse
+from llmemo.embed.ollama import MAX_CHARS as OLLAMA_MAX_CHARS
 from llmemo.embed.openai import OpenAIWire
 from llmemo.testing import upstream as fake
 from llmemo.testing.server import UpstreamServer
@@ -174,6 +175,16 @@ def test_ollama_vectors(server: UpstreamServer) -> None:
         vectors = embedder.embed(TEXTS)
     np.testing.assert_allclose(vectors, expected("all-minilm", 384), atol=1e-6)
     assert server.stats().count("/api/embed", "all-minilm") == 2
+
+
+def test_ollama_is_sent_a_bounded_prefix(server: UpstreamServer) -> None:
+    """Ollama cuts a text past the model's context anyway: only MAX_CHARS characters are sent."""
+    prefix = ("word " * OLLAMA_MAX_CHARS)[:OLLAMA_MAX_CHARS]
+    with OllamaEmbedder("all-minilm", url=server.url) as embedder:
+        long, short = embedder.embed([prefix + "and a tail of 3 MB" * 1000, prefix])
+    np.testing.assert_array_equal(long, short)
+    with OllamaEmbedder("all-minilm", url=server.url, max_chars=5) as embedder:
+        np.testing.assert_array_equal(*embedder.embed(["word and more", "word "]))
 
 
 def test_ollama_from_spec_and_env(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from llmemo.core.guard import Guard
-from llmemo.core.semantic import SemanticLayer
+from llmemo.core.semantic import MAX_CHARS, SemanticLayer
 from llmemo.index.local import AsyncLocalIndex, LocalIndex
 from llmemo.index.redisearch import AsyncRediSearchIndex, RediSearchIndex
 from tests.core.helpers import Upstream, answer, chat
@@ -230,3 +230,24 @@ async def test_namespaces_option_limits_the_layer(make: Make, embedder: Counting
     assert embedder.texts == []
     await twin.compute(chat(FRANCE), namespace="faq")
     assert (await twin.compute(chat(PARAPHRASE), "x", namespace="faq")).status == "semantic"
+
+
+async def test_a_text_over_max_chars_is_matched_exactly_only(
+    make: Make, embedder: CountingEmbedder
+) -> None:
+    twin = make(threshold=0.85, max_chars=40)
+    long = FRANCE + " Answer in one word, please."  # 57 characters
+    assert (await twin.compute(chat(long), "Paris.")).status == "miss"
+    assert (await twin.compute(chat(long + " "), "Paris.")).status == "hit"  # exact, normalised
+    rephrased = "Which city is the capital of France? Answer in one word, please."
+    assert (await twin.compute(chat(rephrased), "Lyon.")).status == "miss"
+    assert twin.counters()["semantic_skipped:too_long"] == 2
+    assert embedder.texts == []  # neither embedded nor indexed
+    await twin.compute(chat(FRANCE), "Paris.")
+    assert (await twin.compute(chat(PARAPHRASE))).status == "semantic"  # short texts still match
+    embedder.texts.clear()
+    default = make(threshold=0.85, namespace="default-bound")
+    huge = FRANCE + " Context: " + "lorem ipsum " * (MAX_CHARS // 12)
+    assert len(huge) > MAX_CHARS
+    assert (await default.compute(chat(huge), "Paris.")).status == "miss"
+    assert embedder.texts == [] and default.counters()["semantic_skipped:too_long"] == 1

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -134,3 +135,28 @@ def test_a_verifier_model_confirms_borderline_matches(
         assert ask(alice, "Which city is France's capital?")[0] == "miss"  # 0.93, judge: no
     calls = upstream.stats().calls["/v1/chat/completions"]
     assert calls == {"gpt-4o-mini": 2, "judge": 2}  # 2 answers upstream, 2 questions to the judge
+
+
+def test_a_body_over_the_semantic_cap_is_looked_up_exactly_only(
+    serve_semantic: Callable[..., ServiceServer],
+) -> None:
+    service = serve_semantic(semantic_threshold=0.85, semantic_max_body_bytes=1000)
+
+    def post(text: str, padding: int = 0) -> str:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
+        raw = json.dumps(body).encode() + b" " * padding  # the same request, a longer body
+        answer = httpx.post(
+            service.base_url + "/chat/completions",
+            content=raw,
+            headers={"authorization": f"Bearer {ALICE}", "content-type": "application/json"},
+        )
+        assert answer.status_code == 200
+        status: str = answer.headers["x-llmemo-cache"]
+        return status
+
+    assert post(FRANCE) == "miss"
+    assert post(PARAPHRASE, padding=2000) == "miss"  # over the cap: no semantic lookup
+    assert post(PARAPHRASE, padding=2000) == "hit"  # exact lookups still work
+    assert post("What's the capital city of France?", padding=10) == "semantic"
+    counters = service.app.state.service.proxy.cache._stats.peek()
+    assert counters["semantic_skipped:body_size"] == 1  # exact misses only

@@ -235,7 +235,7 @@ async def test_a_hot_answer_ends_at_its_entry_s_soft_ttl(redis_url: str) -> None
     try:
         hot = HotAnswers(cache, Metrics())
         request = from_openai(BODY, "chat")
-        key = (CHAT, b"the body", None)
+        key = (CHAT, b"the body", None, "")
 
         async def call() -> dict[str, Any]:
             message = {"role": "assistant", "content": "Yes."}

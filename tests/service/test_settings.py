@@ -98,6 +98,8 @@ def test_upstream_presets(preset: str, openai: str | None, anthropic: str | None
         ({"near_ttl": "nan"}, "finite"),
         ({"max_entry_bytes": 0}, "max_entry_bytes"),
         ({"max_model_labels": -1}, "max_model_labels"),
+        ({"client_keys": "sk-1, sha256:abc"}, "client_keys"),
+        ({"semantic_max_body_bytes": 0}, "semantic_max_body_bytes"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(flags: dict[str, object], message: str) -> None:

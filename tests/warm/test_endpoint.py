@@ -159,7 +159,7 @@ def test_bearer_calls_skip_fresh_entries_and_refresh_on_demand(
 
 
 def test_warmed_entries_answer_the_proxy(serve: Serve, upstream: UpstreamServer) -> None:
-    service = serve(shared=True)
+    service = serve(shared=True, client_keys=f"{ALICE},{BOB}")
     body = {
         "model": "claude-3-5-haiku-latest",
         "max_tokens": 64,

@@ -52,7 +52,8 @@ def serve(
         bool | None,
         typer.Option(
             "--shared/--isolated",
-            help="Shared: all callers share answers. Isolated (default): one scope per API key "
+            help="Shared: all callers with an accepted key share answers (LLMEMO_CLIENT_KEYS, "
+            "else keys the upstream accepts). Isolated (default): one scope per API key "
             "(env LLMEMO_SHARED).",
         ),
     ] = None,
@@ -204,7 +205,13 @@ def serve(
             update={"openai_base_url": demo.openai_base_url, "anthropic_base_url": demo.url}
         )
         typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
-    mode = "shared" if settings.shared else "isolated per API key"
+    mode = "isolated per API key"
+    if settings.shared:  # who may use the shared answers (service/access.py)
+        mode = "shared, " + (
+            "for the LLMEMO_CLIENT_KEYS keys"
+            if settings.client_keys is not None
+            else "for the keys the upstream accepts"
+        )
     if settings.semantic:
         # One BLAS thread per process: a single-text embedding is 2x slower with several threads
         # on a busy machine (docs/benchmarks.md). Must be set before numpy is imported.

@@ -385,6 +385,34 @@ def _responses(body: Mapping[str, Any], norm: Normalisation) -> CacheRequest:
     return _single_input("openai", "responses", "input", body, norm, params, optional)
 
 
+ANSWER_HEADERS = ("anthropic-beta", "anthropic-version", "openai-beta")
+"""Request headers that change what the provider answers (betas, API version): part of the key."""
+# A header at the provider's default value keys as its absence (the SDKs always send these), so
+# the usual requests keep the keys the library gives the same bodies.
+_DEFAULT_HEADERS = {"anthropic-version": "2023-06-01"}
+
+
+def with_answer_headers(request: CacheRequest, headers: Mapping[str, str]) -> CacheRequest:
+    """`request` keyed also on its ANSWER_HEADERS (`headers`: lower-case names): two requests
+    that differ only in them never share an entry, nor a semantic match (the context too).
+
+    A value is a comma-separated list (`anthropic-beta: a,b`): its items are trimmed and sorted.
+    """
+    found: dict[str, str] | None = None
+    for name in ANSWER_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        items = ",".join(sorted(item.strip() for item in value.split(",") if item.strip()))
+        if items and items != _DEFAULT_HEADERS.get(name):
+            found = found or {}
+            found[name] = items
+    if found is None:
+        return request
+    extra = b"\n" + _dumps({"headers": found})  # after the JSON document (it has no raw newline)
+    return replace(request, canonical=request.canonical + extra, context=request.context + extra)
+
+
 def responses_bypass(body: Mapping[str, Any]) -> str | None:
     """Why a Responses API request must not be answered from the cache, or None.
 

@@ -26,6 +26,7 @@ from llmemo.core.semantic_base import (
     DEFAULT_THRESHOLDS,
     EXACT_ONLY,
     LAYER_OPTIONS,
+    MAX_CHARS,
     TOUCH_MEMO,
     SemanticBase,
     async_embedder,
@@ -45,6 +46,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "EXACT_ONLY",
     "LAYER_OPTIONS",
+    "MAX_CHARS",
     "TOUCH_MEMO",
     "AsyncSemanticLayer",
     "SemanticBase",
@@ -76,6 +78,7 @@ class SemanticLayer(SemanticBase):
     exact only. guard: see `llmemo.core.guard` (None: the threshold alone decides). namespaces:
     where the layer is on (None: every namespace). k: neighbours tried per lookup. verifier: an
     `LLMVerifier` that must say yes to borderline matches (`llmemo.core.verify`; off by default).
+    max_chars: a last user message longer than this is matched exactly only (`MAX_CHARS`).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class SemanticLayer(SemanticBase):
         backfill: bool = True,
         cache_embeddings: bool = True,
         verifier: LLMVerifier | None = None,
+        max_chars: int = MAX_CHARS,
     ) -> None:
         super().__init__(
             threshold=threshold,
@@ -97,6 +101,7 @@ class SemanticLayer(SemanticBase):
             namespaces=namespaces,
             k=k,
             backfill=backfill,
+            max_chars=max_chars,
         )
         self.verifier = verifier
         check_index(index)
@@ -163,7 +168,7 @@ class SemanticLayer(SemanticBase):
         from llmemo.embed.base import EmbedderError
 
         text = call.request.semantic_text
-        if text is None or not self.applies(call):
+        if text is None or self.skips(cache, call):
             return None
         unsaved: Unsaved = ()
         try:
@@ -292,6 +297,7 @@ class AsyncSemanticLayer(SemanticBase):
         backfill: bool = True,
         cache_embeddings: bool = True,
         verifier: AsyncLLMVerifier | None = None,
+        max_chars: int = MAX_CHARS,
     ) -> None:
         super().__init__(
             threshold=threshold,
@@ -299,6 +305,7 @@ class AsyncSemanticLayer(SemanticBase):
             namespaces=namespaces,
             k=k,
             backfill=backfill,
+            max_chars=max_chars,
         )
         self.verifier = verifier
         check_index(index)
@@ -362,7 +369,7 @@ class AsyncSemanticLayer(SemanticBase):
         from llmemo.embed.base import EmbedderError
 
         text = call.request.semantic_text
-        if text is None or not self.applies(call):
+        if text is None or self.skips(cache, call):
             return None
         unsaved: Unsaved = ()
         try:

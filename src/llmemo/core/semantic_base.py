@@ -34,6 +34,12 @@ DEFAULT_K = 4
 """Neighbours fetched per lookup: if the nearest fails the guard, the next may pass."""
 TOUCH_MEMO = 100_000
 """Entry keys whose last vector touch a layer remembers (rolling TTL; emptied when full)."""
+MAX_CHARS = 8192
+"""A last user message longer than this (in characters) is not matched semantically: it is looked
+up and stored exactly, never embedded, guarded or kept as a prompt (`semantic_skipped:too_long`).
+It bounds the CPU one request can cost (the tokenizer, the guard) and the prompt stored in an
+entry; an embedding model reads only its first tokens (MiniLM: 256), so a longer text would be
+matched on a part of it."""
 
 
 LAYER_OPTIONS = (
@@ -45,6 +51,7 @@ LAYER_OPTIONS = (
     "k",
     "backfill",
     "verifier",
+    "max_chars",
 )
 """The options `Cache.from_url(..., semantic=True, **options)` hands to the semantic layer."""
 L = TypeVar("L", bound="SemanticBase")
@@ -89,7 +96,11 @@ class SemanticBase:
         namespaces: Sequence[str] | None,
         k: int,
         backfill: bool,
+        max_chars: int = MAX_CHARS,
     ) -> None:
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ConfigError(f"max_chars must be an int >= 1, got {max_chars!r}")
+        self.max_chars = max_chars
         self._threshold = None if threshold is None else check_threshold(threshold)
         self.guard = guard if guard is not None else Guard.off()
         self.namespaces = None if namespaces is None else frozenset(namespaces)
@@ -128,12 +139,24 @@ class SemanticBase:
 
     def applies(self, call: Call) -> bool:
         """Does this call take part in semantic matching (lookup, and indexing its answer)?"""
+        text = call.request.semantic_text
+        return text is not None and len(text) <= self.max_chars and self._eligible(call)
+
+    def _eligible(self, call: Call) -> bool:
         return (
-            call.request.semantic_text is not None
-            and call.cacheable
+            call.cacheable
             and self.threshold < EXACT_ONLY
             and (self.namespaces is None or call.scope.namespace in self.namespaces)
         )
+
+    def skips(self, cache: BaseCache, call: Call) -> bool:
+        """Does this call's lookup skip the layer? A text over `max_chars` is counted."""
+        if self.applies(call):
+            return False
+        text = call.request.semantic_text
+        if text is not None and self._eligible(call):
+            cache.count("semantic_skipped:too_long")
+        return True
 
     def scope(self, call: Call, version: int) -> IndexScope:
         """The index pre-filter of a call: same namespace, version, tenant, context and space."""

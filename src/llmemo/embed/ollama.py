@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_URL = "http://localhost:11434"
+MAX_CHARS = 65_536
+"""Characters of a text sent to Ollama, which truncates to the model's context anyway (the
+embedding models here read at most 8,192 tokens; 8 characters a token is more than any text but
+whitespace padding averages): the rest would cost bandwidth and tokenizing for nothing."""
 # Native widths of common embedding models (tag stripped), for when `dim` is not given.
 KNOWN_DIMS = {
     "nomic-embed-text": 768,
@@ -48,7 +52,11 @@ class OllamaWire:
         dim: int | None = None,
         keep_alive: str | None = None,
         headers: Mapping[str, str] | None = None,
+        max_chars: int = MAX_CHARS,
     ) -> None:
+        if max_chars < 1:
+            raise ConfigError(f"max_chars must be >= 1, not {max_chars}")
+        self.max_chars = max_chars
         if not model:
             raise ConfigError("the ollama embedder needs a model, e.g. ollama:nomic-embed-text")
         width = dim or KNOWN_DIMS.get(model.split(":", 1)[0])
@@ -62,7 +70,9 @@ class OllamaWire:
 
     def body(self, texts: Sequence[str]) -> dict[str, Any]:
         # truncate: a text past the model's context is cut, as the local model does, not refused.
-        body: dict[str, Any] = {"model": self.model, "input": list(texts), "truncate": True}
+        # Only a prefix is sent (MAX_CHARS): the server would cut the rest anyway.
+        inputs = [text[: self.max_chars] for text in texts]
+        body: dict[str, Any] = {"model": self.model, "input": inputs, "truncate": True}
         if self.keep_alive is not None:
             body["keep_alive"] = self.keep_alive
         return body
@@ -92,8 +102,11 @@ class OllamaEmbedder(HTTPEmbedder):
         batch_size: int = 64,
         timeout: float = 60.0,
         client: httpx.Client | None = None,
+        max_chars: int = MAX_CHARS,
     ) -> None:
-        wire = OllamaWire(model, url=url, dim=dim, keep_alive=keep_alive, headers=headers)
+        wire = OllamaWire(
+            model, url=url, dim=dim, keep_alive=keep_alive, headers=headers, max_chars=max_chars
+        )
         super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)
 
 
@@ -111,6 +124,9 @@ class AsyncOllamaEmbedder(AsyncHTTPEmbedder):
         batch_size: int = 64,
         timeout: float = 60.0,
         client: httpx.AsyncClient | None = None,
+        max_chars: int = MAX_CHARS,
     ) -> None:
-        wire = OllamaWire(model, url=url, dim=dim, keep_alive=keep_alive, headers=headers)
+        wire = OllamaWire(
+            model, url=url, dim=dim, keep_alive=keep_alive, headers=headers, max_chars=max_chars
+        )
         super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)

@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import jwt
 
-from llmemo.service.errors import ServiceError
+from llmemo.service.errors import AuthError
+
+__all__ = ["AuthError", "Caller", "WarmAuth", "body_hash"]
 
 log = logging.getLogger("llmemo.service.auth")
 LEEWAY = 5.0  # seconds of clock skew allowed on nbf/exp (as the QStash SDKs' clock tolerance)
@@ -28,10 +30,6 @@ _REQUIRED = ["iss", "sub", "exp", "nbf", "body"]
 # once at start-up instead); older versions never warn.
 _SHORT_KEY: type[Warning] | None = getattr(jwt, "InsecureKeyLengthWarning", None)
 _URL_HINT = "set LLMEMO_WARM_URL to the exact URL QStash calls when a proxy sits in front"
-
-
-class AuthError(ServiceError):
-    """401: the caller is not allowed; the message says why (without any secret)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,10 @@ class BadRequestError(ServiceError):
     """Malformed JSON, a missing field, a bad control header."""
 
 
+class AuthError(ServiceError):
+    """401: the caller is not allowed; the message says why (without any secret)."""
+
+
 class PayloadTooLargeError(ServiceError):
     """The request body is over `max_body_bytes`."""
 
@@ -73,6 +77,7 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (BadRequestError, Problem(400, "invalid_request_error", "invalid_request_error")),
     (UnkeyableError, Problem(400, "invalid_request_error", "invalid_request_error")),
     (ConfigError, Problem(400, "invalid_request_error", "invalid_request_error")),
+    (AuthError, Problem(401, "invalid_request_error", "authentication_error")),
     (PayloadTooLargeError, Problem(413, "invalid_request_error", "request_too_large")),
     (HeadersTooLargeError, Problem(431, "invalid_request_error", "invalid_request_error")),
     (NoUpstreamError, Problem(503, "server_error", "api_error")),

@@ -3,7 +3,7 @@
 On a hit the service reads the body, works out the request's scope and key, reads the entry (from
 the near cache or the store), decodes it, prices it and encodes the answer again. For a request
 whose entry has not changed, all of that gives the same bytes each time. A hot answer keeps those
-bytes, keyed on the request itself (route, body bytes and tenant), with the stored value they were
+bytes, keyed on the request itself (route, body bytes, tenant and the headers that change the answer), with the stored value they were
 made from.
 
 Each use reads the entry as a lookup would (`AsyncCache.current_value`: the near cache, else the
@@ -33,7 +33,7 @@ from llmemo.core.request import CacheRequest
 from llmemo.errors import CorruptEntryError
 from llmemo.service.metrics import Metrics
 
-HotKey = tuple[str, bytes, str | None]  # route, request body, tenant
+HotKey = tuple[str, bytes, str | None, str]  # route, request body, tenant, answer headers
 
 MAX_BODY = 8 * 1024  # longer requests are not kept: their key alone would cost more than it saves
 _HIT = (b"x-llmemo-cache", b"hit")

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,8 +17,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core.facade import Result
-from llmemo.core.request import CacheRequest, from_anthropic, from_openai, responses_bypass
+from llmemo.core.request import (
+    ANSWER_HEADERS,
+    CacheRequest,
+    from_anthropic,
+    from_openai,
+    responses_bypass,
+    with_answer_headers,
+)
 from llmemo.core.streaming import USAGE_ON_REQUEST, Shape, replay
+from llmemo.service.access import SharedAccess
 from llmemo.service.controls import (
     Controls,
     plain_controls,
@@ -115,6 +123,7 @@ class Parsed:
     stream: bool
     include_usage: bool
     bypass: bool = False  # it depends on state kept by the provider (`responses_bypass`)
+    skips_semantic: bool = False  # its body is over `semantic_max_body_bytes`
 
 
 def read_request(endpoint: Endpoint, raw: bytes) -> Parsed:
@@ -183,6 +192,12 @@ class Answer:
         await send({"type": "http.response.body", "body": self.body})
 
 
+def _answer_headers(headers: Mapping[str, str]) -> str:
+    """The request headers that change the answer (`ANSWER_HEADERS`), for the hot answers' key."""
+    found = [headers.get(name) for name in ANSWER_HEADERS]
+    return "" if not any(found) else "\n".join(value or "" for value in found)
+
+
 def _include_usage(body: Mapping[str, Any]) -> bool:
     options = body.get("stream_options")
     return isinstance(options, Mapping) and bool(options.get("include_usage"))
@@ -210,6 +225,7 @@ class Proxy:
         self.settings = settings
         self.limits = limits  # its miss limit is checked by the leader, before going upstream
         self.hot = HotAnswers(cache, metrics)
+        self.access = SharedAccess(settings, upstreams) if settings.shared else None
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> ASGIApp:
         """The answer to one request on a cached route (an ASGI app to send it with)."""
@@ -218,11 +234,14 @@ class Proxy:
         raw = await read_received(
             receive, self.settings.max_body_bytes, received.get("content-length")
         )
+        writer = True  # isolated: each caller only writes its own tenant's entries
+        if self.access is not None:  # shared: a credential the service accepts, before any hit
+            writer = await self.access.check(endpoint.provider, received)
         hot_key = None
         controls = None
         if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
             tenant = tenant_of(received, self.settings.shared)
-            hot_key = (endpoint.path, raw, tenant)
+            hot_key = (endpoint.path, raw, tenant, _answer_headers(received))
             hot = await self.hot.get(hot_key)
             if hot is not None:
                 body, headers = await self.hot.answer(
@@ -233,9 +252,16 @@ class Proxy:
         parsed = read_request(endpoint, raw)  # a bad body is reported before a bad header
         if controls is None:
             controls = read_controls(received, self.settings.shared)
-        canonical = parsed.canonical
+        canonical = with_answer_headers(parsed.canonical, received)
+        if canonical.semantic_text is not None and len(raw) > self.settings.semantic_max_body_bytes:
+            parsed = replace(parsed, skips_semantic=True)  # an exact lookup only
+            canonical = replace(canonical, semantic_text=None)
+        if canonical is not parsed.canonical:
+            parsed = replace(parsed, canonical=canonical)
         if parsed.bypass:  # as `Cache-Control: no-cache, no-store`: neither look up nor store
             controls = replace(controls, refresh=True, no_store=True)
+        elif controls.refresh and not writer:  # a fresh answer for it, not one for everyone
+            controls = replace(controls, no_store=True)
         if endpoint.shape is not None and parsed.stream:
             return await self.stream(endpoint, parsed, raw, controls, received, started)
         passed: dict[str, str] = {}
@@ -258,11 +284,26 @@ class Proxy:
             passed.update(answer)
             return data
 
-        result = await self.cache.compute(canonical, call, **controls.options())
+        result = await self.compute(parsed, controls, call)
         self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
         if hot_key is not None and not parsed.bypass:
             await self.hot.learn(hot_key, canonical, controls.tenant, result)
         return Answer.of(result.response, 200, {**passed, **cache_headers(result)})
+
+    async def compute(
+        self, parsed: Parsed, controls: Controls, call: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> Result:
+        """The cache's answer; an exact miss that skipped the semantic layer for its body's size
+        is counted (`semantic_skipped:body_size`), as the layer counts the texts it skips."""
+        result = await self.cache.compute(parsed.canonical, call, **controls.options())
+        if (
+            parsed.skips_semantic
+            and result.status == "miss"
+            and not controls.refresh
+            and self.cache.semantic is not None
+        ):
+            self.cache.count("semantic_skipped:body_size")
+        return result
 
     async def stream(
         self,
@@ -300,7 +341,7 @@ class Proxy:
             hide_usage,
         )
         task = asyncio.ensure_future(
-            self._compute_stream(endpoint, parsed.canonical, controls, relay, started)
+            self._compute_stream(endpoint, parsed, controls, relay, started)
         )
         task.add_done_callback(_consume)
         waiting: list[asyncio.Future[Any]] = [task, relay.started]
@@ -315,7 +356,7 @@ class Proxy:
     async def _compute_stream(
         self,
         endpoint: Endpoint,
-        canonical: CacheRequest,
+        parsed: Parsed,
         controls: Controls,
         relay: Relay,
         started: float,
@@ -334,6 +375,8 @@ class Proxy:
                     time.perf_counter() - sent
                 )
 
-        result = await self.cache.compute(canonical, call, **controls.options())
-        self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
+        result = await self.compute(parsed, controls, call)
+        self.metrics.record(
+            endpoint.path, parsed.canonical.model, result, time.perf_counter() - started
+        )
         return result

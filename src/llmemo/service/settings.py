@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     namespace: str = "default"
     shared: bool = False
     """True: every caller shares the namespace's answers. False (default): one scope per credential."""
+    client_keys: SecretStr | None = None
+    """Shared mode: the API keys allowed to use the cache (comma-separated; `sha256:HEX` gives a
+    key by its digest). None (default): a caller's key is verified by the upstream instead."""
+    shared_writers: SecretStr | None = None
+    """Shared mode: the keys whose `Cache-Control: no-cache` may replace a shared entry (same
+    form). None (default): nobody's; a caller's no-cache is answered fresh and not stored."""
+    key_check_ttl: float = Field(300.0, gt=0)
+    """Shared mode: seconds an upstream's verdict on a key is kept in process."""
     ttl: str | None = None
     """Default entry lifetime ("24h", "7d", seconds); None keeps the library default (24 h)."""
     max_ttl: str = "30d"
@@ -125,11 +133,14 @@ class Settings(BaseSettings):
     semantic_threshold: float | None = Field(None, ge=0.0, le=1.0)
     """Cosine similarity in [0, 1] a match needs (1.0: exact only); None: the embedder's default."""
     semantic_embedder: str = "minilm"
+    """Embedder spec: minilm (offline), openai:MODEL[@URL], ollama:MODEL[@URL]."""
+    semantic_max_body_bytes: int = Field(256 * 1024, gt=0)
+    """Requests with a larger body skip the semantic layer (exact lookup only), counted as
+    `semantic_skipped:body_size`."""
     semantic_verifier: str | None = None
     """A chat model that must confirm borderline semantic matches (`llmemo.core.verify`), asked at
     the OpenAI base URL with `semantic_verifier_api_key`; None (default): no LLM check."""
     semantic_verifier_api_key: SecretStr | None = None
-    """Embedder spec: minilm (offline), openai:MODEL[@URL], ollama:MODEL[@URL]."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
     """Bearer token allowed to call /v1/warm."""
@@ -158,6 +169,14 @@ class Settings(BaseSettings):
     @classmethod
     def _namespace(cls, value: str) -> str:
         return check_name("namespace", value)
+
+    @field_validator("client_keys", "shared_writers")
+    @classmethod
+    def _keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from llmemo.service.access import digests
+
+        digests(value)  # a malformed `sha256:` item is an error at start
+        return value
 
     @field_validator("ttl", "near_ttl", "stale_grace", "max_ttl")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Collection
 from types import TracebackType
 
 from llmemo.errors import require
@@ -29,6 +30,7 @@ class UpstreamServer:
         chunk_delay: float = 0.0,
         require_auth: bool = False,
         embedding_dim: int = 384,
+        api_keys: Collection[str] | None = None,
         port: int = 0,
     ) -> None:
         self.app = create_app(
@@ -36,6 +38,7 @@ class UpstreamServer:
             chunk_delay=chunk_delay,
             require_auth=require_auth,
             embedding_dim=embedding_dim,
+            api_keys=api_keys,
         )
         self._calls: CallLog = self.app.state.calls
         # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets that say so, and

@@ -19,7 +19,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -104,12 +104,16 @@ Build = Callable[[JSON, str], Response]
 
 @dataclass(frozen=True)
 class UpstreamOptions:
-    """Global behaviour: seconds of latency per request and between stream chunks, auth, dim."""
+    """Global behaviour: seconds of latency per request and between stream chunks, auth, dim.
+
+    api_keys: the only keys accepted (401 for any other, as a real provider answers); None
+    accepts any key (and `require_auth` decides whether one is needed)."""
 
     latency: float = 0.0
     chunk_delay: float = 0.0
     require_auth: bool = False
     embedding_dim: int = 384
+    api_keys: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self.latency < 0 or self.chunk_delay < 0:
@@ -165,10 +169,14 @@ class _Upstream:
         delay = self.options.latency + model_delay(str(model))
         if delay:
             await asyncio.sleep(delay)
-        if self.options.require_auth and not credentials:
+        if (self.options.require_auth or self.options.api_keys is not None) and not credentials:
             return fail(
                 401, "No API key provided: send `Authorization: Bearer <key>` or `x-api-key`."
             )
+        if self.options.api_keys is not None and not self.options.api_keys.issuperset(
+            credentials.values()
+        ):
+            return fail(401, "Incorrect API key provided.")
         if not isinstance(body, dict):
             return fail(400, "The request body must be a JSON object.")
         status = failure_status(str(model))
@@ -343,9 +351,11 @@ def create_app(
     chunk_delay: float = 0.0,
     require_auth: bool = False,
     embedding_dim: int = 384,
+    api_keys: Collection[str] | None = None,
 ) -> Starlette:
     """The upstream app; `app.state.calls` is its `CallLog` (also served at `/_stats`)."""
-    upstream = _Upstream(UpstreamOptions(latency, chunk_delay, require_auth, embedding_dim))
+    keys = None if api_keys is None else frozenset(api_keys)
+    upstream = _Upstream(UpstreamOptions(latency, chunk_delay, require_auth, embedding_dim, keys))
     post, get = ["POST"], ["GET"]
     app = Starlette(routes=[
         Route("/v1/chat/completions", upstream.chat, methods=post),
