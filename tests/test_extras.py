@@ -7,6 +7,7 @@ network. scripts/install-size measures the same on a fresh virtualenv (figure in
 
 from __future__ import annotations
 
+import ast
 import re
 import sys
 from importlib import metadata
@@ -78,3 +79,22 @@ def test_the_walk_finds_torch_where_it_is() -> None:
 def test_semantic_installs_the_numpy_runtime() -> None:
     installed = closure(extras()["semantic"])
     assert {"numpy", "tokenizers", "safetensors", "usearch"} <= set(installed)
+
+
+def test_the_examples_extra_installs_what_the_examples_import() -> None:
+    """`pip install '.[examples]'` is enough for every script in examples/."""
+    installed = closure(extras()["examples"])
+    providers = metadata.packages_distributions()
+    for script in sorted((PYPROJECT.parent / "examples").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in (m.partition(".")[0] for m in modules):
+                if module in sys.stdlib_module_names or module == "llmemo":
+                    continue
+                dists = {canonical(d) for d in providers.get(module, [])}
+                assert dists & set(installed), f"{script.name} imports {module} ({dists})"

@@ -12,7 +12,7 @@ import pytest
 from llmemo.embed import ThreadedEmbedder, async_from_spec, from_spec
 from llmemo.embed.minilm import MiniLMEmbedder
 from llmemo.embed.weights import find_model_dir
-from llmemo.errors import ConfigError, MissingExtraError
+from llmemo.errors import ConfigError
 
 LONG_EN = " ".join(
     f"Sentence {i} of a long support ticket explains, once again, that the invoice is wrong."

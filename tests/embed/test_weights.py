@@ -78,7 +78,10 @@ def test_the_hugging_face_cache(tmp_path: Path) -> None:
     xdg = tmp_path / "xdg"
     (xdg / "huggingface").mkdir(parents=True)
     (xdg / "huggingface" / "hub").symlink_to(tmp_path / "hub")
-    assert find_model_dir({"XDG_CACHE_HOME": str(xdg)}) == xdg / "huggingface" / "hub" / HUB_REPO / "snapshots" / snapshot.name
+    assert (
+        find_model_dir({"XDG_CACHE_HOME": str(xdg)})
+        == xdg / "huggingface" / "hub" / HUB_REPO / "snapshots" / snapshot.name
+    )
 
 
 @pytest.mark.usefixtures("no_package")
@@ -113,9 +116,7 @@ def test_the_embedder_runs_offline_from_the_hub_cache(
     embedder = MiniLMEmbedder()
     assert embedder.model == "all-MiniLM-L6-v2"  # the same model, so the same index scope
     reference = MiniLMEmbedder(packaged())
-    np.testing.assert_allclose(
-        embedder.embed(["offline"]), reference.embed(["offline"]), atol=1e-6
-    )
+    np.testing.assert_allclose(embedder.embed(["offline"]), reference.embed(["offline"]), atol=1e-6)
 
 
 @pytest.mark.usefixtures("no_package")

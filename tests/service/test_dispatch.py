@@ -143,4 +143,3 @@ async def test_the_404_lists_every_route(app: Starlette) -> None:
         assert isinstance(route, Route)
         assert route.path in message
     assert "\n" not in message
-
