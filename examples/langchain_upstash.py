@@ -1,5 +1,7 @@
 """LangChain with llmemo's cache on Upstash Redis (REST): the second `invoke` is served from the cache.
 
+Needs langchain-openai and upstash-redis: `pip install '.[examples]'` from the checkout.
+
 Run it:
 
     python examples/langchain_upstash.py     # offline: no OPENAI_API_KEY, no UPSTASH_* variables

@@ -1,5 +1,7 @@
 """The wrapped OpenAI client with `stream=True`: a live stream, then the same text replayed from the cache.
 
+Needs the OpenAI SDK: `pip install '.[examples]'` from the checkout.
+
 Run it:
 
     python examples/openai_streaming.py                  # offline (no OPENAI_API_KEY)

@@ -17,7 +17,7 @@ from llmemo.errors import (
     StoreError,
     UnkeyableError,
 )
-from llmemo.integrations.wrap import wrap
+from llmemo.integrations.wrap import last_status, wrap
 
 __version__ = "0.1.0"
 
@@ -43,5 +43,6 @@ __all__ = [
     "UnkeyableError",
     "Usage",
     "__version__",
+    "last_status",
     "wrap",
 ]

