@@ -24,6 +24,17 @@ ROUNDS = 8
 REQUEST = from_openai(
     {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Still open?"}]}, "chat"
 )
+_rounds = iter(range(1_000_000))
+
+
+def fresh_request() -> Any:
+    """A request no earlier round stored (each round starts a new fake clock)."""
+    content = f"Still open? ({next(_rounds)})"
+    return from_openai(
+        {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}, "chat"
+    )
+
+
 ANSWER = {
     "model": "gpt-4o-mini",
     "choices": [
@@ -67,9 +78,10 @@ async def test_async_close_waits_for_a_background_refresh(redis_url: str) -> Non
             refreshed.set()
             return ANSWER
 
-        assert (await cache.compute(REQUEST, slow)).status == "miss"
+        request = fresh_request()
+        assert (await cache.compute(request, slow)).status == "miss"
         now[0] += 11.1  # past the soft TTL (10 s +-10 %): stale, a refresh starts
-        assert (await cache.compute(REQUEST, slow)).status == "stale"
+        assert (await cache.compute(request, slow)).status == "stale"
         await cache.close()
         assert refreshed.is_set()  # close() waited for it, then closed the store
         await asyncio.sleep(0.1)  # a refresh that outlived close() would reconnect here
@@ -90,15 +102,16 @@ async def test_async_close_cancels_a_refresh_that_outlasts_its_timeout(redis_url
 
     async def stuck() -> dict[str, Any]:
         try:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(5)  # far longer than close() waits; bounded if it never cancels
         except asyncio.CancelledError:
             cancelled.set()
             raise
         return ANSWER
 
-    await cache.store(REQUEST, ANSWER)
+    request = fresh_request()
+    await cache.store(request, ANSWER)
     now[0] += 11.1
-    assert (await cache.compute(REQUEST, stuck)).status == "stale"
+    assert (await cache.compute(request, stuck)).status == "stale"
     await asyncio.sleep(0)  # the refresh task starts and waits
     await cache.close(timeout=0.05)
     assert cancelled.is_set()
@@ -116,9 +129,10 @@ def test_sync_close_waits_for_a_background_refresh(redis_url: str) -> None:
             refreshed.set()
             return ANSWER
 
-        cache.store(REQUEST, ANSWER)
+        request = fresh_request()
+        cache.store(request, ANSWER)
         now[0] += 11.1
-        assert cache.compute(REQUEST, slow).status == "stale"
+        assert cache.compute(request, slow).status == "stale"
         threading.Timer(0.05, release.set).start()
         cache.close()
         assert refreshed.is_set()
