@@ -199,3 +199,31 @@ def test_a_provider_without_upstream_says_what_to_set(serve: Serve) -> None:
     )
     assert answer.status_code == 503
     assert "ANTHROPIC_BASE_URL" in answer.json()["error"]["message"]
+
+
+# -- response headers -------------------------------------------------------------------------
+
+ROUTES = [
+    (CHAT, BODY),
+    (
+        "/v1/messages",
+        {"model": "claude-3-5-haiku-latest", "max_tokens": 50, "messages": BODY["messages"]},
+    ),
+    ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "Tell me a fact."}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), ROUTES, ids=["chat", "messages", "embeddings"])
+def test_one_content_type_on_a_miss_and_on_hits(
+    service: ServiceServer, path: str, body: dict[str, Any]
+) -> None:
+    headers = {"authorization": f"Bearer {ALICE}", "x-api-key": ALICE}
+    seen = []
+    for _ in range(3):  # a miss, a hit, a hot hit
+        response = httpx.post(service.url + path, json=body, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        raw = [name for name, _ in response.headers.raw if name.lower() == b"content-type"]
+        assert len(raw) == 1, (response.headers["x-llmemo-cache"], response.headers.raw)
+        assert response.headers["content-type"] == "application/json"
+        seen.append(response.headers["x-llmemo-cache"])
+    assert seen == ["miss", "hit", "hit"]

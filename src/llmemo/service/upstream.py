@@ -149,7 +149,8 @@ class Upstreams:
     async def post(
         self, provider: Provider, path: str, content: bytes, headers: Mapping[str, str]
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """POST and return (the JSON answer, headers to pass back); raises on any error."""
+        """POST and return (the JSON answer, headers to pass back but Content-Type); raises on
+        any error."""
         client, base = self._client(provider)
         with self._translated(provider):
             response = await client.post(base + path, content=content, headers=headers)
@@ -165,7 +166,9 @@ class Upstreams:
             raise UpstreamUnreachableError(
                 f"the {provider} upstream answered {response.status_code} without a JSON object"
             )
-        return data, answer_headers(response.headers)
+        passed = answer_headers(response.headers)
+        passed.pop("content-type", None)  # the answer is sent re-encoded, with its own type
+        return data, passed
 
     async def open_stream(
         self, provider: Provider, path: str, content: bytes, headers: Mapping[str, str]
