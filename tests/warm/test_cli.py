@@ -154,7 +154,8 @@ def test_errors_are_one_line(tmp_path: Path, upstream: UpstreamServer) -> None:
 def test_failed_items_are_listed_and_exit_1(tmp_path: Path, upstream: UpstreamServer) -> None:
     path = tmp_path / "mixed.jsonl"
     path.write_text(
-        json.dumps({"query": "fine", "model": "gpt-4o-mini"})
+        "# a comment and a blank line: failures are reported by line number\n\n"
+        + json.dumps({"query": "fine", "model": "gpt-4o-mini"})
         + "\n"
         + json.dumps({"query": "broken", "model": "fail-500"})
         + "\n"
@@ -164,6 +165,6 @@ def test_failed_items_are_listed_and_exit_1(tmp_path: Path, upstream: UpstreamSe
         str(path), "--store", store, "--openai-base-url", upstream.openai_base_url, "--json"
     )
     assert result.returncode == 1
-    assert "failed: item 2:" in result.stderr and "500" in result.stderr
+    assert f"failed: {path}:4:" in result.stderr and "500" in result.stderr
     assert "1 of 2 items failed" in result.stderr
     assert json.loads(result.stdout)["stored"] == 1

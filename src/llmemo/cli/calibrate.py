@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +27,11 @@ def calibrate(
     stop: Annotated[float, typer.Option("--to", help="Highest threshold shown.")] = 0.99,
     step: Annotated[float, typer.Option(help="Threshold step.")] = 0.01,
     plot: Annotated[
-        Path | None, typer.Option(help="Write the histogram PNG here (default PAIRS.png).")
+        Path | None,
+        typer.Option(
+            help="Write the histogram PNG here (default PAIRS.png; skipped with a note when "
+            "matplotlib, the calibrate extra, is not installed)."
+        ),
     ] = None,
     no_plot: Annotated[bool, typer.Option("--no-plot", help="Do not draw the histogram.")] = False,
     embedding_cache: Annotated[
@@ -78,6 +83,13 @@ def calibrate(
     guarded = cal.sweep(similarity, labels, grid, cal.guard_passes(pairs, Guard()))
     chosen = {"guard": cal.recommend(guarded, precision), "plain": cal.recommend(plain, precision)}
     image = None
+    if not no_plot and importlib.util.find_spec("matplotlib") is None:
+        typer.echo(
+            "llmemo: note: no histogram (matplotlib is not installed: pip install "
+            "'llmemo[calibrate]'); the tables are complete without it",
+            err=True,
+        )
+        no_plot = True
     if not no_plot:
         marked = chosen["guard"] or cal.best(guarded)
         image = cal.plot(

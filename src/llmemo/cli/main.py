@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Iterator
 from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
 
+from llmemo import __version__
 from llmemo.core._sync.cache import Cache
 from llmemo.errors import ConfigError, LLMemoError, StoreError
-from llmemo.stores.base import default_url, redact
+from llmemo.stores.base import STORE_ORDER, redact, store_url
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmemo {__version__}")
+        raise typer.Exit(0)
+
 
 app = typer.Typer(
     name="llmemo",
@@ -18,16 +28,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: flags shown as flags, not `<bool>`
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-StoreOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="LLMEMO_STORE",
-        help="Store URL: sqlite:///path (default ~/.cache/llmemo/cache.db), redis://, rediss://, redis+cluster://, upstash://, memory://",
-    ),
-]
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """An LLM response cache on Redis: inspect, invalidate and serve it."""
+
+
+STORE_HELP = (
+    "Store URL: sqlite:///relative.db or sqlite:////absolute.db, redis://[user:pass@]host:port/db, "
+    f"rediss://, redis+cluster://, upstash://, memory://. Chosen from: {STORE_ORDER}."
+)
+StoreOpt = Annotated[str | None, typer.Option("--store", metavar="URL", help=STORE_HELP)]
 NamespaceOpt = Annotated[
     str, typer.Option("--namespace", "-n", envvar="LLMEMO_NAMESPACE", help="Namespace.")
 ]
@@ -41,7 +63,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def open_cache(store: str | None, namespace: str) -> Cache:
-    url = store or default_url()
+    url = store_url(store)
     cache = Cache.from_url(url, namespace=namespace)
     try:
         cache.backend.ping()
@@ -63,6 +85,23 @@ def emit(data: Any, as_json: bool) -> None:
     Console().print(table)
 
 
+def duration(seconds: float | None) -> str:
+    """A short human duration, rounded: 42s, 5m, 3h, 2d; "-" for none."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
+def columns(rows: list[list[str]]) -> None:
+    """Rows as plain aligned columns (two spaces apart): readable, and `awk` / `cut` friendly."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))] if rows else []
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
 @app.command()
 def stats(
     store: StoreOpt = None, namespace: NamespaceOpt = "default", as_json: JsonOpt = False
@@ -78,6 +117,12 @@ def stats(
 def invalidate(
     store: StoreOpt = None,
     namespace: NamespaceOpt = "default",
+    everything: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Delete every entry of the namespace: needed when no filter is given."
+        ),
+    ] = False,
     all_namespaces: Annotated[
         bool, typer.Option("--all-namespaces", help="Every namespace.")
     ] = False,
@@ -95,13 +140,26 @@ def invalidate(
         ),
     ] = False,
 ) -> None:
-    """Delete entries (SCAN + UNLINK in batches), or bump the namespace version."""
+    """Delete matching entries (SCAN + UNLINK in batches), or bump the namespace version.
+
+    Without a filter (--version, --model, --tenant, --user, --tag) it deletes EVERY entry of the
+    namespace (of every namespace with --all-namespaces): that takes --all, or a "y" when asked
+    on a terminal.
+    """
+    filtered = any(v is not None for v in (version, model, tenant, user, tag))
+    if bump and (filtered or all_namespaces or everything):
+        fail("--bump takes no filter: it retires the whole namespace", 2)
     with open_cache(store, namespace) as cache:
         if bump:
-            if any(v is not None for v in (version, model, tenant, user, tag)) or all_namespaces:
-                fail("--bump takes no filter: it retires the whole namespace", 2)
             typer.echo(f"namespace {namespace!r} is now at version {cache.bump_version()}")
             return
+        if not filtered and not everything:
+            scope = "every namespace" if all_namespaces else f"namespace {namespace!r}"
+            where = f"{scope} in {redact(cache.backend.url)}"
+            if not sys.stdin.isatty():
+                fail(f"no filter: this would delete every entry of {where}; add --all to do so", 2)
+            if not typer.confirm(f"Delete every entry of {where}?", default=False):
+                fail("nothing deleted", 1)
         deleted = cache.invalidate(
             namespace="*" if all_namespaces else namespace,
             version=version,
@@ -114,7 +172,13 @@ def invalidate(
 
 
 @app.command()
-def get(key: str, store: StoreOpt = None, as_json: JsonOpt = True) -> None:
+def get(
+    key: str,
+    store: StoreOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json/--no-json", help="JSON (default), or a table of its fields.")
+    ] = True,
+) -> None:
     """Print one entry by its store key (as `llmemo keys` or the logs show it)."""
     with open_cache(store, "default") as cache:
         hit = cache.get_key(key)
@@ -125,6 +189,7 @@ def get(key: str, store: StoreOpt = None, as_json: JsonOpt = True) -> None:
             "model": hit.model,
             "created": hit.created,
             "age": round(hit.age, 3),
+            "ttl": hit.ttl,
             "tags": list(hit.tags),
             "usage": {
                 "input_tokens": hit.usage.input_tokens,
@@ -132,26 +197,93 @@ def get(key: str, store: StoreOpt = None, as_json: JsonOpt = True) -> None:
             },
             "response": hit.response,
         }
-        typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+        if not as_json:
+            data["age"] = duration(hit.age)
+            data["ttl"] = duration(hit.ttl)
+            data["tags"] = ", ".join(hit.tags) or "-"
+            data["usage"] = f"{hit.usage.input_tokens} in, {hit.usage.output_tokens} out"
+            data["response"] = orjson.dumps(hit.response).decode()
+        emit(data, as_json)
+
+
+def _entries(cache: Cache, namespace: str) -> Iterator[tuple[str, Any]]:
+    """(key, header or None) of each entry of a namespace, in SCAN order."""
+    from llmemo.core.entry import HEAD_BYTES, decode_head
+    from llmemo.core.request import entry_pattern
+    from llmemo.errors import CorruptEntryError
+
+    for batch in cache.backend.scan(entry_pattern(cache.prefix, namespace)):
+        for key, head in zip(batch, cache.backend.heads(batch, HEAD_BYTES), strict=True):
+            try:
+                yield key, None if head is None else decode_head(head)
+            except CorruptEntryError:
+                yield key, None
 
 
 @app.command()
 def keys(
     store: StoreOpt = None,
     namespace: NamespaceOpt = "default",
-    limit: Annotated[int, typer.Option(help="Print at most this many keys.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="Print at most this many entries.")] = 100,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Keys only, one a line.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """List entry keys of a namespace (SCAN, never KEYS)."""
+    """List the entries of a namespace (SCAN, never KEYS): key, model, age and TTL.
+
+    Stops after --limit entries and says so on stderr when there are more.
+    """
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    more = False
+    with open_cache(store, namespace) as cache:
+        for key, head in _entries(cache, namespace):
+            if len(rows) >= limit:
+                more = True
+                break
+            rows.append(
+                {
+                    "key": key,
+                    "model": None if head is None else head.model,
+                    "age": None if head is None else round(now - head.created, 3),
+                    "ttl": None if head is None else head.ttl,
+                }
+            )
+    if as_json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    elif quiet:
+        for row in rows:
+            typer.echo(row["key"])
+    else:
+        columns(
+            [[r["key"], r["model"] or "-", duration(r["age"]), duration(r["ttl"])] for r in rows]
+        )
+    if more:
+        typer.echo(f"llmemo: more than {limit} entries: use --limit N to see more", err=True)
+
+
+@app.command()
+def namespaces(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """List the namespaces found in the store (SCAN), with their entry counts and versions."""
     from llmemo.core.request import entry_pattern
 
-    with open_cache(store, namespace) as cache:
-        shown = 0
-        for batch in cache.backend.scan(entry_pattern(cache.prefix, namespace)):
+    counts: dict[str, int] = {}
+    with open_cache(store, "default") as cache:
+        prefix = cache.prefix
+        for batch in cache.backend.scan(entry_pattern(prefix)):
             for key in batch:
-                if shown >= limit:
-                    return
-                typer.echo(key)
-                shown += 1
+                name = key[len(prefix) + 1 :].split(":", 1)[0]
+                counts[name] = counts.get(name, 0) + 1
+        for batch in cache.backend.scan(f"{prefix}:*:stats"):
+            for key in batch:
+                counts.setdefault(key[len(prefix) + 1 : -len(":stats")], 0)
+        rows: list[dict[str, Any]] = [
+            {"namespace": name, "entries": counts[name], "version": cache.version(name)}
+            for name in sorted(counts)
+        ]
+    if as_json:
+        typer.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    else:
+        columns([[r["namespace"], str(r["entries"]), f"v{r['version']}"] for r in rows])
 
 
 @app.command()
@@ -171,7 +303,7 @@ def _exit(message: str, code: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error is one line on stderr and a non-zero exit code."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="llmemo", standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llmemo.cli.main import app, fail
+from llmemo.cli.main import STORE_HELP, app, fail
 from llmemo.errors import require
 
 _NO_UPSTREAM = (
@@ -25,13 +25,7 @@ def serve(
         str | None, typer.Option(help="Address to bind (env LLMEMO_HOST; default 127.0.0.1).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (env LLMEMO_PORT; default 8000).")] = None,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            help="Store URL: redis://, rediss://, sqlite:///path, memory:// "
-            "(env LLMEMO_STORE or REDIS_URL; default: the embedded SQLite file)."
-        ),
-    ] = None,
+    store: Annotated[str | None, typer.Option(metavar="URL", help=STORE_HELP)] = None,
     openai_base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible upstream, with /v1 (env OPENAI_BASE_URL).")
     ] = None,
@@ -161,7 +155,7 @@ def serve(
 
     from llmemo.service import create_app, load_settings
     from llmemo.service.server import server_config, server_options
-    from llmemo.stores.base import default_url, redact
+    from llmemo.stores.base import redact, store_url
 
     settings = load_settings(
         config,
@@ -195,7 +189,7 @@ def serve(
         and settings.anthropic_url is None
     ):
         fail(_NO_UPSTREAM, 2)
-    _check_store(settings.store or default_url())
+    _check_store(store_url(settings.store))
     demo = None
     if settings.upstream == "demo":
         from llmemo.testing.server import UpstreamServer
@@ -225,7 +219,7 @@ def serve(
         mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g})"
     typer.echo(
         f"llmemo: serving on http://{settings.host}:{settings.port}/v1 "
-        f"(store {redact(settings.store or default_url())}, namespace {settings.namespace}, {mode}"
+        f"(store {redact(store_url(settings.store))}, namespace {settings.namespace}, {mode}"
         + (f", {settings.workers} workers)" if settings.workers > 1 else ")"),
         err=True,
     )

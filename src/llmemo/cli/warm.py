@@ -24,7 +24,7 @@ import typer
 from llmemo.cli.main import StoreOpt, app, emit, fail
 from llmemo.core.entry import Usage
 from llmemo.errors import ConfigError, LLMemoError, StoreError
-from llmemo.stores.base import default_url, redact
+from llmemo.stores.base import redact, store_url
 from llmemo.warm import ItemResult, Provider, Summary, WarmItem, check_refresh_before, parse_item
 
 OPENAI_URL = "https://api.openai.com/v1"
@@ -32,10 +32,14 @@ ANTHROPIC_URL = "https://api.anthropic.com"
 _SHOWN_FAILURES = 10
 
 
-def read_items(path: Path, defaults: dict[str, Any]) -> tuple[list[dict[str, Any]], list[WarmItem]]:
-    """The file's items, raw and parsed; a bad line fails the whole command before any call."""
+def read_items(
+    path: Path, defaults: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[WarmItem], list[int]]:
+    """The file's items, raw and parsed, and the line number of each; a bad line fails the whole
+    command before any call."""
     raw: list[dict[str, Any]] = []
     parsed: list[WarmItem] = []
+    lines: list[int] = []
     try:
         text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -51,9 +55,10 @@ def read_items(path: Path, defaults: dict[str, Any]) -> tuple[list[dict[str, Any
         except LLMemoError as exc:
             raise ConfigError(f"{path}:{number}: {exc}") from None
         raw.append(data)
+        lines.append(number)
     if not parsed:
         raise ConfigError(f"{path}: no items (one JSON request per line)")
-    return raw, parsed
+    return raw, parsed, lines
 
 
 class Journal:
@@ -349,7 +354,7 @@ def warm(
         defaults["ttl"] = ttl
     if namespace is not None:
         defaults["namespace"] = namespace
-    raw, items = read_items(file, defaults)
+    raw, items, lines = read_items(file, defaults)
     if service is not None:
         if not token:
             fail("--service needs --token (or LLMEMO_WARM_TOKEN)", 2)
@@ -378,7 +383,7 @@ def warm(
                     f"the file has {provider} requests but no {provider} upstream: pass --{provider}-base-url",
                     2,
                 )
-        url = store or default_url()
+        url = store_url(store)
         journal = Journal(resume_file) if resume_file is not None else None
         try:
             summary, done, stopped = asyncio.run(
@@ -401,7 +406,7 @@ def warm(
         results = [r.as_dict() for r in done]
         where = {"store": redact(url)}
     for item in [r for r in results if r["status"] == "failed"][:_SHOWN_FAILURES]:
-        typer.echo(f"failed: item {item['index'] + 1}: {item.get('reason')}", err=True)
+        typer.echo(f"failed: {file}:{lines[item['index']]}: {item.get('reason')}", err=True)
     emit({**where, **summary.as_dict()}, as_json)
     if stopped:
         fail(

@@ -66,6 +66,7 @@ class EntryHead:
     user: str | None
     tags: tuple[str, ...]
     created: float
+    ttl: float | None = None  # the TTL it was stored with (None: no expiry)
 
 
 def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
@@ -136,6 +137,7 @@ def _head_fields(head: dict[str, Any]) -> EntryHead:
         user=head.get("u"),
         tags=tuple(str(t) for t in tags),
         created=float(head.get("c", 0.0)),
+        ttl=None if head.get("l") is None else float(head["l"]),
     )
 
 

@@ -33,7 +33,7 @@ from llmemo.service.server import WORKER_SETTINGS
 from llmemo.service.settings import Settings, load_settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers, models_path
 from llmemo.service.warm import Warming
-from llmemo.stores.base import async_from_url, default_url, redact
+from llmemo.stores.base import async_from_url, redact, store_url
 
 if TYPE_CHECKING:
     from llmemo.core.verify import AsyncLLMVerifier
@@ -45,7 +45,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = Metrics(max_models=settings.max_model_labels)
-        self.store_url = settings.store or default_url()
+        self.store_url = store_url(settings.store)
         self.warming = Warming(settings, self.metrics, self.store_url)
         self._proxy: Proxy | None = None
 

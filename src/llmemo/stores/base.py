@@ -91,6 +91,17 @@ def default_url() -> str:
     return f"sqlite:///{base / 'cache.db'}"
 
 
+STORE_ORDER = (
+    "--store, else $LLMEMO_STORE, else $REDIS_URL, else the SQLite file ~/.cache/llmemo/cache.db"
+)
+
+
+def store_url(url: str | None = None) -> str:
+    """The store a command uses: `url`, else `$LLMEMO_STORE`, else `$REDIS_URL`, else the embedded
+    SQLite file (`default_url`). Every `llmemo` command, `serve` included, resolves it here."""
+    return url or os.environ.get("LLMEMO_STORE") or os.environ.get("REDIS_URL") or default_url()
+
+
 def redact(url: str) -> str:
     """The URL with any password replaced by `***` (safe to log and to show)."""
     parts = urlsplit(url)

@@ -50,6 +50,18 @@ def _chunks(keys: Sequence[str]) -> Iterator[list[str]]:
         yield unique[i : i + _CHUNK]
 
 
+def _no_directory(path: str, url: str | None) -> str:
+    """Why a path cannot be opened, with the path resolved: `sqlite:///tmp/x.db` is the relative
+    path tmp/x.db, which a hint points out when the absolute one was probably meant."""
+    where = Path(path).absolute()
+    message = (
+        f"sqlite store path {path!r} ({where}): directory {str(where.parent)!r} does not exist"
+    )
+    if url is not None and not Path(path).is_absolute() and Path("/", path).parent.is_dir():
+        return f"{message}; use four slashes for an absolute path: sqlite:////{path}"
+    return f"{message} (create it first)"
+
+
 def _marks(n: int) -> str:
     return ",".join("?" * n)
 
@@ -75,9 +87,7 @@ class SQLiteStore:
         self.url = url or f"sqlite:///{self.path}"
         parent = Path(self.path).parent
         if self.path != ":memory:" and not parent.is_dir():
-            raise ConfigError(
-                f"sqlite store path {self.path!r}: directory {str(parent)!r} does not exist (create it first)"
-            )
+            raise ConfigError(_no_directory(self.path, url))
         self._clock = clock
         self._busy_timeout = busy_timeout
         self._purge_every = max(1, purge_every)
