@@ -282,3 +282,16 @@ def test_calibrate_without_matplotlib_skips_the_plot(tmp_path: Path) -> None:
     assert "4 pairs, 2 duplicates" in done.stdout
     assert "matplotlib is not installed: pip install 'llmemo[calibrate]'" in done.stderr
     assert not (tmp_path / "pairs.png").exists()
+
+
+@pytest.mark.parametrize("missing", ["numpy", "tokenizers"])
+def test_serve_semantic_without_the_extra_fails_before_binding(missing: str) -> None:
+    from llmemo.testing.redis_server import free_port
+
+    port = str(free_port())
+    args = ("serve", "--semantic", "--upstream", "demo", "--store", "memory://", "--port", port)
+    done = run_without(missing, *args)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("llmemo: error: --semantic:")
+    assert "pip install 'llmemo[semantic]'" in line and repr(missing) in line

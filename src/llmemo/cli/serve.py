@@ -80,7 +80,7 @@ def serve(
         typer.Option(
             "--semantic/--exact-only",
             help="Also answer paraphrases from the cache (semantic layer; env LLMEMO_SEMANTIC). "
-            "Off by default.",
+            "Off by default. Needs the semantic extra: checked before the port is bound.",
         ),
     ] = None,
     semantic_threshold: Annotated[
@@ -190,15 +190,6 @@ def serve(
     ):
         fail(_NO_UPSTREAM, 2)
     _check_store(store_url(settings.store))
-    demo = None
-    if settings.upstream == "demo":
-        from llmemo.testing.server import UpstreamServer
-
-        demo = UpstreamServer().start()
-        settings = settings.model_copy(
-            update={"openai_base_url": demo.openai_base_url, "anthropic_base_url": demo.url}
-        )
-        typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
     mode = "isolated per API key"
     if settings.shared:  # who may use the shared answers (service/access.py)
         mode = "shared, " + (
@@ -217,6 +208,16 @@ def serve(
         if threshold is None:  # ConfigError (exit 2) now, for an embedder without a default
             threshold = default_threshold(settings.semantic_embedder)
         mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g})"
+        _check_embedder(settings.semantic_embedder)
+    demo = None
+    if settings.upstream == "demo":
+        from llmemo.testing.server import UpstreamServer
+
+        demo = UpstreamServer().start()
+        settings = settings.model_copy(
+            update={"openai_base_url": demo.openai_base_url, "anthropic_base_url": demo.url}
+        )
+        typer.echo(f"llmemo: demo upstream (deterministic fake answers) on {demo.url}", err=True)
     typer.echo(
         f"llmemo: serving on http://{settings.host}:{settings.port}/v1 "
         f"(store {redact(store_url(settings.store))}, namespace {settings.namespace}, {mode}"
@@ -274,3 +275,18 @@ def _check_store(url: str) -> None:
     finally:
         with contextlib.suppress(StoreError):
             store.close()
+
+
+def _check_embedder(spec: str) -> None:
+    """Build the embedder once before binding, so a missing extra or model is one line (exit 2)
+    instead of a traceback from the app's start-up after "serving on"."""
+    from llmemo.errors import LLMemoError
+
+    try:
+        from llmemo.embed.base import from_spec
+
+        from_spec(spec)
+    except LLMemoError as exc:
+        fail(f"--semantic: {exc}", 2)
+    except ImportError as exc:  # a dependency that is there but broken
+        fail(f"--semantic: {exc}: pip install 'llmemo[semantic]'", 2)
