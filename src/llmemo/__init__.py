@@ -3,6 +3,7 @@
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core._sync.cache import Cache
 from llmemo.core.breaker import CircuitBreaker
+from llmemo.core.check import CheckReport
 from llmemo.core.entry import Entry, Usage
 from llmemo.core.facade import Hit, Result
 from llmemo.core.policy import NO_EXPIRY, TtlPolicy
@@ -27,6 +28,7 @@ __all__ = [
     "Cache",
     "CacheRequest",
     "CacheStats",
+    "CheckReport",
     "CircuitBreaker",
     "ConfigError",
     "CorruptEntryError",

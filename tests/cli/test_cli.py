@@ -244,7 +244,7 @@ def test_version_and_short_help() -> None:
     from llmemo import __version__
 
     assert run("--version").stdout.strip() == f"llmemo {__version__}"
-    for command in ((), ("keys",), ("serve",), ("invalidate",)):
+    for command in ((), ("keys",), ("serve",), ("invalidate",), ("doctor",)):
         done = run(*command, "-h")
         assert done.returncode == 0 and done.stdout.startswith("Usage: llmemo"), command
 

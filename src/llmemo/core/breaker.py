@@ -14,12 +14,15 @@ class CircuitBreaker:
 
     While open, `allow()` is False and the cache skips the store entirely (a miss, no timeout paid).
     After `reset` seconds one caller is let through as a probe; its success closes the circuit, its
-    failure re-opens it for another `reset` seconds.
+    failure re-opens it for another `reset` seconds. `on_change(True)` is called when the circuit
+    opens, `on_change(False)` when it closes again (outside the lock; a failed probe that re-opens
+    it is no change).
     """
 
     threshold: int = 3
     reset: float = 5.0
     clock: Callable[[], float] = time.monotonic
+    on_change: Callable[[bool], None] | None = None
     _failures: int = field(default=0, init=False)
     _opened_at: float | None = field(default=None, init=False)
     _probing: bool = field(default=False, init=False)
@@ -55,13 +58,20 @@ class CircuitBreaker:
         if self._failures == 0 and self._opened_at is None and not self._probing:
             return  # already closed: nothing to reset, no lock on the hot path
         with self._lock:
+            closes = self._opened_at is not None
             self._failures = 0
             self._opened_at = None
             self._probing = False
+        if closes and self.on_change is not None:
+            self.on_change(False)
 
     def failure(self) -> None:
+        opens = False
         with self._lock:
             self._failures += 1
             if self._probing or self._failures >= self.threshold:
+                opens = self._opened_at is None
                 self._opened_at = self.clock()
             self._probing = False
+        if opens and self.on_change is not None:
+            self.on_change(True)

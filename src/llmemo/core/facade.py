@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from llmemo.core import entry as entries
+from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
 from llmemo.core.entry import Usage
@@ -179,6 +180,11 @@ class BaseCache:
         if self.lock_ttl <= 0 or self.wait_timeout <= 0:
             raise ConfigError("lock_ttl and wait_timeout must be positive")
         self.breaker = breaker or CircuitBreaker()
+        # Warnings (logger "llmemo.cache") on store errors, rate-limited, and on the circuit
+        # opening or closing: failing open must not be silent.
+        self.alarm = StoreAlarm(self.store_name)
+        if self.breaker.on_change is None:
+            self.breaker.on_change = self._circuit_changed
         self.clock = clock
         self.version_ttl = version_ttl
         self.flush_interval = flush_interval
@@ -438,8 +444,19 @@ class BaseCache:
     def count_many(self, counts: tuple[tuple[str, float], ...]) -> None:
         self._stats.add_many(counts)
 
+    def store_name(self) -> str:
+        """The store's URL with any password redacted (for logs)."""
+        from llmemo.stores.base import redact
+
+        url = getattr(getattr(self, "backend", None), "url", None)
+        return redact(url) if isinstance(url, str) else "(no store)"
+
+    def _circuit_changed(self, opened: bool) -> None:
+        self.alarm.circuit(opened, self.breaker.reset)
+
     def count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")
+        self.alarm.error(error)
         if not error.partial:  # one dead cluster node must not turn the healthy ones off
             self.breaker.failure()
 

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from llmemo.core._async.check import check_store
+from llmemo.core.check import CheckReport
 from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.policy import TtlArg
@@ -92,6 +94,12 @@ class AsyncCache(BaseCache):
             await close()
         except StoreError as exc:  # fail open: counted, never raised from close()
             self.count_store_error(exc)
+
+    async def check(self) -> CheckReport:
+        """Probe the store (write, read back, delete a key; for Redis its version, search module
+        and eviction policy) and the semantic layer's embedder. Never raises for a store failure:
+        `report.ok` says whether the store works (`llmemo doctor` prints this report)."""
+        return await check_store(self.backend, self.prefix, self.semantic)
 
     # -- fail-open plumbing -----------------------------------------------------------------
 
