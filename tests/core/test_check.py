@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -134,3 +136,17 @@ def test_check_sqlite_and_the_embedder(tmp_path: object) -> None:
     assert report.ok and report.server is None and report.search is None
     assert report.semantic_ok is True
     assert report.semantic is not None and "384 dims" in report.semantic
+
+
+@pytest.mark.parametrize("kind", [Cache, AsyncCache])
+def test_a_dropped_cache_is_freed_at_once(kind: type[Cache] | type[AsyncCache]) -> None:
+    """No reference cycle through the breaker's or the alarm's callbacks: a cache (and its
+    connections) is freed when dropped, not at some later GC pass."""
+    gc.disable()
+    try:
+        cache = kind.from_url("memory://")
+        ref = weakref.ref(cache)
+        del cache
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -18,16 +18,11 @@ class StoreAlarm:
     many were held back), and when the store's circuit opens or closes.
 
     An open is logged under the same limit; its close is logged when the open was. `store` gives
-    the store's URL with any password redacted (called only when something is logged).
+    the store's URL with any password redacted (called only when something is logged). It holds
+    no reference to its cache (a cycle would delay closing the cache's connections to a GC pass).
     """
 
-    def __init__(
-        self,
-        store: Callable[[], str],
-        interval: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self.clock = clock
         self._lock = threading.Lock()
@@ -37,7 +32,7 @@ class StoreAlarm:
         self._held_opens = 0
         self._open_logged = False
 
-    def error(self, exc: StoreError) -> None:
+    def error(self, exc: StoreError, store: Callable[[], str]) -> None:
         """A store call failed (the cache answered without it)."""
         now = self.clock()
         with self._lock:
@@ -52,12 +47,12 @@ class StoreAlarm:
         log.warning(
             "llmemo: the store %s failed, so the cache is failing open (calls go to the provider "
             "uncached): %s%s",
-            self.store(),
+            store(),
             detail,
             self._held("store error", held),
         )
 
-    def circuit(self, opened: bool, retry: float) -> None:
+    def circuit(self, opened: bool, retry: float, store: Callable[[], str]) -> None:
         """The circuit breaker opened (the store is skipped) or closed (it is used again)."""
         now = self.clock()
         with self._lock:
@@ -77,12 +72,12 @@ class StoreAlarm:
             log.warning(
                 "llmemo: the store %s keeps failing: circuit open, the cache skips it and tries "
                 "again every %g s%s",
-                self.store(),
+                store(),
                 retry,
                 self._held("circuit opening", held),
             )
         else:
-            log.warning("llmemo: the store %s answers again: circuit closed", self.store())
+            log.warning("llmemo: the store %s answers again: circuit closed", store())
 
     def _held(self, what: str, held: int) -> str:
         if not held:

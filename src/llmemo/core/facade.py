@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -182,9 +183,9 @@ class BaseCache:
         self.breaker = breaker or CircuitBreaker()
         # Warnings (logger "llmemo.cache") on store errors, rate-limited, and on the circuit
         # opening or closing: failing open must not be silent.
-        self.alarm = StoreAlarm(self.store_name)
+        self.alarm = StoreAlarm()
         if self.breaker.on_change is None:
-            self.breaker.on_change = self._circuit_changed
+            self.breaker.on_change = _circuit_log(self)
         self.clock = clock
         self.version_ttl = version_ttl
         self.flush_interval = flush_interval
@@ -451,12 +452,9 @@ class BaseCache:
         url = getattr(getattr(self, "backend", None), "url", None)
         return redact(url) if isinstance(url, str) else "(no store)"
 
-    def _circuit_changed(self, opened: bool) -> None:
-        self.alarm.circuit(opened, self.breaker.reset)
-
     def count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")
-        self.alarm.error(error)
+        self.alarm.error(error, self.store_name)
         if not error.partial:  # one dead cluster node must not turn the healthy ones off
             self.breaker.failure()
 
@@ -468,6 +466,19 @@ class BaseCache:
 
     def local_stats(self) -> CacheStats:
         return CacheStats.from_counters(self._stats.peek(), source="local")
+
+
+def _circuit_log(cache: BaseCache) -> Callable[[bool], None]:
+    """The breaker's `on_change` for a cache: logs through its alarm. A weak reference: a cache
+    the breaker pointed back to would be freed only by a GC pass, its connections left open."""
+    ref = weakref.ref(cache)
+
+    def changed(opened: bool) -> None:
+        owner = ref()
+        if owner is not None:
+            owner.alarm.circuit(opened, owner.breaker.reset, owner.store_name)
+
+    return changed
 
 
 def _str(value: Any) -> str | None:
