@@ -59,6 +59,7 @@ def test_serve_without_an_upstream_says_what_to_set() -> None:
         (("--upstream", "demo", "--max-ttl", "inf"), "finite"),
         (("--upstream", "demo", "--ttl", "2d", "--max-ttl", "1d"), "over the maximum"),
         (("--upstream", "demo", "--max-entry-bytes", "0"), "max_entry_bytes"),
+        (("--upstream", "demo", "--shared-namespace", "a b"), "invalid namespace 'a b'"),
     ],
 )
 def test_bad_settings_fail_in_one_line(args: tuple[str, ...], message: str) -> None:
@@ -133,3 +134,24 @@ def test_serve_demo_needs_no_api_key(demo: str) -> None:
     assert raws[0].parse() == raws[1].parse()
     ready = httpx.get(demo + "/readyz").json()
     assert ready["status"] == "ok" and ready["store"].startswith("redis://")
+
+
+def test_serve_shares_the_namespaces_it_is_given(redis_url: str) -> None:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "FAQ"}]}
+    alice, bob = {"authorization": "Bearer sk-a"}, {"authorization": "Bearer sk-b"}
+    faq = {"x-llmemo-namespace": "faq"}
+    with serving(
+        *("--upstream", "demo", "--shared-namespace", "faq", "--shared-namespace", "docs"),
+        REDIS_URL=redis_url,
+        LLMEMO_CLIENT_KEYS="sk-a,sk-b",
+    ) as (url, process):
+
+        def ask(headers: dict[str, str]) -> str:
+            answer = httpx.post(url + "/v1/chat/completions", json=body, headers=headers)
+            return answer.headers["x-llmemo-cache"]
+
+        assert [ask({**alice, **faq}), ask({**bob, **faq})] == ["miss", "hit"]
+        assert [ask(alice), ask(bob)] == ["miss", "miss"]  # the default namespace: isolated
+        assert process.stdout is not None
+        started = next(line for line in process.stdout if "serving on" in line)
+        assert "isolated per API key, except shared namespaces faq, docs" in started

@@ -68,7 +68,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def serve(upstream: UpstreamServer, redis_url: str) -> Iterator[Serve]:
-    """Start a service with warming on (QStash keys, a token); keyword arguments override."""
+    """Start a service with warming on (QStash keys, a token) whose `default` namespace is
+    shared, so warmed entries are served; keyword arguments override."""
     started: list[ServiceServer] = []
 
     def start(**overrides: Any) -> ServiceServer:
@@ -80,6 +81,7 @@ def serve(upstream: UpstreamServer, redis_url: str) -> Iterator[Serve]:
             "qstash_next_signing_key": NEXT,
             "warm_token": TOKEN,
             "warm_url": PUBLIC_URL,
+            "shared_namespaces": ["default"],
             **overrides,
         }
         server = ServiceServer(load_settings(**options)).start()

@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import redis
 
 from llmemo.testing.server import UpstreamServer
+from tests.service.conftest import ALICE, BOB
 from tests.warm.conftest import TOKEN, Serve
 
 ENTRIES = "llmemo:*:x:*"
@@ -29,17 +31,19 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "llmemo", "warm", *args]
 
 
-def env() -> dict[str, str]:
+def env(**extra: str) -> dict[str, str]:
     keep = {
         k: v
         for k, v in os.environ.items()
         if not k.upper().startswith(("LLMEMO_", "OPENAI", "ANTHROPIC"))
     }
-    return {**keep, "PYTHONUNBUFFERED": "1"}
+    return {**keep, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command(*args), capture_output=True, text=True, timeout=120, env=env())
+def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(*args), capture_output=True, text=True, timeout=120, env=env(**extra)
+    )
 
 
 def entries(redis_url: str) -> int:
@@ -58,6 +62,8 @@ def test_interrupted_and_resumed_every_request_is_stored_once(
         upstream.openai_base_url,
         "--concurrency",
         "4",
+        "--shared-namespace",
+        "default",
     )
     process = subprocess.Popen(
         command(str(items), *args, "--json"),
@@ -96,6 +102,7 @@ def test_a_journal_resumes_without_lookups(
     items = write_items(tmp_path / "items.jsonl", 30)
     journal = tmp_path / "journal.jsonl"
     args = ("--store", redis_url, "--openai-base-url", upstream.openai_base_url, "-q", "--json")
+    args += ("--shared",)  # as `llmemo serve --shared`
     first = run(str(items), *args, "--resume-file", str(journal))
     assert first.returncode == 0, first.stderr
     assert len(journal.read_text().splitlines()) == 30
@@ -130,12 +137,16 @@ def test_errors_are_one_line(tmp_path: Path, upstream: UpstreamServer) -> None:
     store = f"sqlite:///{tmp_path / 'c.db'}"
     cases = [
         (
-            (str(bad), "--store", store, "--openai-base-url", upstream.openai_base_url),
+            (str(bad), "--store", store, "--openai-base-url", upstream.openai_base_url, "--shared"),
             2,
             "bad.jsonl:2: not JSON",
         ),
         ((str(tmp_path / "missing.jsonl"),), 2, "cannot read"),
-        ((str(write_items(tmp_path / "i.jsonl", 1)), "--store", store), 2, "no openai upstream"),
+        (
+            (str(write_items(tmp_path / "i.jsonl", 1)), "--store", store, "--shared"),
+            2,
+            "no openai upstream",
+        ),
         ((str(tmp_path / "i.jsonl"), "--service", "http://127.0.0.1:9"), 2, "--token"),
         (
             (str(tmp_path / "i.jsonl"), "--refresh-before", "2", "--store", store),
@@ -162,9 +173,71 @@ def test_failed_items_are_listed_and_exit_1(tmp_path: Path, upstream: UpstreamSe
     )
     store = f"sqlite:///{tmp_path / 'c.db'}"
     result = run(
-        str(path), "--store", store, "--openai-base-url", upstream.openai_base_url, "--json"
+        str(path),
+        "--store",
+        store,
+        "--openai-base-url",
+        upstream.openai_base_url,
+        "--json",
+        LLMEMO_SHARED_NAMESPACES="default",
     )
     assert result.returncode == 1
     assert f"failed: {path}:4:" in result.stderr and "500" in result.stderr
     assert "1 of 2 items failed" in result.stderr
     assert json.loads(result.stdout)["stored"] == 1
+
+
+def test_warm_and_serve_agree_on_shared_namespaces(
+    tmp_path: Path, serve: Serve, upstream: UpstreamServer, redis_url: str
+) -> None:
+    """The same setting for both: `faq` items are stored shared and served by the isolated
+    proxy to any accepted caller that names the namespace; an isolated namespace is refused."""
+    service = serve(shared_namespaces=["faq"], client_keys=f"{ALICE},{BOB}")
+    items = write_items(tmp_path / "faq.jsonl", 2)
+    args = ("--store", redis_url, "--openai-base-url", upstream.openai_base_url, "-q", "--json")
+    refused = run(str(items), *args)  # the default namespace is isolated: nobody would be served
+    assert refused.returncode == 2, refused.stderr
+    assert "faq.jsonl:3: namespace 'default' is isolated per API key" in refused.stderr
+    assert "--shared-namespace default" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert upstream.stats().total == 0 and entries(redis_url) == 0
+    stored = run(str(items), *args, "--namespace", "faq", LLMEMO_SHARED_NAMESPACES="faq,docs")
+    assert stored.returncode == 0, stored.stderr
+    assert json.loads(stored.stdout)["stored"] == 2
+    chat = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Summarise chapter 1."}],
+    }
+    for key in (ALICE, BOB):
+        answer = httpx.post(
+            service.url + "/v1/chat/completions",
+            json=chat,
+            headers={"authorization": f"Bearer {key}", "x-llmemo-namespace": "faq"},
+        )
+        assert answer.headers["x-llmemo-cache"] == "hit"
+    assert upstream.stats().total == 2  # what warming asked, nothing more
+
+
+def test_isolated_warms_for_the_api_keys_callers_only(
+    tmp_path: Path, serve: Serve, upstream: UpstreamServer, redis_url: str
+) -> None:
+    service = serve(shared_namespaces=[])
+    items = write_items(tmp_path / "mine.jsonl", 1)
+    args = ("--store", redis_url, "--openai-base-url", upstream.openai_base_url, "-q", "--json")
+    stored = run(str(items), *args, "--isolated", OPENAI_API_KEY=ALICE)
+    assert stored.returncode == 0, stored.stderr
+    chat = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Summarise chapter 0."}],
+    }
+    states = [
+        httpx.post(
+            service.url + "/v1/chat/completions",
+            json=chat,
+            headers={"authorization": f"Bearer {key}"},
+        ).headers["x-llmemo-cache"]
+        for key in (ALICE, BOB)
+    ]
+    assert states == ["hit", "miss"]
+    shared = run(str(items), *args, "--isolated", "--shared-namespace", "default")
+    assert shared.returncode == 2 and "namespace 'default' is shared" in shared.stderr

@@ -178,9 +178,9 @@ def test_warmed_entries_answer_the_proxy(serve: Serve, upstream: UpstreamServer)
     assert upstream.stats().total == 2
 
 
-def test_isolated_mode_warms_the_warm_keys_tenant(serve: Serve, upstream: UpstreamServer) -> None:
-    service = serve(warm_openai_api_key=ALICE)
-    warm(service, item("per tenant"))
+def test_shared_false_warms_the_warm_keys_tenant(serve: Serve, upstream: UpstreamServer) -> None:
+    service = serve(warm_openai_api_key=ALICE, shared_namespaces=[])
+    assert warm(service, {**item("per tenant"), "shared": False}).status_code == 200
     assert upstream.stats().saw(ALICE)  # the service's warm key went upstream
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "per tenant"}]}
     as_alice = httpx.post(
@@ -189,6 +189,46 @@ def test_isolated_mode_warms_the_warm_keys_tenant(serve: Serve, upstream: Upstre
     as_bob = httpx.post(service.url + CHAT, json=chat, headers={"authorization": f"Bearer {BOB}"})
     assert as_alice.headers["x-llmemo-cache"] == "hit"
     assert as_bob.headers["x-llmemo-cache"] == "miss"
+
+
+def test_a_warmed_shared_namespace_answers_callers_of_the_isolated_proxy(
+    serve: Serve, upstream: UpstreamServer
+) -> None:
+    """Sharing is a property of the namespace: `faq` is warmed once and served to every accepted
+    key; the service's own namespace stays isolated per key."""
+    service = serve(shared_namespaces=["faq"], client_keys=f"{ALICE},{BOB}")
+    result = warm(service, {"requests": [item("refunds?")], "namespace": "faq"})
+    assert result.status_code == 200, result.text
+    assert result.json()["results"][0]["status"] == "stored"
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "refunds?"}]}
+    for key in (ALICE, BOB):
+        answer = httpx.post(
+            service.url + CHAT,
+            json=chat,
+            headers={"authorization": f"Bearer {key}", "x-llmemo-namespace": "faq"},
+        )
+        assert answer.headers["x-llmemo-cache"] == "hit"
+    assert upstream.stats().total == 1
+    anonymous = httpx.post(service.url + CHAT, json=chat, headers={"x-llmemo-namespace": "faq"})
+    assert anonymous.status_code == 401  # a shared namespace needs an accepted key
+    assert upstream.stats().total == 1
+
+
+def test_warming_an_isolated_namespace_is_refused_before_any_call(
+    serve: Serve, upstream: UpstreamServer
+) -> None:
+    service = serve(shared_namespaces=["faq"])
+    batch = {"requests": [item("faq"), {**item("public"), "namespace": "docs"}], "namespace": "faq"}
+    refused = warm(service, batch)
+    assert refused.status_code == 400
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "item 1: namespace 'docs' is isolated per API key" in error["message"]
+    assert "--shared-namespace docs" in error["message"]
+    mismatch = warm(service, {**item("faq"), "namespace": "faq", "shared": False})
+    assert mismatch.status_code == 400
+    assert "namespace 'faq' is shared" in mismatch.json()["error"]["message"]
+    assert upstream.stats().total == 0
 
 
 def test_bad_items_fail_alone_and_bad_bodies_are_400(
@@ -266,7 +306,7 @@ def test_after_the_window_warm_requests_are_allowed_again(serve: Serve) -> None:
 def test_the_miss_limit_caps_upstream_calls_never_hits(
     serve: Serve, upstream: UpstreamServer
 ) -> None:
-    service = serve(miss_rate_limit="2/10 seconds")
+    service = serve(miss_rate_limit="2/10 seconds", shared_namespaces=[])  # a limit per tenant
 
     def ask(text: str, key: str = ALICE) -> httpx.Response:
         chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
@@ -308,7 +348,7 @@ def test_the_miss_limit_streams_answer_429_too(serve: Serve) -> None:
 def test_the_limiters_fail_open_when_redis_is_down(
     serve: Serve, upstream: UpstreamServer, redis_server: RedisServer
 ) -> None:
-    service = serve(miss_rate_limit="1/10 seconds")
+    service = serve(miss_rate_limit="1/10 seconds", shared_namespaces=[])
     redis_server.stop()
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "down"}]}
     for _ in range(3):  # over the limit, but the limiter cannot count: allowed (and counted)

@@ -21,6 +21,7 @@ from llmemo.warm import (
     WarmItem,
     parse_batch,
     parse_item,
+    warm_shared,
 )
 from tests.core.helpers import answer
 
@@ -132,6 +133,7 @@ def test_bad_batches(body: Any, words: str) -> None:
         ({"query": "q", "model": "m", "ttl": 0}, "positive"),
         ({"query": "q", "model": "m", "tags": [1]}, "tags"),
         ({"query": "q", "model": "m", "refresh": "yes"}, "refresh"),
+        ({"query": "q", "model": "m", "shared": 1}, "shared must be true or false"),
         ({"model": "m", "input": [{"role": "user", "content": "x"}]}, "cannot be warmed"),
         ({"model": "m"}, "cannot tell the endpoint"),
     ],
@@ -139,6 +141,29 @@ def test_bad_batches(body: Any, words: str) -> None:
 def test_bad_items(data: dict[str, Any], words: str) -> None:
     with pytest.raises(Exception, match=words):
         parse_item(data)
+
+
+def test_an_item_is_warmed_where_the_service_reads_it() -> None:
+    """Shared in a shared namespace; for the warm key's tenant only when asked (`shared: false`);
+    refused when the service would never read the entry."""
+
+    def shares(namespace: str) -> bool:
+        return namespace == "faq"
+
+    batch = parse_batch({"requests": [{"query": "q"}], "model": "m", "namespace": "faq"})
+    [in_faq] = batch.items
+    assert isinstance(in_faq, WarmItem) and in_faq.namespace == "faq"
+    in_default = parse_item({"query": "q", "model": "m"})
+    assert warm_shared(in_faq, "default", shares) is True
+    assert warm_shared(in_default, "faq", shares) is True  # the default namespace is faq
+    with pytest.raises(ConfigError, match="namespace 'default' is isolated per API key"):
+        warm_shared(in_default, "default", shares)
+    for_key = parse_item({"query": "q", "model": "m"}, {"shared": False})
+    assert for_key.shared is False and warm_shared(for_key, "default", shares) is False
+    with pytest.raises(ConfigError, match="namespace 'faq' is shared"):
+        warm_shared(for_key, "faq", shares)
+    with pytest.raises(ConfigError, match="'docs' is not shared"):
+        warm_shared(parse_item({"query": "q", "model": "m", "shared": True}), "docs", shares)
 
 
 # -- the Warmer ---------------------------------------------------------------------------------

@@ -51,6 +51,14 @@ def serve(
             "(env LLMEMO_SHARED).",
         ),
     ] = None,
+    shared_namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A namespace every accepted caller shares, as --shared does for all of them "
+            "(repeatable; env LLMEMO_SHARED_NAMESPACES, comma-separated). The others stay "
+            "isolated per API key.",
+        ),
+    ] = None,
     ttl: Annotated[
         str | None, typer.Option(help="Entry lifetime, e.g. 24h (env LLMEMO_TTL).")
     ] = None,
@@ -167,6 +175,7 @@ def serve(
         upstream=upstream,
         namespace=namespace,
         shared=shared,
+        shared_namespaces=shared_namespace or None,
         ttl=ttl,
         max_ttl=max_ttl,
         max_entry_bytes=max_entry_bytes,
@@ -191,12 +200,16 @@ def serve(
         fail(_NO_UPSTREAM, 2)
     _check_store(store_url(settings.store))
     mode = "isolated per API key"
-    if settings.shared:  # who may use the shared answers (service/access.py)
-        mode = "shared, " + (
-            "for the LLMEMO_CLIENT_KEYS keys"
-            if settings.client_keys is not None
-            else "for the keys the upstream accepts"
-        )
+    who = (  # who may use the shared answers (service/access.py)
+        "for the LLMEMO_CLIENT_KEYS keys"
+        if settings.client_keys is not None
+        else "for the keys the upstream accepts"
+    )
+    if settings.shared:
+        mode = f"shared, {who}"
+    elif settings.shared_namespaces:
+        names = ", ".join(settings.shared_namespaces)
+        mode += f", except shared namespaces {names} ({who})"
     if settings.semantic:
         # One BLAS thread per process: a single-text embedding is 2x slower with several threads
         # on a busy machine (docs/benchmarks.md). Must be set before numpy is imported.

@@ -14,9 +14,9 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -25,7 +25,18 @@ from llmemo.cli.main import StoreOpt, app, emit, fail
 from llmemo.core.entry import Usage
 from llmemo.errors import ConfigError, LLMemoError, StoreError
 from llmemo.stores.base import redact, store_url
-from llmemo.warm import ItemResult, Provider, Summary, WarmItem, check_refresh_before, parse_item
+from llmemo.warm import (
+    ItemResult,
+    Provider,
+    Summary,
+    WarmItem,
+    check_refresh_before,
+    parse_item,
+    warm_shared,
+)
+
+if TYPE_CHECKING:
+    from llmemo.service.settings import Settings
 
 OPENAI_URL = "https://api.openai.com/v1"
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -33,10 +44,10 @@ _SHOWN_FAILURES = 10
 
 
 def read_items(
-    path: Path, defaults: dict[str, Any]
+    path: Path, defaults: dict[str, Any], check: Callable[[WarmItem], object] | None = None
 ) -> tuple[list[dict[str, Any]], list[WarmItem], list[int]]:
-    """The file's items, raw and parsed, and the line number of each; a bad line fails the whole
-    command before any call."""
+    """The file's items, raw and parsed (and `check`ed), and the line number of each; a bad line
+    fails the whole command before any call."""
     raw: list[dict[str, Any]] = []
     parsed: list[WarmItem] = []
     lines: list[int] = []
@@ -49,7 +60,10 @@ def read_items(
             continue
         try:
             data = orjson.loads(line)
-            parsed.append(parse_item(data, defaults))
+            item = parse_item(data, defaults)
+            if check is not None:
+                check(item)
+            parsed.append(item)
         except orjson.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{number}: not JSON: {exc}") from None
         except LLMemoError as exc:
@@ -139,31 +153,32 @@ async def _direct(
     items: list[WarmItem],
     *,
     store: str,
-    namespace: str | None,
+    namespace: str,
+    shares: Callable[[str], bool],
     bases: dict[Provider, str | None],
     keys: dict[Provider, str | None],
     concurrency: int,
     refresh_before: float | None,
-    isolated: bool,
     journal: Journal | None,
     quiet: bool,
 ) -> tuple[Summary, list[ItemResult], bool]:
     from llmemo.core._async.cache import AsyncCache
-    from llmemo.warm import HttpUpstream, Warmer
+    from llmemo.service.controls import ANONYMOUS, tenant_id
+    from llmemo.warm import HttpUpstream, Warmer, warm_shared
 
-    cache = AsyncCache.from_url(store, namespace=namespace or "default")
+    cache = AsyncCache.from_url(store, namespace=namespace)
     try:
         await cache.backend.ping()
     except StoreError as exc:
         await cache.close()
         raise StoreError(f"cannot reach the store {redact(store)}: {exc}") from None
-    tenant = None
-    if isolated:
-        from llmemo.service.controls import ANONYMOUS, tenant_id
 
-        def tenant(item: WarmItem) -> str | None:
-            key = keys[item.provider]
-            return tenant_id(key) if key else ANONYMOUS
+    def tenant(item: WarmItem) -> str | None:
+        """None in a shared namespace, else the API key's tenant (`"shared": false`)."""
+        if warm_shared(item, namespace, shares):
+            return None
+        key = keys[item.provider]
+        return tenant_id(key) if key else ANONYMOUS
 
     stop = asyncio.Event()
     summary = Summary()
@@ -303,6 +318,21 @@ def _json(response: Any) -> dict[str, Any]:
     return data
 
 
+def _settings(
+    config: Path | None, namespace: str | None, shared: bool, names: list[str] | None
+) -> Settings:
+    """`llmemo serve`'s settings (flags > environment > config file): warm stores entries where
+    a service with these settings reads them."""
+    from llmemo.errors import require
+
+    require("pydantic_settings", "server")
+    from llmemo.service.settings import load_settings
+
+    return load_settings(
+        config, namespace=namespace, shared=shared or None, shared_namespaces=names or None
+    )
+
+
 @app.command()
 def warm(
     file: Annotated[Path, typer.Argument(help="JSON lines: one request per line ('-': stdin).")],
@@ -327,12 +357,32 @@ def warm(
         typer.Option(help="Refresh entries within this fraction of their TTL of expiring (0-1)."),
     ] = None,
     ttl: Annotated[str | None, typer.Option(help="Entry lifetime, e.g. 24h.")] = None,
+    shared: Annotated[
+        bool,
+        typer.Option(
+            "--shared",
+            help="Every namespace is shared, as with `llmemo serve --shared` (env LLMEMO_SHARED).",
+        ),
+    ] = False,
+    shared_namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A namespace `llmemo serve` shares (repeatable; env LLMEMO_SHARED_NAMESPACES, "
+            "comma-separated): items there are stored for every caller. Items in another "
+            "namespace are refused unless --isolated.",
+        ),
+    ] = None,
     isolated: Annotated[
         bool,
         typer.Option(
-            help="Scope entries to the API key's tenant, as `llmemo serve` does unless --shared."
+            help='Store entries for the tenant of the API key (items\' "shared": false): only '
+            "callers using that key are served them."
         ),
     ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="The service's TOML settings file (env LLMEMO_CONFIG)."),
+    ] = None,
     resume_file: Annotated[
         Path | None,
         typer.Option(help="Journal of finished items: skipped without a lookup on resume."),
@@ -354,7 +404,17 @@ def warm(
         defaults["ttl"] = ttl
     if namespace is not None:
         defaults["namespace"] = namespace
-    raw, items, lines = read_items(file, defaults)
+    if isolated:
+        defaults["shared"] = False
+    if service is not None:  # the service's own settings say which namespaces are shared
+        raw, items, lines = read_items(file, defaults)
+    else:
+        settings = _settings(config, namespace, shared, shared_namespace)
+
+        def check(item: WarmItem) -> None:
+            warm_shared(item, settings.namespace, settings.shares)
+
+        raw, items, lines = read_items(file, defaults, check)
     if service is not None:
         if not token:
             fail("--service needs --token (or LLMEMO_WARM_TOKEN)", 2)
@@ -390,12 +450,12 @@ def warm(
                 _direct(
                     items,
                     store=url,
-                    namespace=namespace,
+                    namespace=settings.namespace,
+                    shares=settings.shares,
                     bases=bases,
                     keys=keys,
                     concurrency=concurrency,
                     refresh_before=refresh_before,
-                    isolated=isolated,
                     journal=journal,
                     quiet=quiet,
                 )

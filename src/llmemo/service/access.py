@@ -1,8 +1,9 @@
-"""Who may read and refresh the shared cache (`llmemo serve --shared`).
+"""Who may read and refresh shared answers (`llmemo serve --shared`, or `--shared-namespace`).
 
-Isolated mode needs no check: a caller's tenant is derived from its own credential, so it only
-reads answers the upstream gave that credential. In shared mode every caller reads everyone's
-answers, so each request must carry a credential the service accepts before it is looked up:
+An isolated namespace needs no check: a caller's tenant is derived from its own credential, so it
+only reads answers the upstream gave that credential. In a shared namespace every caller reads
+everyone's answers, so each request must carry a credential the service accepts before it is
+looked up:
 
 - `client_keys` set: the caller's key (`x-api-key`, else the `Authorization` token) must be one
   of them. The keys are kept only as SHA-256 digests and compared in constant time; the upstream

@@ -46,8 +46,15 @@ def credential_of(headers: Mapping[str, str]) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else auth.strip()
 
 
+def namespace_of(headers: Mapping[str, str]) -> str | None:
+    """The namespace a request names (`X-LLMemo-Namespace`); None: the service's own."""
+    value = headers.get("x-llmemo-namespace")
+    return value.strip() or None if value is not None else None
+
+
 def tenant_of(headers: Mapping[str, str], shared: bool) -> str | None:
-    """The cache scope's tenant: None in shared mode, else one per credential."""
+    """The cache scope's tenant: None when the request's namespace is shared, else one per
+    credential."""
     if shared:
         return None
     credential = credential_of(headers)

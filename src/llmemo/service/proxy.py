@@ -29,6 +29,7 @@ from llmemo.core.streaming import USAGE_ON_REQUEST, Shape, replay
 from llmemo.service.access import SharedAccess
 from llmemo.service.controls import (
     Controls,
+    namespace_of,
     plain_controls,
     plain_request,
     read_controls,
@@ -225,7 +226,16 @@ class Proxy:
         self.settings = settings
         self.limits = limits  # its miss limit is checked by the leader, before going upstream
         self.hot = HotAnswers(cache, metrics)
-        self.access = SharedAccess(settings, upstreams) if settings.shared else None
+        self.access = SharedAccess(settings, upstreams)
+        self.shared_names = frozenset(settings.shared_namespaces)
+
+    def shares(self, headers: Mapping[str, str]) -> bool:
+        """The request's namespace is shared (`--shared`, or one of `shared_namespaces`)."""
+        if self.settings.shared:
+            return True
+        if not self.shared_names:
+            return False
+        return (namespace_of(headers) or self.settings.namespace) in self.shared_names
 
     async def handle(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> ASGIApp:
         """The answer to one request on a cached route (an ASGI app to send it with)."""
@@ -234,13 +244,14 @@ class Proxy:
         raw = await read_received(
             receive, self.settings.max_body_bytes, received.get("content-length")
         )
+        shared = self.shares(received)
         writer = True  # isolated: each caller only writes its own tenant's entries
-        if self.access is not None:  # shared: a credential the service accepts, before any hit
+        if shared:  # a credential the service accepts, before any hit
             writer = await self.access.check(endpoint.provider, received)
         hot_key = None
         controls = None
         if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
-            tenant = tenant_of(received, self.settings.shared)
+            tenant = tenant_of(received, shared)
             hot_key = (endpoint.path, raw, tenant, _answer_headers(received))
             hot = await self.hot.get(hot_key)
             if hot is not None:
@@ -251,7 +262,7 @@ class Proxy:
             controls = plain_controls(tenant)
         parsed = read_request(endpoint, raw)  # a bad body is reported before a bad header
         if controls is None:
-            controls = read_controls(received, self.settings.shared)
+            controls = read_controls(received, shared)
         canonical = with_answer_headers(parsed.canonical, received)
         if canonical.semantic_text is not None and len(raw) > self.settings.semantic_max_body_bytes:
             parsed = replace(parsed, skips_semantic=True)  # an exact lookup only

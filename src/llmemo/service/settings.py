@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -62,7 +63,12 @@ class Settings(BaseSettings):
     """A preset for both base URLs: `demo` (the local fake upstream), or the real providers."""
     namespace: str = "default"
     shared: bool = False
-    """True: every caller shares the namespace's answers. False (default): one scope per credential."""
+    """True: every caller shares every namespace's answers. False (default): one scope per
+    credential, except in `shared_namespaces`."""
+    shared_namespaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Namespaces whose answers every accepted caller shares, as in shared mode (the service's
+    own namespace or `X-LLMemo-Namespace`); the others stay isolated per credential. Environment:
+    comma-separated. `llmemo warm` reads it too, to store entries where the service reads them."""
     client_keys: SecretStr | None = None
     """Shared mode: the API keys allowed to use the cache (comma-separated; `sha256:HEX` gives a
     key by its digest). None (default): a caller's key is verified by the upstream instead."""
@@ -170,6 +176,19 @@ class Settings(BaseSettings):
     def _namespace(cls, value: str) -> str:
         return check_name("namespace", value)
 
+    @field_validator("shared_namespaces", mode="before")
+    @classmethod
+    def _namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment's form: "faq,docs"
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value  # pydantic says what is wrong
+        return [
+            check_name("namespace", name.strip()) if isinstance(name, str) else name
+            for name in value
+            if not isinstance(name, str) or name.strip()
+        ]
+
     @field_validator("client_keys", "shared_writers")
     @classmethod
     def _keys(cls, value: SecretStr | None) -> SecretStr | None:
@@ -212,6 +231,10 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    def shares(self, namespace: str | None) -> bool:
+        """Every accepted caller shares this namespace's answers (None: the service's own)."""
+        return self.shared or (namespace or self.namespace) in self.shared_namespaces
 
     @property
     def openai_url(self) -> str | None:

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,7 @@ from llmemo.warm import (
     auth_headers,
     parse_batch,
     upstream_body,
+    warm_shared,
 )
 
 log = logging.getLogger("llmemo.service.warm")
@@ -74,7 +75,8 @@ class WarmConfig:
     background_from: int
     record_ttl: float
     api_keys: Mapping[Provider, str | None]
-    shared: bool
+    namespace: str  # the service's own (an item's `namespace` wins)
+    shares: Callable[[str], bool]  # is a namespace shared, as the proxy reads it
     max_body_bytes: int
 
     @classmethod
@@ -96,7 +98,8 @@ class WarmConfig:
                 "openai": _secret(settings.warm_openai_api_key),
                 "anthropic": _secret(settings.warm_anthropic_api_key),
             },
-            shared=settings.shared,
+            namespace=settings.namespace,
+            shares=settings.shares,
             max_body_bytes=settings.max_body_bytes,
         )
 
@@ -223,6 +226,12 @@ class Warming:
             return _problem(400, "invalid_request_error", f"the body is not valid JSON: {exc}")
         except (ConfigError, UnkeyableError) as exc:
             return _problem(400, "invalid_request_error", str(exc))
+        for index, item in enumerate(batch.items):  # an entry the proxy never reads: refused
+            if isinstance(item, WarmItem):
+                try:
+                    warm_shared(item, self.config.namespace, self.config.shares)
+                except ConfigError as exc:
+                    return _problem(400, "invalid_request_error", f"item {index}: {exc}")
         background = _wants_background(request, len(batch.items), self.config.background_from)
         if run is None:
             return await self._start(batch, background, limit_headers)
@@ -289,8 +298,9 @@ class Warming:
         )
 
     def _tenant(self, item: WarmItem) -> str | None:
-        """The scope the proxy would give a caller using the warm API key (None when shared)."""
-        if self.config.shared:
+        """The scope the proxy reads the item's entry in: None in a shared namespace, else the
+        tenant of the warm API key (`"shared": false`; checked by `warm_shared` before the run)."""
+        if warm_shared(item, self.config.namespace, self.config.shares):
             return None
         key = self.config.api_keys[item.provider]
         return tenant_id(key) if key else ANONYMOUS

@@ -1,13 +1,13 @@
 """Pre-warming: ask the upstream once per request and store the answer before anyone asks.
 
 A warm item is an OpenAI or Anthropic request body, or the simple form `{"query": ..., "model": ...}`,
-with optional `namespace`, `ttl`, `tags` and `refresh`. `Warmer` runs items against an AsyncCache
+with optional `namespace`, `shared`, `ttl`, `tags` and `refresh`. `Warmer` runs items against an AsyncCache
 and an upstream caller: an entry that exists is left alone (`fresh`) unless it is within
 `refresh_before` (a fraction of its TTL) of expiring or `refresh` is set; otherwise the upstream is
 called once (single-flight) and the answer stored (`stored`). Anything else is `failed`, with a reason.
 
-Modules: `items` (parsing), `results` (what a run did), `runner` (the Warmer), `upstream` (calling
-the providers without a service).
+Modules: `items` (parsing), `scope` (whose entry an item fills), `results` (what a run did),
+`runner` (the Warmer), `upstream` (calling the providers without a service).
 """
 
 from llmemo.warm.items import (
@@ -24,6 +24,7 @@ from llmemo.warm.items import (
 )
 from llmemo.warm.results import ItemResult, Report, Status, Summary
 from llmemo.warm.runner import Caller, TenantOf, Warmer, refresh_due
+from llmemo.warm.scope import Shares, warm_shared
 from llmemo.warm.upstream import (
     ANTHROPIC_VERSION,
     HttpUpstream,
@@ -44,6 +45,7 @@ __all__ = [
     "Parsed",
     "Provider",
     "Report",
+    "Shares",
     "Status",
     "Summary",
     "TenantOf",
@@ -56,4 +58,5 @@ __all__ = [
     "parse_item",
     "refresh_due",
     "upstream_body",
+    "warm_shared",
 ]

@@ -29,8 +29,8 @@ UPSTREAM_PATHS: Mapping[tuple[str, str], str] = {
     ("anthropic", "messages"): "/v1/messages",
 }
 # Keys of an item that steer warming and are never sent upstream.
-_ITEM_OPTIONS = frozenset({"namespace", "ttl", "tags", "refresh", "id", "provider"})
-_BATCH_DEFAULTS = frozenset({"namespace", "ttl", "tags", "refresh", "provider", "model"})
+_ITEM_OPTIONS = frozenset({"namespace", "shared", "ttl", "tags", "refresh", "id", "provider"})
+_BATCH_DEFAULTS = frozenset({"namespace", "shared", "ttl", "tags", "refresh", "provider", "model"})
 # A stream is answered as one JSON object when warming; the key never depends on these.
 _STREAM_KEYS = ("stream", "stream_options")
 ANTHROPIC_MAX_TOKENS = 1024  # the simple form's default: Anthropic requires max_tokens
@@ -48,6 +48,7 @@ class WarmItem:
     tags: tuple[str, ...] = ()
     refresh: bool = False
     id: str | None = None
+    shared: bool | None = None  # None: as its namespace is (`llmemo.warm.scope`)
 
     @property
     def path(self) -> str:
@@ -110,6 +111,7 @@ def parse_item(data: Any, defaults: Mapping[str, Any] | None = None) -> WarmItem
         tags=_tags(merged.get("tags")),
         refresh=_flag("refresh", merged.get("refresh", False)),
         id=_id(data.get("id")),
+        shared=None if merged.get("shared") is None else _flag("shared", merged["shared"]),
     )
 
 
