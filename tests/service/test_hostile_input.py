@@ -185,7 +185,7 @@ def test_the_trailing_slash_redirect_is_relative(
 def test_a_warm_item_over_max_ttl_fails_alone_before_the_upstream_is_paid(
     serve: Serve, upstream: UpstreamServer
 ) -> None:
-    service = serve(warm_token=TOKEN, max_ttl="1h")
+    service = serve(warm_token=TOKEN, max_ttl="1h", shared_namespaces=["default"])
     items = [{**CHAT, "ttl": "2h"}, {**CHAT, "ttl": "1e308"}, {**CHAT, "ttl": "30m"}]
     with client(service.url) as http:
         response = http.post("/v1/warm", json=items, headers={"authorization": f"Bearer {TOKEN}"})
