@@ -149,6 +149,11 @@ def test_errors_are_one_line(tmp_path: Path, upstream: UpstreamServer) -> None:
         ),
         ((str(tmp_path / "i.jsonl"), "--service", "http://127.0.0.1:9"), 2, "--token"),
         (
+            (str(tmp_path / "i.jsonl"), "--service", "http://127.0.0.1:9", "--shared"),
+            2,
+            "the service's own settings decide",
+        ),
+        (
             (str(tmp_path / "i.jsonl"), "--refresh-before", "2", "--store", store),
             2,
             "refresh_before",

@@ -407,6 +407,12 @@ def warm(
     if isolated:
         defaults["shared"] = False
     if service is not None:  # the service's own settings say which namespaces are shared
+        if shared or shared_namespace or config is not None:
+            fail(
+                "--shared, --shared-namespace and --config describe `llmemo serve`: with "
+                "--service, the service's own settings decide what is shared",
+                2,
+            )
         raw, items, lines = read_items(file, defaults)
     else:
         settings = _settings(config, namespace, shared, shared_namespace)
