@@ -8,6 +8,7 @@ operation. The checks of the answers live in test_fuzz.py.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +122,24 @@ def _nested(levels: int) -> Any:
     return value
 
 
-BENDS = ("drop", "retype", "retype", "extra", "nest", "not-object", "not-json")
+# The fuzzer's structural choices (which bend, which field, which header) are made with even odds
+# by a PRNG that Hypothesis seeds: its own draws lean to the first and simplest choices, and
+# then rarely reach the deep ones. Values are still drawn by Hypothesis.
+PICKS = st.integers(0, 2**64).map(random.Random)
+# Values of the wrong type that a lenient reader may take for the right one.
+ODD = st.sampled_from([1, 0, "yes", "true", "", None, [], {}, 1.5, -1, 2**63, 1e308, "\x00", [1]])
+BENDS = (
+    "drop",
+    "retype",
+    "retype",
+    "retype",
+    "retype",
+    "extra",
+    "nest",
+    "big",
+    "not-object",
+    "not-json",
+)
 # Fields the service itself reads: retyped more often than the others.
 _READ = ("model", "messages", "stream", "stream_options", "input", "prompt", "max_tokens",
          "temperature", "system", "tools", "requests", "query", "ttl", "namespace")  # fmt: skip
@@ -134,23 +152,26 @@ def hostile(draw: st.DrawFn, valid: Any, fields: tuple[str, ...] = ()) -> Any:
 
     `fields`: the body's documented fields; those the service reads itself are bent most.
     """
-    how = draw(st.sampled_from(BENDS))
+    pick = draw(PICKS)
+    how = pick.choice(BENDS)
     if how == "not-json":
         return draw(st.sampled_from([b"", b" ", b"{", b"nul\x00", b"[1,", b'{"model":', b"\xff"]))
     if how == "not-object":
         return draw(json_values(4))
     body = dict(valid) if isinstance(valid, dict) else {"value": valid}
     if how == "nest":
-        body[draw(st.sampled_from(["x", "metadata", "messages"]))] = _nested(draw(_DEPTHS))
+        body[pick.choice(["x", "metadata", "messages"])] = _nested(draw(_DEPTHS))
+    elif how == "big":  # under and over the service's 4 MiB body limit
+        body["x"] = "x" * pick.choice([2**20, 3 * 2**20, 5 * 2**20])
     elif how == "extra":
         body[draw(_TEXT)] = draw(json_values())
     elif body:
         read = [name for name in _READ if name in fields] or sorted(body)
-        key = draw(st.one_of(st.sampled_from(read), st.sampled_from(sorted(body))))
+        key = pick.choice(read if pick.randrange(3) else sorted(body))
         if how == "drop" and key in body:
             del body[key]
         elif how == "retype":
-            body[key] = draw(json_values())
+            body[key] = draw(st.one_of(ODD, json_values()))
     return body
 
 
@@ -173,13 +194,17 @@ _CREDENTIALS = st.sampled_from(
 @st.composite
 def control_headers(draw: st.DrawFn, bent: bool) -> dict[str, str]:
     """Some of the X-LLMemo-* and Cache-Control headers; `bent`: one of them from its odd values."""
+    pick = draw(PICKS)
     headers: dict[str, str] = {}
     for name, values in CONTROL_VALUES.items():
-        if draw(st.integers(0, 4)) == 0:
+        if pick.randrange(5) == 0:  # (randrange: Hypothesis's random() leans to 0)
             headers[name] = values[0]
     if bent:
-        name = draw(st.sampled_from(sorted(CONTROL_VALUES)))
-        headers[name] = draw(st.one_of(st.sampled_from(CONTROL_VALUES[name]), _HEADER_TEXT))
+        name = pick.choice(sorted(CONTROL_VALUES))
+        if pick.randrange(2):  # a refresh always stores: bent lifetimes reach the store
+            headers["cache-control"] = "no-cache"
+        odd = CONTROL_VALUES[name]
+        headers[name] = pick.choice(odd) if pick.randrange(3) else draw(_HEADER_TEXT)
     return headers
 
 
@@ -247,7 +272,7 @@ def operation_requests(
     else:
         headers.update(draw(_CREDENTIALS))
     # One thing at a time is bent, so that the rest of the request lets it reach deep code.
-    focus = draw(st.sampled_from(["valid", "body", "body", "headers"]))
+    focus = draw(PICKS).choice(["valid", "body", "body", "headers"])
     if any(p.get("name") == "Cache-Control" for p in params):
         headers.update(draw(control_headers(bent=focus == "headers")))
     call = Call(
@@ -260,6 +285,9 @@ def operation_requests(
     if "schema" in schema:
         valid = draw(schema_values(schema["schema"], doc))
         fields = tuple(_resolve(schema["schema"], doc).get("properties", ()))
+        if focus == "headers" and isinstance(valid, dict) and "max_tokens" in fields:
+            # A fresh request, so that bent headers meet a miss and the store, not a hit.
+            valid = {**valid, "max_tokens": draw(st.integers(1000, 2**20))}
         sent = draw(hostile(valid, fields)) if focus == "body" else valid
         call.sent = None if isinstance(sent, bytes) else sent
         call.body = encode(sent)
