@@ -218,6 +218,7 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     sent: Any = None  # the JSON value of the body, when it is one
+    bent: bool = True  # False: every part of it matches the document (it must succeed)
 
     def model(self) -> str | None:
         return self.sent.get("model") if isinstance(self.sent, dict) else None
@@ -258,21 +259,19 @@ def operation_requests(
             url = url.replace("{" + param["name"] + "}", quote(value, safe=""))
         elif param["in"] == "query" and draw(st.booleans()):
             query.append(f"{param['name']}={draw(schema_values(param['schema'], doc))}")
-        elif param["in"] == "header" and draw(st.integers(0, 2)) == 0:
-            headers[param["name"].lower()] = draw(_HEADER_TEXT)
-    if path.startswith("/v1/warm"):
-        headers.update(
-            draw(
-                st.sampled_from(
-                    [{"authorization": f"Bearer {warm_token}"}] * 3
-                    + [{}, {"authorization": "Bearer wrong"}, {"upstash-signature": "a.b.c"}]
-                )
-            )
-        )
-    else:
-        headers.update(draw(_CREDENTIALS))
+        elif param["in"] == "header" and param["name"].lower() not in CONTROL_VALUES:
+            # Absent, its documented example, or any text (control headers are drawn below).
+            value = draw(st.one_of(st.none(), st.just(param["example"]), _HEADER_TEXT))
+            if value is not None:
+                headers[param["name"].lower()] = value
     # One thing at a time is bent, so that the rest of the request lets it reach deep code.
     focus = draw(PICKS).choice(["valid", "body", "body", "headers"])
+    if path.startswith("/v1/warm"):
+        valid_token = {"authorization": f"Bearer {warm_token}"}
+        others = [{}, {"authorization": "Bearer wrong"}, {"upstash-signature": "a.b.c"}]
+        headers.update(valid_token if focus != "headers" else draw(st.sampled_from(others)))
+    else:
+        headers.update(draw(_CREDENTIALS))
     if any(p.get("name") == "Cache-Control" for p in params):
         headers.update(draw(control_headers(bent=focus == "headers")))
     call = Call(
@@ -280,6 +279,7 @@ def operation_requests(
         method.upper(),
         url + ("?" + "&".join(query) if query else ""),
         headers,
+        bent=focus != "valid",
     )
     schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
     if "schema" in schema:

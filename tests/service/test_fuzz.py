@@ -33,9 +33,12 @@ from tests.service.fuzz import Call, depth, operation_requests
 
 WARM_TOKEN = "fuzz-warm-token-0123456789abcdef"
 MEMORY_BOUND = 256 * 1024 * 1024  # bytes of resident memory the service may reach while fuzzed
-EXAMPLES = {"chat_completions": 300, "completions": 200, "embeddings": 150, "responses": 200,
-            "messages": 300, "warm": 150}  # fmt: skip
+EXAMPLES = {"v1_chat_completions": 300, "v1_completions": 200, "v1_embeddings": 150,
+            "v1_responses": 200, "v1_messages": 300, "warm": 150}  # fmt: skip
 OTHER_EXAMPLES = 30
+# Operations where a request that matches the document must succeed (the others' parameters are
+# free text the document cannot make valid: a model id, a job id).
+VALID_SUCCEEDS = frozenset(EXAMPLES)
 
 
 @dataclass
@@ -171,6 +174,8 @@ def problems(call: Call, answer: httpx.Response) -> list[str]:
             problem = shape_problem(flavour_of(call), body)
             if problem:
                 found.append(f"error body {problem}: {answer.content[:300]!r}")
+    if not call.bent and call.operation in VALID_SUCCEEDS and answer.status_code >= 300:
+        found.append(f"a request the document calls valid got {answer.status_code}")
     cached = call.method == "POST" and call.path.split("?")[0] != "/v1/warm"
     if cached and answer.headers.get("x-llmemo-cache") not in ("hit", "semantic", "miss", "bypass"):
         found.append(f"x-llmemo-cache is {answer.headers.get('x-llmemo-cache')!r}")
@@ -240,6 +245,7 @@ def test_fuzz_operation(
     live: Live, doc: dict[str, Any], client: httpx.Client, path: str, method: str
 ) -> None:
     name = doc["paths"][path][method]["operationId"]
+    assert name in EXAMPLES or path not in {p for p, _ in OPERATIONS[:6]}
     log_before = len(live.log_text())
     tolerated: list[str] = []
 
