@@ -33,8 +33,8 @@ from tests.service.fuzz import Call, depth, operation_requests
 
 WARM_TOKEN = "fuzz-warm-token-0123456789abcdef"
 MEMORY_BOUND = 256 * 1024 * 1024  # bytes of resident memory the service may reach while fuzzed
-EXAMPLES = {"v1_chat_completions": 300, "v1_completions": 200, "v1_embeddings": 150,
-            "v1_responses": 200, "v1_messages": 300, "warm": 150}  # fmt: skip
+EXAMPLES = {"v1_chat_completions": 200, "v1_completions": 150, "v1_embeddings": 100,
+            "v1_responses": 150, "v1_messages": 200, "warm": 100}  # fmt: skip
 OTHER_EXAMPLES = 30
 # Operations where a request that matches the document must succeed (the others' parameters are
 # free text the document cannot make valid: a model id, a job id).
