@@ -39,6 +39,7 @@ OTHER_EXAMPLES = 30
 # Operations where a request that matches the document must succeed (the others' parameters are
 # free text the document cannot make valid: a model id, a job id).
 VALID_SUCCEEDS = frozenset(EXAMPLES)
+STREAMING = frozenset({"v1_chat_completions", "v1_completions", "v1_responses", "v1_messages"})
 
 
 @dataclass
@@ -176,6 +177,13 @@ def problems(call: Call, answer: httpx.Response) -> list[str]:
                 found.append(f"error body {problem}: {answer.content[:300]!r}")
     if not call.bent and call.operation in VALID_SUCCEEDS and answer.status_code >= 300:
         found.append(f"a request the document calls valid got {answer.status_code}")
+    if answer.status_code == 200 and call.method == "POST":
+        streamed = isinstance(call.sent, dict) and call.sent.get("stream") is True
+        kind = answer.headers.get("content-type", "")
+        if streamed and call.operation in STREAMING and not kind.startswith("text/event-stream"):
+            found.append(f"a stream was asked for, the answer is {kind!r}")
+        elif not kind.startswith("text/event-stream") and not isinstance(answer.json(), dict):
+            found.append("a 200 whose body is not a JSON object")
     cached = call.method == "POST" and call.path.split("?")[0] != "/v1/warm"
     if cached and answer.headers.get("x-llmemo-cache") not in ("hit", "semantic", "miss", "bypass"):
         found.append(f"x-llmemo-cache is {answer.headers.get('x-llmemo-cache')!r}")
