@@ -88,8 +88,8 @@ _CONTROLS = [
 ]
 _CACHE_HEADER = {
     "X-LLMemo-Cache": {
-        "description": "hit, semantic, miss or bypass (errors too).",
-        "schema": {"enum": ["hit", "semantic", "miss", "bypass"]},
+        "description": "hit, semantic, stale, miss or bypass (errors too).",
+        "schema": {"enum": ["hit", "semantic", "stale", "miss", "bypass"]},
     }
 }
 
