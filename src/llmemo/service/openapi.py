@@ -94,9 +94,12 @@ _CACHE_HEADER = {
 }
 
 
+def _error(flavour: str) -> Schema:
+    return ref("responses", "AnthropicError" if flavour == "anthropic" else "OpenAIError")
+
+
 def _errors(flavour: str, *statuses: int) -> dict[str, Schema]:
-    error = ref("responses", "AnthropicError" if flavour == "anthropic" else "OpenAIError")
-    return {str(status): error for status in statuses}
+    return {str(status): _error(flavour) for status in statuses}
 
 
 def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
@@ -123,8 +126,13 @@ def _cached(path: str, summary: str, body: str, flavour: str, streams: bool) -> 
                 "required": True,
                 "content": {"application/json": {"schema": ref("schemas", body)}},
             },
-            # 4xx and 5xx from the upstream are relayed as they are (same shape).
-            "responses": {"200": ok, **_errors(flavour, 400, 404, 413, 502, 503, 504)},
+            # llmemo's own errors; the upstream's (401, 429, ...) are relayed as they are, in the
+            # same shape: `default`.
+            "responses": {
+                "200": ok,
+                **_errors(flavour, 400, 404, 413, 502, 503, 504),
+                "default": _error(flavour),
+            },
         }
     }
 
