@@ -5,7 +5,8 @@ GET /openapi.json (tests/service/fuzz.py): valid ones, and valid ones bent (a fi
 retyped, deep nesting, not JSON, bad control headers, missing or wrong credentials). Whatever it
 is sent, the service must answer without a 5xx of its own (the test upstream is never asked to
 fail here), with every error in the provider's shape of the route, with a bounded memory, and
-without a traceback in its log. The seed is fixed (derandomize) and the example count bounded.
+without a traceback in its log; a request that matches the document must succeed, and /metrics
+must stay bounded. The seed is fixed (derandomize) and the example count bounded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmemo.testing.redis_server import RedisServer
+from llmemo.testing.redis_server import RedisServer, free_port
 from llmemo.testing.server import UpstreamServer
 from tests.service.fuzz import Call, depth, operation_requests
 
@@ -62,14 +63,6 @@ class Live:
         return self.log.read_text(errors="replace")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live(
     redis_server: RedisServer,
@@ -83,7 +76,7 @@ def live(
         redis_server.start()
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushdb()
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("LLMEMO_")}
     env.update(
         REDIS_URL=redis_server.url,
