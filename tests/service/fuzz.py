@@ -280,7 +280,8 @@ def operation_requests(
         method.upper(),
         url + ("?" + "&".join(query) if query else ""),
         headers,
-        bent=focus != "valid",
+        # A reused Idempotency-Key with another body is refused (422): valid alone, not in a row.
+        bent=focus != "valid" or "idempotency-key" in headers,
     )
     schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
     if "schema" in schema:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -28,9 +27,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmemo.core.pricing import DEFAULT_PRICES
+from llmemo.service.metrics import MAX_MODEL_LABELS
 from llmemo.testing.redis_server import RedisServer, free_port
 from llmemo.testing.server import UpstreamServer
-from tests.service.fuzz import Call, depth, operation_requests
+from tests.service.fuzz import Call, operation_requests
 
 WARM_TOKEN = "fuzz-warm-token-0123456789abcdef"
 MEMORY_BOUND = 256 * 1024 * 1024  # bytes of resident memory the service may reach while fuzzed
@@ -187,51 +188,20 @@ def problems(call: Call, answer: httpx.Response) -> list[str]:
 
 # The X-LLMemo-Cache values the document lists.
 CACHE_STATUSES = ("hit", "semantic", "stale", "miss", "bypass")
-MAX_MODEL_LABELS = 64  # distinct `model` label values /metrics may show, whatever callers send
+# Distinct `model` label values /metrics may show, whatever callers send: the price table's
+# names, the first MAX_MODEL_LABELS others, `other` and `-`.
+MODEL_LABELS_BOUND = len(DEFAULT_PRICES) + MAX_MODEL_LABELS + 2
 
 
 def metrics_problems(text: str) -> list[str]:
     """What is wrong with the Prometheus text: unbounded labels, raw control characters."""
     found = []
     models = set(re.findall(r'model="((?:[^"\\]|\\.)*)"', text))
-    if len(models) > MAX_MODEL_LABELS:
+    if len(models) > MODEL_LABELS_BOUND:
         found.append(f"metrics: {len(models)} model label values ({len(text)} bytes)")
     if any(ord(c) < 0x20 and c != "\n" for c in text):
         found.append("metrics: a raw control character in the exposition")
     return found
-
-
-# Failure classes found by this fuzzer that are being fixed elsewhere. Each has a focused strict
-# xfail test below; once the fix is merged, that test passes (XPASS fails the run): remove both
-# the marker and its entry here.
-def known(call: Call, answer: httpx.Response, found: list[str]) -> str | None:
-    status, sent = answer.status_code, call.sent
-    if all(problem.startswith("metrics:") for problem in found):
-        return "model labels unbounded, raw NUL in a label (issue finding 10)"
-    if status == 500 and sent is not None and depth(sent) >= 250:
-        return "deep nesting: 500 (issue finding 1)"
-    if status == 500 and any(_huge(call.headers.get(h, "")) for h in LIFETIME_HEADERS):
-        return "non-finite or huge lifetime header: 500 (issue finding 7)"
-    if status == 502 and isinstance(sent, dict) and not isinstance(sent.get("stream", False), bool):
-        return "non-boolean stream: 502 on a miss (issue finding 10)"
-    if status == 500 and call.path.startswith("/v1/models/") and _control(unquote(call.path)):
-        return "control character in a /v1/models path: 500 (with issue finding 2)"
-    return None
-
-
-LIFETIME_HEADERS = ("x-llmemo-ttl", "x-llmemo-stale-grace", "cache-control")
-
-
-def _huge(value: str) -> bool:
-    number = value.rpartition("=")[2].strip().lower()
-    try:
-        return not float(number) < 1e12
-    except ValueError:
-        return False
-
-
-def _control(text: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def send(client: httpx.Client, call: Call) -> httpx.Response:
@@ -268,7 +238,6 @@ def test_fuzz_operation(
     name = doc["paths"][path][method]["operationId"]
     assert name in EXAMPLES or path not in {p for p, _ in OPERATIONS[:6]}
     log_before = len(live.log_text())
-    tolerated: list[str] = []
 
     @settings(
         max_examples=EXAMPLES.get(name, OTHER_EXAMPLES),
@@ -282,23 +251,16 @@ def test_fuzz_operation(
         call = data.draw(operation_requests(doc, path, method, WARM_TOKEN))
         answer = send(client, call)
         found = problems(call, answer)
-        reason = known(call, answer, found) if found else None
-        if reason:
-            tolerated.append(f"{reason}: {describe(call)} {found}")
-            return
         assert not found, f"{found}\n{describe(call)}"
         resident, _ = live.rss()
         assert resident < MEMORY_BOUND, f"the service holds {resident >> 20} MiB"
 
     fuzz()
-    for line in sorted(set(tolerated)):
-        print("known failure:", line[:300])
     _, peak = live.rss()
     print(f"{name}: peak resident memory of the service {peak >> 20} MiB")
     assert peak < MEMORY_BOUND, f"the service reached {peak >> 20} MiB"
     new_log = live.log_text()[log_before:]
-    tracebacks = new_log.count("Traceback")
-    assert tracebacks <= len(tolerated), new_log[-3000:]  # one per known 500, none otherwise
+    assert "Traceback" not in new_log, new_log[-3000:]
 
 
 @pytest.mark.slow
@@ -326,10 +288,10 @@ def test_fuzz_stray_paths_and_methods(live: Live, client: httpx.Client) -> None:
     fuzz()
 
 
-# -- known failures: each is one class the fuzzer found, fixed elsewhere; remove the marker (and
-# its case in `known`) once the fix is merged, as the strict marker then fails the run. They
-# are sent to the service in its own process: a RecursionError inside this one leaves CPython
-# 3.11's parser unable to show the next traceback.
+# -- the failure classes this fuzzer found on the service before they were fixed, as plain tests
+# (the fuzzer may draw other examples once its strategies change). They go to the service in its
+# own process: a RecursionError inside the test process leaves CPython 3.11's parser unable to
+# show the next traceback.
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fuzz"}]}
 
@@ -339,38 +301,33 @@ def assert_refused(answer: httpx.Response, flavour: str = "openai") -> None:
     assert shape_problem(flavour, answer.json()) is None, answer.text[:300]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 finding 1: deep nesting gives a 500")
-def test_known_deeply_nested_body_is_refused(client: httpx.Client) -> None:
+def test_deeply_nested_body_is_refused(client: httpx.Client) -> None:
     nested: Any = "deep"
     for _ in range(253):
         nested = [nested]
     assert_refused(client.post("/v1/chat/completions", json={**CHAT, "x": nested}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 finding 7: an infinite lifetime gives a 500")
 @pytest.mark.parametrize(
     ("header", "value"),
     [("x-llmemo-stale-grace", "1e308"), ("x-llmemo-ttl", "1e308"),
      ("cache-control", "stale-while-revalidate=inf")],
 )  # fmt: skip
-def test_known_huge_lifetime_is_refused(client: httpx.Client, header: str, value: str) -> None:
+def test_huge_lifetime_is_refused(client: httpx.Client, header: str, value: str) -> None:
     body = {**CHAT, "messages": [{"role": "user", "content": f"{header}: {value}"}]}
     assert_refused(client.post("/v1/chat/completions", json=body, headers={header: value}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 finding 10: a non-boolean stream gives a 502")
-def test_known_non_boolean_stream_is_refused(client: httpx.Client) -> None:
+def test_non_boolean_stream_is_refused(client: httpx.Client) -> None:
     assert_refused(client.post("/v1/chat/completions", json={**CHAT, "stream": 1}))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 finding 10: /metrics labels grow with callers")
-def test_known_metrics_stay_bounded(client: httpx.Client) -> None:
-    for number in range(MAX_MODEL_LABELS + 10):
+def test_metrics_stay_bounded(client: httpx.Client) -> None:
+    for number in range(MODEL_LABELS_BOUND + 10):
         client.post("/v1/embeddings", json={"model": f"made-up-{number}", "input": "x"})
     client.post("/v1/embeddings", json={"model": "nul\x00model", "input": "x"})
     assert metrics_problems(client.get("/metrics").text) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 finding 2: /v1/models builds the upstream URL")
-def test_known_control_character_in_a_model_id_is_refused(client: httpx.Client) -> None:
+def test_control_character_in_a_model_id_is_refused(client: httpx.Client) -> None:
     assert_refused(client.get("/v1/models/%00"))

@@ -196,7 +196,7 @@ PATHS: dict[str, Schema] = {
             "responses": {
                 "200": _json(_WARM_ANSWER, "The batch ran: its summary and results."),
                 "202": _json(_WARM_ANSWER, "The batch runs as a job: poll its `url`."),
-                **_errors("openai", 400, 401, 409, 413, 429, 503),
+                **_errors("openai", 400, 401, 409, 413, 422, 429, 503),
             },
         }
     },
