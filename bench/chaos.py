@@ -347,7 +347,9 @@ def main() -> None:
         print(report(run, args.seconds, args.connections, log_path.read_text(errors="replace")))
         odd = [s for s in run.samples if not s.ok and s.kind != "drop"][:10]
         for s in odd:
-            print(f"  e.g. at {s.at:.1f} s {s.kind} {s.status} {s.cache}: {s.note}")
+            print(
+                f"  e.g. at {s.at:.1f} s, after {s.latency:.2f} s: {s.kind} {s.status} {s.cache} {s.note}"
+            )
 
 
 if __name__ == "__main__":
