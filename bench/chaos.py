@@ -179,7 +179,9 @@ async def fault_driver(run: Run, redis: RedisServer) -> None:
     await asyncio.to_thread(redis.start)
 
 
-async def drive(url: str, redis: RedisServer, seconds: float, connections: int) -> Run:
+async def drive(
+    url: str, redis: RedisServer, seconds: float, connections: int, faults: bool = True
+) -> Run:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     headers = {"authorization": f"Bearer {KEY}"}
     async with httpx.AsyncClient(
@@ -190,9 +192,9 @@ async def drive(url: str, redis: RedisServer, seconds: float, connections: int) 
         for start in range(0, HOT, connections):
             prompts = [f"chaos hot prompt {i}" for i in range(start, min(HOT, start + connections))]
             await asyncio.gather(*(ask(client, warm, "hot", p) for p in prompts))
-        run = Run(time.perf_counter(), Timeline.of(seconds))
+        run = Run(time.perf_counter(), Timeline.of(seconds if faults else 1e9))
         await asyncio.gather(
-            fault_driver(run, redis),
+            fault_driver(run, redis) if faults else asyncio.sleep(0),
             *(connection(client, run, seconds, n) for n in range(connections)),
         )
         # A cut stream must never have been stored: ask each again, without a stream.
@@ -315,6 +317,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.02, help="upstream seconds per call")
+    parser.add_argument(
+        "--log-level", default="warning", help="llmemo serve's (trace: each connection)"
+    )
+    parser.add_argument("--keep-log", help="copy the service log to this file")
+    parser.add_argument("--no-faults", action="store_true", help="the same load, no fault")
     args = parser.parse_args()
     print(machine(), flush=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMEMO_")}
@@ -331,20 +338,22 @@ def main() -> None:
         with log_path.open("wb") as log:
             service = subprocess.Popen(
                 [sys.executable, "-m", "llmemo", "serve", "--port", str(port),
-                 "--log-level", "warning"],
+                 "--log-level", args.log_level],
                 env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
             wait_for(upstream_url + "/_stats", upstream, "the test upstream")
             url = f"http://127.0.0.1:{port}"
             wait_for(url + "/healthz", service, "llmemo serve")
-            run = asyncio.run(drive(url, redis, args.seconds, args.connections))
+            run = asyncio.run(drive(url, redis, args.seconds, args.connections, not args.no_faults))
         finally:
             service.send_signal(signal.SIGINT)
             service.wait(timeout=30)
             upstream.terminate()
             upstream.wait(timeout=30)
         print(report(run, args.seconds, args.connections, log_path.read_text(errors="replace")))
+        if args.keep_log:
+            Path(args.keep_log).write_bytes(log_path.read_bytes())
         odd = [s for s in run.samples if not s.ok and s.kind != "drop"][:10]
         for s in odd:
             print(
