@@ -284,7 +284,10 @@ def document() -> dict[str, Any]:
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "The provider API key, forwarded upstream; it names the tenant.",
+                    "description": (
+                        "The provider API key, forwarded upstream: it names the tenant "
+                        "(isolated mode), or must be an accepted key (shared mode)."
+                    ),
                 },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
                 "warmToken": {
