@@ -103,6 +103,20 @@ def test_an_entry_over_max_entry_bytes_is_served_but_not_stored(make: Any) -> No
     assert cache.stats().skip_reasons == {"too_large": 1}
 
 
+def test_an_answer_nested_past_the_encoding_is_served_but_not_stored(make: Any) -> None:
+    # before: orjson's recursion limit raised out of the store step, after the upstream was paid
+    nested: Any = "deep"
+    for _ in range(300):
+        nested = [nested]
+    deep = {**answer("deep"), "metadata": nested}  # an upstream echoing a caller's field
+    cache = make()
+    result = cache.compute(chat(), Upstream(deep))
+    assert result.response == deep and not result.stored and result.skipped == "unencodable"
+    assert cache.lookup(chat()) is None
+    cache.flush()
+    assert cache.stats().skip_reasons == {"unencodable": 1}
+
+
 def test_the_default_entry_limit_is_one_mebibyte(make: Any) -> None:
     cache = make()
     assert cache.max_entry_bytes == 1024 * 1024

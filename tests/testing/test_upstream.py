@@ -287,6 +287,22 @@ def test_models_list(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
     assert all(m.startswith("claude") for m in [m.id for m in claude.models.list()])
 
 
+def test_one_model_and_an_unknown_one(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:
+    assert oai.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    assert claude.models.retrieve("claude-haiku-4-5").id == "claude-haiku-4-5"
+    with pytest.raises(openai.NotFoundError):
+        oai.models.retrieve("no-such-model")
+    with pytest.raises(anthropic.NotFoundError):
+        claude.models.retrieve("no-such-model")
+
+
+def test_unknown_paths_and_methods_answer_in_the_providers_shape(upstream: UpstreamServer) -> None:
+    unknown = httpx.get(upstream.url + "/v1/nothing")
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "invalid_request_error"
+    wrong = httpx.get(upstream.url + "/v1/messages", headers={"anthropic-version": "2023-06-01"})
+    assert wrong.status_code == 405 and wrong.json()["type"] == "error"
+
+
 # -- Anthropic ----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import (
     SKIP_TOO_LARGE,
     SKIP_UNCACHEABLE,
+    SKIP_UNENCODABLE,
     TtlArg,
     TtlPolicy,
     skip_reason,
@@ -394,7 +395,10 @@ class BaseCache:
             stale_after=stale_after,
             prompt=self._prompt(call),
         )
-        value = entries.encode(entry)
+        try:
+            value = entries.encode(entry)
+        except TypeError:  # orjson's JSONEncodeError: an answer nested past its 254 levels
+            return None, None, SKIP_UNENCODABLE
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
             return None, None, SKIP_TOO_LARGE
         return value, ttl, None

@@ -156,6 +156,7 @@ SKIP_TOOL_CALLS = "tool_calls"
 SKIP_TEMPERATURE = "temperature"
 SKIP_UNCACHEABLE = "uncacheable"
 SKIP_TOO_LARGE = "too_large"
+SKIP_UNENCODABLE = "unencodable"  # nested deeper than the entry encoding (orjson) can write
 
 
 SKIP_INCOMPLETE = "incomplete"

@@ -10,6 +10,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,6 +29,7 @@ from llmemo.service.errors import (
     json_response,
 )
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
+from llmemo.service.openapi import document
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
 from llmemo.service.server import WORKER_SETTINGS
 from llmemo.service.settings import Settings, load_settings
@@ -48,6 +50,7 @@ class Service:
         self.store_url = store_url(settings.store)
         self.warming = Warming(settings, self.metrics, self.store_url)
         self._proxy: Proxy | None = None
+        self._openapi: bytes | None = None
 
     @property
     def proxy(self) -> Proxy:
@@ -135,6 +138,12 @@ class Service:
             )
         strict = request.query_params.get("strict") in ("1", "true")
         return json_response(body, 503 if strict and body["status"] != "ok" else 200)
+
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI document of the routes (service/openapi.py)."""
+        if self._openapi is None:
+            self._openapi = orjson.dumps(document())
+        return Response(self._openapi, media_type="application/json")
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
@@ -280,6 +289,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", service.healthz, methods=["GET"]),
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.prometheus, methods=["GET"]),
+        Route("/openapi.json", service.openapi, methods=["GET"]),
         *service.warming.routes(),
     ]
     app = ServiceApp(

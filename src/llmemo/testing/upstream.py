@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import NoReturn
 
 from llmemo.errors import ConfigError, require
@@ -28,6 +29,7 @@ from llmemo.errors import ConfigError, require
 require("starlette", "server")
 
 from starlette.applications import Starlette  # noqa: E402
+from starlette.exceptions import HTTPException  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse, Response, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
@@ -288,9 +290,25 @@ class _Upstream:
         return await self._serve(request, "ollama", self._ollama_embed, _check_input)
 
     async def models(self, request: Request) -> Response:
-        if request.headers.get("anthropic-version"):
+        if "anthropic-version" in request.headers:
             return await self._serve(request, "anthropic", _anthropic_models, lambda body: None)
         return await self._serve(request, "openai", self._models, lambda body: None)
+
+    async def model(self, request: Request) -> Response:
+        """GET /v1/models/{id}: one model, or the provider's 404."""
+        flavour = "anthropic" if "anthropic-version" in request.headers else "openai"
+        name = request.path_params["model"]
+
+        def one(body: JSON, rid: str) -> Response:
+            if name not in MODELS:
+                error = ERROR_BODIES[flavour](404, f"The model {name!r} does not exist.", rid)
+                return JSONResponse(error, 404)
+            if flavour == "anthropic":
+                return JSONResponse({"type": "model", "id": name, "display_name": name,
+                                     "created_at": "2025-01-01T00:00:00Z"})  # fmt: skip
+            return JSONResponse(_model_object(name))
+
+        return await self._serve(request, flavour, one, lambda body: None)
 
     async def stats(self, request: Request) -> Response:
         return JSONResponse(self.log.snapshot().as_json())
@@ -335,6 +353,14 @@ def _anthropic_models(body: JSON, rid: str) -> Response:
     )
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and wrong methods, answered in the provider's error shape as the APIs do."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    flavour = "anthropic" if "anthropic-version" in request.headers else "openai"
+    message = f"{request.method} {request.url.path}: {HTTPStatus(status).phrase}"
+    return JSONResponse(ERROR_BODIES[flavour](status, message, "req_none"), status)
+
+
 def _openai_frames(chunks: list[JSON]) -> list[bytes]:
     return [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks] + [
         b"data: [DONE]\n\n"
@@ -363,11 +389,12 @@ def create_app(
         Route("/v1/responses", upstream.responses, methods=post),
         Route("/v1/embeddings", upstream.embeddings, methods=post),
         Route("/v1/models", upstream.models, methods=get),
+        Route("/v1/models/{model:path}", upstream.model, methods=get),
         Route("/v1/messages", upstream.messages, methods=post),
         Route("/api/embed", upstream.ollama_embed, methods=post),
         Route("/_stats", upstream.stats, methods=get),
         Route("/_reset", upstream.reset, methods=post),
-    ])  # fmt: skip
+    ], exception_handlers={HTTPException: _http_error})  # fmt: skip
     app.state.calls = upstream.log
     hide_dropped_streams()
     return app
