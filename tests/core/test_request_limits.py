@@ -68,6 +68,29 @@ def test_deep_bodies_are_unkeyable_on_every_request_kind(levels: int) -> None:
             build()
 
 
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda extra: from_openai({**chat(), **extra}, "chat"), "metadata"),
+        (
+            lambda extra: from_openai({"model": "m", "input": "hi", **extra}, "responses"),
+            "metadata",
+        ),
+        (
+            lambda extra: from_anthropic({**chat(), "model": "claude-haiku-4-5", **extra}),
+            "metadata",
+        ),
+        (lambda extra: from_openai({**chat(), **extra}, "chat"), "extra_body"),
+    ],
+)
+def test_fields_outside_the_key_are_held_to_the_same_depth(build: Any, field: str) -> None:
+    """Not keyed but forwarded, and `metadata` comes back in the answer: a body nested past the
+    limit there is refused too, before anything is paid."""
+    build({field: nested(MAX_DEPTH - 1)})
+    with pytest.raises(UnkeyableError, match="levels deep"):
+        build({field: nested(MAX_DEPTH)})
+
+
 def test_the_cache_refuses_a_deep_request_before_calling_anything(redis_url: str) -> None:
     cache, upstream = Cache.from_url(redis_url), Upstream()
     deep = {**chat(), "tools": nested(5000)}

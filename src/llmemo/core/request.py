@@ -277,6 +277,11 @@ def _params(
     body: Mapping[str, Any], provider: str, skip: set[str], kept: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     neutral = _OUTPUT_NEUTRAL.get(provider, frozenset()) - kept
+    for k in neutral.intersection(body):
+        # Not keyed, but forwarded (and some, like `metadata`, echoed in the answer): held to
+        # the same depth, so the body is refused before the upstream is paid.
+        if isinstance(body[k], Mapping | list):
+            check_depth(body[k], MAX_DEPTH - 1)
     return {
         str(k): _value(v, 2)
         for k, v in body.items()
