@@ -397,7 +397,7 @@ class BaseCache:
         )
         try:
             value = entries.encode(entry)
-        except TypeError:  # orjson's JSONEncodeError: an answer nested past its 254 levels
+        except TypeError:  # orjson's JSONEncodeError: nested past its 254 levels, or not JSON
             return None, None, SKIP_UNENCODABLE
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
             return None, None, SKIP_TOO_LARGE

@@ -75,7 +75,9 @@ def encode_generations(generations: Sequence[Generation]) -> dict[str, Any]:
         else:
             item["text"] = generation.text
         items.append(item)
-    return {"generations": items, "usage": {"input_tokens": inputs, "output_tokens": outputs}}
+    answer = {"generations": items, "usage": {"input_tokens": inputs, "output_tokens": outputs}}
+    orjson.dumps(answer)  # TypeError now, with what JSON cannot hold (a store would only skip it)
+    return answer
 
 
 def decode_generations(response: Mapping[str, Any]) -> list[Generation]:
