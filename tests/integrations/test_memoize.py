@@ -160,7 +160,7 @@ class Point:
     x: int
 
 
-class Colour(str, enum.Enum):
+class Colour(enum.StrEnum):
     RED = "red"
 
 

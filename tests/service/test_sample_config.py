@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from llmemo.service.settings import Settings, load_settings
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llmemo.toml"
 COMMENTED = re.compile(r"^# ([a-z_]+) = (.*)$", re.MULTILINE)

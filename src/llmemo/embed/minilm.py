@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from llmemo.embed.base import Matrix, empty, normalise
 from llmemo.embed.weights import find_model_dir
@@ -254,7 +254,7 @@ class _Bert:
         scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
         np.exp(scores, out=scores)
         scores /= np.add.reduce(scores, axis=-1, keepdims=True)
-        return (scores @ v).transpose(0, 2, 1, 3).reshape(n * seq, self.dim)  # type: ignore[no-any-return]
+        return cast("F32", (scores @ v).transpose(0, 2, 1, 3).reshape(n * seq, self.dim))
 
 
 class MiniLMEmbedder:
