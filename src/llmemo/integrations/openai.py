@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 import openai
 from openai.types import Completion, CreateEmbeddingResponse
@@ -60,7 +60,7 @@ def _responses_request(body: Mapping[str, Any], norm: Normalisation) -> CacheReq
     return from_openai(body, "responses", norm)
 
 
-_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
+_EVENT: TypeAdapter[Any] = TypeAdapter(cast(Any, ResponseStreamEvent))  # a type alias in some SDKs
 _EVENT_TYPES: dict[str, type[BaseModel]] = {
     model.model_fields["type"].annotation.__args__[0]: model
     for model in get_args(get_args(ResponseStreamEvent)[0])
