@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTION = "## Service (issue 3)"
+SECTION = "## Service"
 KEY = "sk-bench-0123456789"
 REQUEST = {
     "model": "gpt-4o-mini",

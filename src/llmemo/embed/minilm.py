@@ -4,7 +4,7 @@ The weights and tokenizer are read from disk (llmemo.embed.weights says where th
 for; any local copy of a sentence-transformers BERT model with mean pooling works). Nothing is
 downloaded, so HF_HUB_OFFLINE holds whatever it is set to. The pass is the model card's recipe: WordPiece
 tokens truncated at 256, BERT encoder, mean of the token vectors under the attention mask, L2 norm.
-Why numpy and not torch: docs/benchmarks.md, "Embedding runtime (issue 4)".
+Why numpy and not torch: docs/benchmarks.md, "Embedding runtime".
 """
 
 from __future__ import annotations
