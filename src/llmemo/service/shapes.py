@@ -158,6 +158,14 @@ _WARM_ITEM: Schema = {
         "messages": CHAT_REQUEST["properties"]["messages"],
         "provider": {"enum": ["openai", "anthropic"]},
         "namespace": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+        "shared": {
+            "type": ["boolean", "null"],
+            "description": (
+                "Store for everyone (true) or for the warm key's tenant (false); unset: as the "
+                "service reads the namespace. A combination the service would never serve "
+                "(an isolated namespace without false, a shared one with false) is a 400."
+            ),
+        },
         "ttl": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]},
         "tags": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}},
         "refresh": {"type": "boolean"},
@@ -178,7 +186,15 @@ WARM_REQUEST: Schema = {
                 "refresh_before": {"type": "number", "minimum": 0, "maximum": 1},
                 **{
                     name: _WARM_ITEM["properties"][name]
-                    for name in ("namespace", "ttl", "tags", "refresh", "provider", "model")
+                    for name in (
+                        "namespace",
+                        "shared",
+                        "ttl",
+                        "tags",
+                        "refresh",
+                        "provider",
+                        "model",
+                    )
                 },
             },
         },
