@@ -1,11 +1,22 @@
-"""llmemo: an LLM response cache on Redis (exact and semantic, single-flight, fail-open)."""
+"""llmemo: an LLM response cache on Redis (exact and semantic, single-flight, fail-open).
 
-from llmemo.core._async.cache import AsyncCache
-from llmemo.core._sync.cache import Cache
+The public API is `__all__`, documented in docs/api.md. The exact cache and its types are imported
+here; the semantic layer, the stores, the indexes and the embedders load on first use (through
+`__getattr__`), so `import llmemo` stays light and a missing extra fails with a one-line hint
+(`MissingExtraError`) only when its backend is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from llmemo.core import AsyncCache, Cache
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import Entry, Usage
 from llmemo.core.facade import Hit, Result
+from llmemo.core.near import NearCache
 from llmemo.core.policy import NO_EXPIRY, TtlPolicy
 from llmemo.core.pricing import Price
 from llmemo.core.request import CacheRequest, Normalisation, Scope
@@ -18,33 +29,154 @@ from llmemo.errors import (
     StoreError,
     UnkeyableError,
 )
+from llmemo.integrations.memoize import UnstorableValueError, memoize
+
+# The options type of a call. CallOptions is what wrap() parses today; the one options type
+# shared by wrap(), the service and warm (CacheOptions) takes this place when it lands.
+from llmemo.integrations.options import CallOptions
 from llmemo.integrations.wrap import last_status, wrap
+from llmemo.stores.base import AsyncStore, Store
+
+if TYPE_CHECKING:
+    from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
+    from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
+    from llmemo.embed.base import AsyncEmbedder, Embedder, EmbedderError
+    from llmemo.embed.cached import AsyncCachedEmbedder, CachedEmbedder
+    from llmemo.embed.callable import AsyncCallableEmbedder, CallableEmbedder
+    from llmemo.embed.minilm import MiniLMEmbedder
+    from llmemo.embed.ollama import AsyncOllamaEmbedder, OllamaEmbedder
+    from llmemo.embed.openai import AsyncOpenAIEmbedder, OpenAIEmbedder
+    from llmemo.index.base import AsyncVectorIndex, VectorIndex, VectorIndexError
+    from llmemo.index.local import AsyncLocalIndex, LocalIndex
+    from llmemo.index.redisearch import AsyncRediSearchIndex, RediSearchIndex
+    from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
+    from llmemo.stores.redis import AsyncRedisStore, RedisStore
+    from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
+    from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
+    from llmemo.stores.upstash import AsyncUpstashStore, UpstashStore
 
 __version__ = "0.1.0"
+
+# A cache on the store the URL names: the same as Cache.from_url / AsyncCache.from_url.
+from_url = Cache.from_url
+async_from_url = AsyncCache.from_url
+
+# Loaded on first use: public name -> the module that defines it.
+_LAZY: dict[str, str] = {
+    "SemanticLayer": "llmemo.core.semantic",
+    "AsyncSemanticLayer": "llmemo.core.semantic",
+    "LLMVerifier": "llmemo.core.verify",
+    "AsyncLLMVerifier": "llmemo.core.verify",
+    "MemoryStore": "llmemo.stores.memory",
+    "AsyncMemoryStore": "llmemo.stores.memory",
+    "SQLiteStore": "llmemo.stores.sqlite",
+    "AsyncSQLiteStore": "llmemo.stores.sqlite",
+    "RedisStore": "llmemo.stores.redis",
+    "AsyncRedisStore": "llmemo.stores.redis",
+    "RedisClusterStore": "llmemo.stores.redis_cluster",
+    "AsyncRedisClusterStore": "llmemo.stores.redis_cluster",
+    "UpstashStore": "llmemo.stores.upstash",
+    "AsyncUpstashStore": "llmemo.stores.upstash",
+    "VectorIndex": "llmemo.index.base",
+    "AsyncVectorIndex": "llmemo.index.base",
+    "VectorIndexError": "llmemo.index.base",
+    "LocalIndex": "llmemo.index.local",
+    "AsyncLocalIndex": "llmemo.index.local",
+    "RediSearchIndex": "llmemo.index.redisearch",
+    "AsyncRediSearchIndex": "llmemo.index.redisearch",
+    "Embedder": "llmemo.embed.base",
+    "AsyncEmbedder": "llmemo.embed.base",
+    "EmbedderError": "llmemo.embed.base",
+    "MiniLMEmbedder": "llmemo.embed.minilm",
+    "OpenAIEmbedder": "llmemo.embed.openai",
+    "AsyncOpenAIEmbedder": "llmemo.embed.openai",
+    "OllamaEmbedder": "llmemo.embed.ollama",
+    "AsyncOllamaEmbedder": "llmemo.embed.ollama",
+    "CallableEmbedder": "llmemo.embed.callable",
+    "AsyncCallableEmbedder": "llmemo.embed.callable",
+    "CachedEmbedder": "llmemo.embed.cached",
+    "AsyncCachedEmbedder": "llmemo.embed.cached",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a lazily loaded public name (a missing extra raises MissingExtraError)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmemo' has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "NO_EXPIRY",
     "AsyncCache",
+    "AsyncCachedEmbedder",
+    "AsyncCallableEmbedder",
+    "AsyncEmbedder",
+    "AsyncLLMVerifier",
+    "AsyncLocalIndex",
+    "AsyncMemoryStore",
+    "AsyncOllamaEmbedder",
+    "AsyncOpenAIEmbedder",
+    "AsyncRediSearchIndex",
+    "AsyncRedisClusterStore",
+    "AsyncRedisStore",
+    "AsyncSQLiteStore",
+    "AsyncSemanticLayer",
+    "AsyncStore",
+    "AsyncUpstashStore",
+    "AsyncVectorIndex",
     "Cache",
     "CacheRequest",
     "CacheStats",
+    "CachedEmbedder",
+    "CallOptions",
+    "CallableEmbedder",
     "CheckReport",
     "CircuitBreaker",
     "ConfigError",
     "CorruptEntryError",
+    "Embedder",
+    "EmbedderError",
     "Entry",
     "Hit",
+    "LLMVerifier",
     "LLMemoError",
+    "LocalIndex",
+    "MemoryStore",
+    "MiniLMEmbedder",
     "MissingExtraError",
+    "NearCache",
     "Normalisation",
+    "OllamaEmbedder",
+    "OpenAIEmbedder",
     "Price",
+    "RediSearchIndex",
+    "RedisClusterStore",
+    "RedisStore",
     "Result",
+    "SQLiteStore",
     "Scope",
+    "SemanticLayer",
+    "Store",
     "StoreError",
     "TtlPolicy",
     "UnkeyableError",
+    "UnstorableValueError",
+    "UpstashStore",
     "Usage",
+    "VectorIndex",
+    "VectorIndexError",
     "__version__",
+    "async_from_url",
+    "from_url",
     "last_status",
+    "memoize",
     "wrap",
 ]

@@ -8,7 +8,7 @@ import orjson
 import typer
 
 from llmemo.cli.main import StoreOpt, app, emit
-from llmemo.core._sync.cache import Cache
+from llmemo.core import Cache
 from llmemo.core.check import CheckReport
 from llmemo.errors import LLMemoError
 from llmemo.stores.base import store_url

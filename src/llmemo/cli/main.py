@@ -11,7 +11,7 @@ import orjson
 import typer
 
 from llmemo import __version__
-from llmemo.core._sync.cache import Cache
+from llmemo.core import Cache
 from llmemo.errors import ConfigError, LLMemoError, StoreError
 from llmemo.stores.base import STORE_ORDER, redact, store_url
 

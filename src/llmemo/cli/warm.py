@@ -162,7 +162,7 @@ async def _direct(
     journal: Journal | None,
     quiet: bool,
 ) -> tuple[Summary, list[ItemResult], bool]:
-    from llmemo.core._async.cache import AsyncCache
+    from llmemo.core import AsyncCache
     from llmemo.service.controls import ANONYMOUS, tenant_id
     from llmemo.warm import HttpUpstream, Warmer, warm_shared
 

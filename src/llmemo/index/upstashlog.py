@@ -13,7 +13,7 @@ from typing import Any
 
 from llmemo.index.changelog import READ_BATCH, Position, log_error
 from llmemo.index.streams import advance, stream_state
-from llmemo.stores.upstash_rest import _FAILURES
+from llmemo.stores.upstash_rest import FAILURES as _FAILURES
 
 
 def _event(value: Any) -> bytes:

@@ -31,8 +31,7 @@ from langchain_core.outputs import (  # noqa: E402
     GenerationChunk,
 )
 
-from llmemo.core._async.cache import AsyncCache  # noqa: E402
-from llmemo.core._sync.cache import Cache  # noqa: E402
+from llmemo.core import AsyncCache, Cache  # noqa: E402
 from llmemo.core.facade import Hit  # noqa: E402
 from llmemo.core.guard import Guard  # noqa: E402
 from llmemo.core.policy import TtlArg  # noqa: E402

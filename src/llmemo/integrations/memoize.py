@@ -27,8 +27,7 @@ from llmemo.core.request import CacheRequest, from_call
 from llmemo.errors import ConfigError, LLMemoError
 
 if TYPE_CHECKING:
-    from llmemo.core._async.cache import AsyncCache
-    from llmemo.core._sync.cache import Cache
+    from llmemo.core import AsyncCache, Cache
     from llmemo.core.facade import BaseCache
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,7 +47,7 @@ def memoize(
     tags: tuple[str, ...] | list[str] = (),
 ) -> Callable[[F], F]:
     """A decorator: `Cache` for sync functions, `AsyncCache` for `async def` functions."""
-    from llmemo.core._async.cache import AsyncCache
+    from llmemo.core import AsyncCache
 
     options = {"ttl": ttl, "namespace": namespace, "tags": tuple(tags)}
 

@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
-from llmemo.core._async.cache import AsyncCache
-from llmemo.core._sync.cache import Cache
+from llmemo.core import AsyncCache, Cache
 from llmemo.core.facade import Hit, Status
 from llmemo.core.request import CacheRequest
 from llmemo.errors import ConfigError

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from llmemo.core import AsyncCache
 from llmemo.core import entry as entries
-from llmemo.core._async.cache import AsyncCache
 from llmemo.core.facade import Call, Result
 from llmemo.core.request import CacheRequest
 from llmemo.errors import CorruptEntryError

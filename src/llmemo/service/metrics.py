@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from llmemo.core._async.cache import AsyncCache
+from llmemo.core import AsyncCache
 from llmemo.core.entry import Usage, usage_of
 from llmemo.core.facade import Result
 from llmemo.core.pricing import DEFAULT_PRICES, Price, cost

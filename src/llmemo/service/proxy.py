@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llmemo.core._async.cache import AsyncCache
+from llmemo.core import AsyncCache
 from llmemo.core.facade import Result
 from llmemo.core.request import (
     ANSWER_HEADERS,

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmemo.core._async.cache import AsyncCache
+from llmemo.core import AsyncCache
 from llmemo.core.singleflight import AsyncRenewer
 from llmemo.errors import ConfigError, StoreError, UnkeyableError
 from llmemo.service.auth import AuthError, Caller, WarmAuth

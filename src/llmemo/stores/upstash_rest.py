@@ -125,7 +125,7 @@ def _sdk(
 
 
 # Everything the SDK (and httpx under it) raises for a failed request or an unreadable answer.
-_FAILURES = (RestError, UpstashError, httpx.HTTPError, OSError, ValueError, KeyError, TypeError)
+FAILURES = (RestError, UpstashError, httpx.HTTPError, OSError, ValueError, KeyError, TypeError)
 
 
 class _Boundary:
@@ -138,7 +138,7 @@ class _Boundary:
     def _errors(self, command: str) -> Iterator[None]:
         try:
             yield
-        except _FAILURES as exc:
+        except FAILURES as exc:
             text = " ".join(str(exc).split()) or "no detail"
             for secret in self._secrets:
                 text = text.replace(secret, "***")

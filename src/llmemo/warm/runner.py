@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from llmemo.core._async.cache import AsyncCache
+from llmemo.core import AsyncCache
 from llmemo.core.entry import Usage, usage_of
 from llmemo.core.facade import Hit
 from llmemo.core.pricing import cost
