@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
 import httpx
 import orjson
 
+from devtools.redis_server import RedisServer, free_port
 from llmemo.testing.openai_api import openai_chat
-from llmemo.testing.redis_server import RedisServer, free_port
 
 KEY = "sk-chaos-0123456789"
 HOT = 200  # prompts asked again and again: hits once stored

@@ -14,15 +14,16 @@ import platform
 from collections.abc import Callable
 from contextlib import ExitStack
 
+import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
 import redis
 import redis.cluster
 
 # Same payload and timing helpers as the single-node benchmark (bench/ is on sys.path here).
 from exact import REQUEST, RESPONSE, measure, pct
 
+from devtools.redis_cluster import RedisClusterServer
+from devtools.redis_server import RedisServer
 from llmemo import Cache
-from llmemo.testing.redis_cluster import RedisClusterServer
-from llmemo.testing.redis_server import RedisServer
 
 
 def main() -> None:

@@ -98,7 +98,9 @@ def main() -> None:
     with ExitStack() as stack:
         url = args.redis_url
         if url is None:
-            from llmemo.testing.redis_server import RedisServer
+            import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
+
+            from devtools.redis_server import RedisServer
 
             url = stack.enter_context(RedisServer()).url
         cache = stack.enter_context(Cache.from_url(url, namespace="bench"))

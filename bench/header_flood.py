@@ -20,9 +20,10 @@ import threading
 import time
 from pathlib import Path
 
+import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
 import httpx
 
-from llmemo.testing.redis_server import free_port
+from devtools.redis_server import free_port
 
 MIB = 1024 * 1024
 

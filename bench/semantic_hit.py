@@ -29,16 +29,17 @@ import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 
+import checkout  # noqa: E402, F401 - the repository root on sys.path, for devtools/
 import numpy as np  # noqa: E402
 
+from devtools.redis_server import RedisServer  # noqa: E402
+from devtools.redis_stack import redis_stack_server  # noqa: E402
 from llmemo import Cache  # noqa: E402
 from llmemo.core.semantic import SemanticLayer  # noqa: E402
 from llmemo.embed.base import Matrix  # noqa: E402
 from llmemo.embed.cached import embedding_key, encode_vector  # noqa: E402
 from llmemo.embed.minilm import MiniLMEmbedder  # noqa: E402
 from llmemo.stores.base import from_url  # noqa: E402
-from llmemo.testing.redis_server import RedisServer  # noqa: E402
-from llmemo.testing.redis_stack import redis_stack_server  # noqa: E402
 
 TOPICS = [
     "chess", "piano", "python", "spanish", "cooking", "running", "drawing", "poker", "guitar",

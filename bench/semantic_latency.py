@@ -56,11 +56,14 @@ from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
+import checkout  # noqa: E402, F401 - the repository root on sys.path, for devtools/
 import numpy as np  # noqa: E402
 import numpy.typing as npt  # noqa: E402
 import redis  # noqa: E402
 from semantic_hit import Timed, answer, chat  # noqa: E402  (bench/, the script's directory)
 
+from devtools.redis_server import RedisServer  # noqa: E402
+from devtools.redis_stack import redis_stack_server  # noqa: E402
 from llmemo import Cache  # noqa: E402
 from llmemo.core.entry import Entry, encode  # noqa: E402
 from llmemo.core.semantic import SemanticLayer  # noqa: E402
@@ -73,8 +76,6 @@ from llmemo.index.local import LocalIndex  # noqa: E402
 from llmemo.index.redisearch import HNSW, RediSearchIndex  # noqa: E402
 from llmemo.stores.memory import MemoryStore  # noqa: E402
 from llmemo.stores.redis import RedisStore  # noqa: E402
-from llmemo.testing.redis_server import RedisServer  # noqa: E402
-from llmemo.testing.redis_stack import redis_stack_server  # noqa: E402
 
 DIM = 384
 NOISE = 0.025

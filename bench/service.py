@@ -395,9 +395,10 @@ NEAR = {"far": "0"}  # per side: its near_ttl setting ("" = the shipped default)
 
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, float]]:
+    import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
     import httpx
 
-    from llmemo.testing.redis_server import RedisServer, free_port
+    from devtools.redis_server import RedisServer, free_port
     from llmemo.testing.server import UpstreamServer
 
     names = [

@@ -9,18 +9,20 @@ Run it:
     OPENAI_API_KEY=sk-... python examples/langchain_upstash.py
 
 The store: with UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN set it is `upstash://` (your
-Upstash database); without them the script starts a local `redis-server` and llmemo's test
-gateway that speaks Upstash's REST protocol in front of it (see docs/upstash.md), so the same
-`upstash-redis` SDK calls go over HTTP either way. The model: OpenAI when OPENAI_API_KEY is set,
-else llmemo's local fake OpenAI upstream, started in this process.
+Upstash database); without them the script starts a local `redis-server` and the checkout's
+gateway (devtools/upstash_gateway.py) that speaks Upstash's REST protocol in front of it (see
+docs/upstash.md), so the same `upstash-redis` SDK calls go over HTTP either way. The model: OpenAI
+when OPENAI_API_KEY is set, else llmemo's local fake OpenAI upstream, started in this process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from langchain_core.globals import set_llm_cache
@@ -35,8 +37,10 @@ def upstash_store() -> Iterator[tuple[str, Any]]:
     if os.environ.get("UPSTASH_REDIS_REST_URL") and os.environ.get("UPSTASH_REDIS_REST_TOKEN"):
         yield "upstash://", None
         return
-    from llmemo.testing.redis_server import RedisServer
-    from llmemo.testing.upstash_gateway import UpstashGateway
+    # The local stand-ins live in the checkout's devtools/, not in the llmemo package.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from devtools.redis_server import RedisServer
+    from devtools.upstash_gateway import UpstashGateway
 
     with RedisServer() as redis_server, UpstashGateway(redis_server.url) as gateway:
         yield gateway.store_url, gateway

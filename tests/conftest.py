@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from llmemo.testing.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 
 if TYPE_CHECKING:  # imported in the fixture: the upstream needs the `server` extra (uvicorn)
     from llmemo.testing.server import UpstreamServer

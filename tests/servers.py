@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from llmemo.testing.redis_cluster import RedisClusterServer
-from llmemo.testing.redis_server import RedisServer
-from llmemo.testing.redis_stack import redis_stack_server
+from devtools.redis_cluster import RedisClusterServer
+from devtools.redis_server import RedisServer
+from devtools.redis_stack import redis_stack_server
 
 if TYPE_CHECKING:
     from redis.cluster import ClusterNode

@@ -64,6 +64,8 @@ def run(block: Block, tmp_path: Path, redis_url: str, upstream: UpstreamServer) 
         REDIS_URL=redis_url,
         LLMEMO_STORE=f"sqlite:///{tmp_path / 'cache.db'}",
     )
+    # As from the checkout's root: the server launchers of devtools/ are importable.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     done = subprocess.run(
         [sys.executable, "-c", block.code],
         env=env,

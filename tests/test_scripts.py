@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from llmemo.testing.redis_server import free_port
+from devtools.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 
 RUN = Path(__file__).resolve().parent.parent / "scripts" / "run"

@@ -286,7 +286,7 @@ def test_calibrate_without_matplotlib_skips_the_plot(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("missing", ["numpy", "tokenizers"])
 def test_serve_semantic_without_the_extra_fails_before_binding(missing: str) -> None:
-    from llmemo.testing.redis_server import free_port
+    from devtools.redis_server import free_port
 
     port = str(free_port())
     args = ("serve", "--semantic", "--upstream", "demo", "--store", "memory://", "--port", port)

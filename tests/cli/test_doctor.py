@@ -6,7 +6,7 @@ import json
 
 import redis
 
-from llmemo.testing.redis_server import free_port
+from devtools.redis_server import free_port
 from tests.cli.test_cli import clean_env, run, run_without
 
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from devtools.redis_server import RedisServer, free_port
 from llmemo import AsyncCache, Cache, CircuitBreaker
 from llmemo.core.semantic import SemanticLayer
-from llmemo.testing.redis_server import RedisServer, free_port
 from tests.core.helpers import Upstream, chat
 
 

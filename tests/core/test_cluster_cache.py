@@ -16,9 +16,9 @@ import pytest
 import redis
 from redis.crc import key_slot
 
+from devtools.redis_cluster import RedisClusterServer, command, parse_info
 from llmemo import AsyncCache, Cache, CircuitBreaker
 from llmemo.stores.redis_cluster import RedisClusterStore
-from llmemo.testing.redis_cluster import RedisClusterServer, command, parse_info
 from tests.core.helpers import Upstream, answer, chat
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from devtools.redis_server import RedisServer
 from llmemo import AsyncCache, Cache, CircuitBreaker
-from llmemo.testing.redis_server import RedisServer
 from tests.core.helpers import Upstream, answer, chat
 
 

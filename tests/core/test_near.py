@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from devtools.redis_server import RedisServer
 from llmemo import AsyncCache, Cache
 from llmemo.core.near import NearCache, near_cache
 from llmemo.errors import ConfigError
 from llmemo.stores.redis import RedisStore
-from llmemo.testing.redis_server import RedisServer
 from tests.core.helpers import CountingStore, Upstream, answer, chat
 
 

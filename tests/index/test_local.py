@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devtools.redis_server import RedisServer
+from devtools.upstash_gateway import UpstashGateway
 from llmemo.index.ann import GraphParams, ScopeVectors
 from llmemo.index.base import IndexItem, record_key
 from llmemo.index.changelog import decode, encode_add, encode_delete, encode_drop
@@ -21,8 +23,6 @@ from llmemo.stores.memory import MemoryStore
 from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import SQLiteStore
 from llmemo.stores.upstash import UpstashStore
-from llmemo.testing.redis_server import RedisServer
-from llmemo.testing.upstash_gateway import UpstashGateway
 from tests.index.conftest import DIM, FakeClock, basis, random_unit, scope
 
 

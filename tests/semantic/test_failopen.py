@@ -9,12 +9,12 @@ from typing import Any
 import numpy.typing as npt
 import pytest
 
+from devtools.redis_server import RedisServer
 from llmemo import AsyncCache, Cache, CircuitBreaker
 from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
 from llmemo.index.base import IndexItem, IndexScope, Match, VectorIndexError
 from llmemo.index.local import LocalIndex
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-from llmemo.testing.redis_server import RedisServer
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder
 from tests.semantic.test_flow import FRANCE, PARAPHRASE

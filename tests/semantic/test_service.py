@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
+from devtools.redis_server import free_port
 from llmemo.service import load_settings
-from llmemo.testing.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 from tests.service.conftest import ALICE, BOB, ServiceServer
 from tests.service.test_cli import clean_env

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.redis_server import free_port
 from llmemo import AsyncCache, Cache
 from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
 from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
 from llmemo.errors import ConfigError
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-from llmemo.testing.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder

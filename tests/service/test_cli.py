@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from llmemo.testing.redis_server import free_port
+from devtools.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 
 KEY = {"authorization": "Bearer sk-workers-0123"}

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from llmemo.testing.redis_cluster import RedisClusterServer
-from llmemo.testing.redis_server import free_port
+from devtools.redis_cluster import RedisClusterServer
+from devtools.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 
 KEY = "sk-cluster-0123456789"

@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.redis_server import RedisServer, free_port
 from llmemo.core.pricing import DEFAULT_PRICES
 from llmemo.service.metrics import MAX_MODEL_LABELS
-from llmemo.testing.redis_server import RedisServer, free_port
 from llmemo.testing.server import UpstreamServer
 from tests.service.fuzz import Call, operation_requests
 

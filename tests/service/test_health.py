@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmemo.testing.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from llmemo.testing.server import UpstreamServer
 from tests.service.conftest import ALICE, Serve, ServiceServer
 

@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
 
+from devtools.redis_server import RedisServer
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.request import from_openai
@@ -21,7 +22,6 @@ from llmemo.service.hot import HotAnswers
 from llmemo.service.metrics import Metrics
 from llmemo.service.proxy import Proxy
 from llmemo.stores.base import async_from_url
-from llmemo.testing.redis_server import RedisServer
 from llmemo.testing.server import UpstreamServer
 
 CHAT = "/v1/chat/completions"

@@ -11,7 +11,7 @@ import openai
 import pytest
 import redis
 
-from llmemo.testing.redis_server import free_port
+from devtools.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 from tests.service.conftest import ALICE, BOB, Serve, ServiceServer
 

@@ -9,10 +9,10 @@ import pytest
 import redis
 import redis.asyncio
 
+from devtools.redis_server import RedisServer
 from llmemo.errors import StoreError
 from llmemo.stores.autopipeline import GetBatcher, pack_get
 from llmemo.stores.redis import AsyncRedisStore
-from llmemo.testing.redis_server import RedisServer
 
 
 @pytest.fixture

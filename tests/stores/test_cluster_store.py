@@ -13,6 +13,7 @@ import pytest
 import redis
 import redis.asyncio.retry
 
+from devtools.redis_cluster import RedisClusterServer, command
 from llmemo.errors import ConfigError, StoreError
 from llmemo.stores import base
 from llmemo.stores.redis_cluster import (
@@ -22,7 +23,6 @@ from llmemo.stores.redis_cluster import (
     RedisClusterStore,
     cluster_options,
 )
-from llmemo.testing.redis_cluster import RedisClusterServer, command
 
 # -- URLs ---------------------------------------------------------------------------------------
 

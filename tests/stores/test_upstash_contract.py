@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.redis_server import RedisServer
+from devtools.upstash_gateway import UpstashGateway
 from llmemo.stores.base import AsyncStore
 from llmemo.stores.upstash import AsyncUpstashStore, UpstashStore
-from llmemo.testing.redis_server import RedisServer
-from llmemo.testing.upstash_gateway import UpstashGateway
 from tests.stores import test_contract
 from tests.stores.conftest import Awaited, Backend
 from tests.stores.test_contract import (

@@ -13,6 +13,8 @@ import httpx
 import pytest
 import redis
 
+from devtools.redis_server import RedisServer
+from devtools.upstash_gateway import UpstashGateway
 from llmemo import AsyncCache, Cache, CircuitBreaker, TtlPolicy
 from llmemo.errors import ConfigError, StoreError
 from llmemo.stores import base
@@ -28,8 +30,6 @@ from llmemo.stores.upstash import (
     head_chars,
     parse_url,
 )
-from llmemo.testing.redis_server import RedisServer
-from llmemo.testing.upstash_gateway import UpstashGateway
 from tests.core.helpers import Upstream, answer, chat
 from tests.stores.conftest import Awaited
 

@@ -16,7 +16,7 @@ import httpx2
 import openai
 import pytest
 
-from llmemo.testing.redis_server import free_port
+from devtools.redis_server import free_port
 from llmemo.testing.server import UpstreamServer
 from llmemo.testing.upstream import compose, credential_hash, embed, pieces
 from tests.testing.conftest import API_KEY

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from llmemo.testing.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from llmemo.testing.server import UpstreamServer
 from tests.service.conftest import ALICE, BOB, ServiceServer
 from tests.warm.conftest import TOKEN, Serve, sign

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from devtools.redis_server import RedisServer
 from llmemo.core._async.cache import AsyncCache
 from llmemo.core.policy import TtlPolicy
 from llmemo.core.request import from_anthropic, from_openai
 from llmemo.errors import ConfigError
 from llmemo.stores.memory import AsyncMemoryStore
-from llmemo.testing.redis_server import RedisServer
 from llmemo.warm import (
     InvalidItem,
     Warmer,

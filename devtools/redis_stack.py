@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.redis_server import RedisServer
 from llmemo.errors import ConfigError
-from llmemo.testing.redis_server import RedisServer
 
 PATHS_ENV = "LLMEMO_REDIS_STACK_PATHS"
 _HINT = "run scripts/install-redis-stack"

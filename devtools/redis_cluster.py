@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
+from devtools.redis_server import RedisServer
 from llmemo.errors import ConfigError, require
-from llmemo.testing.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from redis.cluster import ClusterNode

@@ -16,8 +16,8 @@ import upstash_redis
 import upstash_redis.asyncio
 from upstash_redis.errors import UpstashError
 
-from llmemo.testing.redis_server import RedisServer
-from llmemo.testing.upstash_gateway import UNAUTHORIZED, UpstashGateway
+from devtools.redis_server import RedisServer
+from devtools.upstash_gateway import UNAUTHORIZED, UpstashGateway
 
 TEXT = 'héllo \x00 wörld 😀 {braces} "quotes" \\ \n'  # every JSON-escaping case, and non-ASCII
 

@@ -11,15 +11,15 @@ import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from llmemo.errors import ConfigError
-from llmemo.testing.redis_cluster import (
+from devtools.redis_cluster import (
     BUS_PORT_OFFSET,
     RedisClusterServer,
     free_cluster_port,
     parse_cluster_nodes,
     parse_info,
 )
-from llmemo.testing.redis_stack import PATHS_ENV, redis_stack_server, stack_paths
+from devtools.redis_stack import PATHS_ENV, redis_stack_server, stack_paths
+from llmemo.errors import ConfigError
 
 # -- Redis Stack ---------------------------------------------------------------------------
 
