@@ -6,6 +6,7 @@ for _module in ("starlette", "uvicorn", "httpx", "pydantic_settings", "prometheu
     require(_module, "server")
 
 from llmemo.service.app import create_app  # noqa: E402
+from llmemo.service.controls import tenant_id  # noqa: E402
 from llmemo.service.settings import Settings, load_settings  # noqa: E402
 
-__all__ = ["Settings", "create_app", "load_settings"]
+__all__ = ["Settings", "create_app", "load_settings", "tenant_id"]
