@@ -169,6 +169,19 @@ def test_no_private_path_is_imported_from_outside_its_package() -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_the_package_never_imports_the_checkout() -> None:
+    """devtools/, tests/ and bench/ are not in the wheel: the package cannot import them."""
+    outside = ("devtools", "tests", "bench")
+    problems = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            problems += [f"{module} imports {n}" for n in names if n.split(".")[0] in outside]
+    assert not problems, "\n".join(problems)
+
+
 def test_every_exception_is_still_needed() -> None:
     used = {(package_of(i.module), target_package(i.target)) for i in IMPORTS}
     assert EXCEPTIONS.keys() <= used, "an exception no longer happens: remove it from EXCEPTIONS"

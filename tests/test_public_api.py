@@ -54,7 +54,7 @@ def test_nothing_public_is_left_out_of_all() -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Cashe'"):
-        _ = llmemo.Cashe  # type: ignore[attr-defined]
+        _ = llmemo.Cashe
 
 
 def python(code: str) -> str:
