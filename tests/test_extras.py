@@ -90,7 +90,7 @@ def test_the_examples_extra_installs_what_the_examples_import() -> None:
             else:
                 continue
             for module in (m.partition(".")[0] for m in modules):
-                if module in sys.stdlib_module_names or module == "llmemo":
+                if module in sys.stdlib_module_names or module in ("llmemo", "devtools"):
                     continue
                 dists = {canonical(d) for d in providers.get(module, [])}
                 assert dists & set(installed), f"{script.name} imports {module} ({dists})"
