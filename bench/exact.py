@@ -1,56 +1,43 @@
-"""Exact-hit latency: raw redis-py GET vs `Cache.lookup` on the same Redis, plus a SQLite hit.
+"""Exact-hit latency on a realistic workload: `Cache.lookup` vs a raw redis-py GET of the same bytes.
 
-Run: .venv/bin/python bench/exact.py [--n 10000] [--redis-url URL]
+Run: .venv/bin/python bench/exact.py [--distinct 10000] [--n 20000] [--redis-url URL] [--profile]
 Without --redis-url a private redis-server is started on a free port (Debian's redis-server).
-Prints p50/p99 in microseconds and the lookup/GET ratio. Not a test: nothing is asserted.
+
+The workload (bench/workload.py) is `--distinct` chat requests built from real questions, every
+one stored with its answer (sizes from 200 B to 40 KB, some compressed). Each order (uniform,
+Zipf s=1.0) draws `--n` requests; for each draw one raw `GET` of the entry's key and one
+`Cache.lookup` of the request are timed back to back (which goes first alternates), so drift on a
+shared machine falls on both alike. The best case (one request repeated, so every per-body memo
+answers) is one extra row. Prints p50/p99 in microseconds and the lookup/GET ratios.
+--profile: cProfile of lookups in the uniform order (where a distinct lookup's time goes).
+Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import platform
+import pstats
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 
 import redis
 
-from llmemo import Cache
-from llmemo.core.entry import encode
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workload import BEST_CASE, ORDERS, Workload, add_arguments, response_for
 
-REQUEST = {
-    "model": "gpt-4o-mini",
-    "temperature": 0,
-    "messages": [
-        {"role": "system", "content": "You are a concise assistant for an online bookshop."},
-        {"role": "user", "content": "Summarise 'Pride and Prejudice' in three sentences."},
-    ],
-}
-RESPONSE = {
-    "id": "chatcmpl-bench",
-    "object": "chat.completion",
-    "created": 1_700_000_000,
-    "model": "gpt-4o-mini",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": (
-                    "Elizabeth Bennet, the sharp-witted second of five daughters, meets the proud "
-                    "Mr Darcy and takes an instant dislike to him. Misunderstandings, a disastrous "
-                    "proposal and a scandalous elopement test them both. Each learns to see past "
-                    "pride and prejudice, and they marry."
-                ),
-            },
-            "finish_reason": "stop",
-        }
-    ],
-    "usage": {"prompt_tokens": 38, "completion_tokens": 61, "total_tokens": 99},
-}
+import llmemo
+from llmemo import Cache
+
+TARGET = 1.3  # Cache.lookup p50 / raw GET p50 on the uniform order
 
 
 def measure(fn: Callable[[], object], n: int) -> list[float]:
@@ -65,22 +52,32 @@ def measure(fn: Callable[[], object], n: int) -> list[float]:
 
 
 def measure_pairs(
-    a: Callable[[], object], b: Callable[[], object], n: int
+    a: Callable[[int], object], b: Callable[[int], object], order: list[int], warm: int = 500
 ) -> tuple[list[float], list[float]]:
-    """Time a and b alternately, call by call: drift on a shared machine hits both alike."""
-    for _ in range(min(500, n)):
-        a()
-        b()
+    """Time a(i) and b(i) for each i of `order`, back to back, the first of the two alternating:
+    drift on a shared machine hits both alike."""
+    for i in order[:warm]:
+        a(i)
+        b(i)
     clock = time.perf_counter
     out_a, out_b = [], []
-    for _ in range(n):
-        t = clock()
-        a()
-        t1 = clock()
-        b()
-        t2 = clock()
-        out_a.append(t1 - t)
-        out_b.append(t2 - t1)
+    for turn, i in enumerate(order):
+        if turn % 2:
+            t = clock()
+            a(i)
+            t1 = clock()
+            b(i)
+            t2 = clock()
+            out_a.append(t1 - t)
+            out_b.append(t2 - t1)
+        else:
+            t = clock()
+            b(i)
+            t1 = clock()
+            a(i)
+            t2 = clock()
+            out_b.append(t1 - t)
+            out_a.append(t2 - t1)
     return out_a, out_b
 
 
@@ -89,14 +86,31 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
 
 
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10000)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    add_arguments(parser)
+    parser.add_argument("--n", type=int, default=20_000, help="timed lookups per order")
     parser.add_argument("--redis-url")
+    parser.add_argument("--profile", action="store_true", help="cProfile uniform lookups")
     args = parser.parse_args()
 
+    work = Workload.build(args.distinct, seed=args.seed, data=args.data)
+    load_before = os.getloadavg()[0]
     with ExitStack() as stack:
         url = args.redis_url
+        server_version = "?"
         if url is None:
             import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
 
@@ -104,43 +118,93 @@ def main() -> None:
 
             url = stack.enter_context(RedisServer()).url
         cache = stack.enter_context(Cache.from_url(url, namespace="bench"))
-        cache.store(REQUEST, RESPONSE)
-        hit = cache.lookup(REQUEST)
-        assert hit is not None, "the entry was not stored"
-        key = hit.key
         raw = redis.Redis.from_url(url)
-        payload = raw.get(key)
-        assert payload is not None
-        raw.set("bench:raw", payload)
+        server_version = raw.info("server")["redis_version"]
+        keys: list[str] = []
+        sizes: list[int] = []
+        for request, response in zip(work.requests, work.responses, strict=True):
+            cache.store(request, response)
+        for request in work.requests:
+            hit = cache.lookup(request)
+            assert hit is not None, "an entry was not stored"
+            keys.append(hit.key)
+        pipe = raw.pipeline(transaction=False)
+        for key in keys:
+            pipe.strlen(key)
+        sizes = pipe.execute()
+        requests = work.requests
 
-        raw_samples, cache_samples = measure_pairs(
-            lambda: raw.get("bench:raw"), lambda: cache.lookup(REQUEST), args.n
+        def get(i: int) -> Any:
+            return raw.get(keys[i])
+
+        def lookup(i: int) -> Any:
+            return cache.lookup(requests[i])
+
+        rows: list[tuple[str, list[float], list[float]]] = []
+        for kind in ORDERS:
+            order = work.order(kind, args.n)
+            got, looked = measure_pairs(get, lookup, order)
+            rows.append((f"{kind}, {args.distinct:,} distinct", got, looked))
+
+        best_response = response_for(
+            BEST_CASE, "A short, fixed answer of a few sentences. " * 12, 0
         )
+        cache.store(BEST_CASE, best_response)
+        best_hit = cache.lookup(BEST_CASE)
+        assert best_hit is not None
+        best_key = best_hit.key
+        got, looked = measure_pairs(
+            lambda _: raw.get(best_key), lambda _: cache.lookup(BEST_CASE), [0] * args.n
+        )
+        rows.append(("best case: one request repeated", got, looked))
 
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
         lite = stack.enter_context(Cache.from_url(f"sqlite:///{os.path.join(tmp, 'b.db')}"))
-        lite.store(REQUEST, RESPONSE)
-        sqlite_samples = measure(lambda: lite.lookup(REQUEST), args.n)
+        lite.store(BEST_CASE, best_response)
+        sqlite_samples = measure(lambda: lite.lookup(BEST_CASE), args.n)
 
+        if args.profile:
+            profile = cProfile.Profile()
+            order = work.order("uniform", args.n, seed=99)
+            profile.enable()
+            for i in order:
+                cache.lookup(requests[i])
+            profile.disable()
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+    load_after = os.getloadavg()[0]
+    ordered = sorted(sizes)
+    print(f"workload: {work.describe()}")
+    print(
+        f"stored entries: p50 {ordered[len(ordered) // 2]} B, p90 {ordered[int(len(ordered) * 0.9)]} B, "
+        f"max {ordered[-1]} B"
+    )
+    print(
+        f"machine: {machine()}; Python {platform.python_version()}, llmemo {llmemo.__version__}, "
+        f"redis-py {redis.__version__}, redis-server {server_version}; "
+        f"load average {load_before:.1f} before, {load_after:.1f} after"
+    )
+    print(
+        f"{'':34}{'GET p50':>9}{'GET p99':>9}{'lookup p50':>12}{'lookup p99':>12}"
+        f"{'p50 ratio':>11}{'p99 ratio':>11}"
+    )
+    for name, got, looked in rows:
         print(
-            f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}, redis-py {redis.__version__}"
+            f"{name:34}{pct(got, 0.5):9.1f}{pct(got, 0.99):9.1f}{pct(looked, 0.5):12.1f}"
+            f"{pct(looked, 0.99):12.1f}{pct(looked, 0.5) / pct(got, 0.5):11.2f}"
+            f"{pct(looked, 0.99) / pct(got, 0.99):11.2f}"
         )
-        print(
-            f"redis: {raw.info('server')['redis_version']} at {url}; payload {len(payload)} bytes (entry of a {len(encode.__name__) and len(str(RESPONSE))}-char response)"
-        )
-        print(f"{'':28}{'p50 us':>10}{'p99 us':>10}")
-        rows = [
-            ("raw redis-py GET", raw_samples),
-            ("Cache.lookup hit (Redis)", cache_samples),
-            ("Cache.lookup hit (SQLite)", sqlite_samples),
-        ]
-        for name, samples in rows:
-            print(f"{name:28}{pct(samples, 0.5):10.1f}{pct(samples, 0.99):10.1f}")
-        p50 = pct(cache_samples, 0.5) / pct(raw_samples, 0.5)
-        p99 = pct(cache_samples, 0.99) / pct(raw_samples, 0.99)
-        print(
-            f"ratio lookup/GET: p50 {p50:.2f}  p99 {p99:.2f}  (mean {statistics.mean(cache_samples) / statistics.mean(raw_samples):.2f})"
-        )
+    print(
+        f"{'best case, SQLite (no GET)':34}{'':18}{pct(sqlite_samples, 0.5):12.1f}"
+        f"{pct(sqlite_samples, 0.99):12.1f}"
+    )
+    uniform = rows[0]
+    ratio = pct(uniform[2], 0.5) / pct(uniform[1], 0.5)
+    mean = statistics.mean(uniform[2]) / statistics.mean(uniform[1])
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(
+        f"target: lookup p50 <= {TARGET}x GET on uniform: {ratio:.2f} ({verdict}; mean {mean:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -278,3 +278,72 @@ def test_headers_that_change_the_answer_change_the_key_and_the_context() -> None
     ):
         assert with_answer_headers(request, headers) is request
     assert with_answer_headers(request, {"anthropic-version": "2099-01-01"}) != request
+
+
+# Keys written by earlier releases must be found again: the sha of these bodies is pinned (key
+# scheme llmemo-key/1). A change here means stored entries are orphaned: bump the scheme.
+PINNED_KEYS: list[tuple[dict[str, Any], str]] = [
+    (
+        {
+            "model": "claude-3",
+            "max_tokens": 5,
+            "system": [{"type": "text", "text": " hi  ", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "a\r\nb"}]}],
+        },
+        "7483cffa4415c45d286d939e5ca08fd2de59ae1e1012380e772bf2ae5378b5e2",
+    ),
+    (
+        {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": "x", "name": "n"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "1", "content": "r"},
+            ],
+            "temperature": 1.0,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+            "metadata": {"a": 1},
+            "stream": True,
+        },
+        "23ebcfbe5aad101682773b8ab9f415f3d9d665e7c4b65e1aa015fa5655f210e0",
+    ),
+    (
+        {"model": "gpt-4o", "input": "hello  there", "instructions": " be brief ", "store": False},
+        "1b3f0bee4c1167d957aae9634eee066d4117e2f955283d314617afa026347c91",
+    ),
+    (
+        {"model": "gpt-4o", "prompt": "x", "max_tokens": 2.0},
+        "036a9ed6f0563e55cd9e966d14689610b45a012e51a9213aa6022744c0667a39",
+    ),
+    (
+        {"model": "text-embedding-3-small", "input": ["a", "b"]},
+        "a0e1ae7ecb84541d9264a3fac3d4fc9ff7a14d7cb10b727070394429f290b818",
+    ),
+    (
+        {
+            "model": "gpt-4o-mini",
+            "temperature": 0.2,
+            "max_tokens": 512,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "How do I learn Python  quickly?\n"},
+            ],
+        },
+        "15ff93dca437ac0555f8964f788cf604f608582c2ac5c94302caa84784b9108f",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_body", "sha"), PINNED_KEYS)
+def test_keys_are_stable_across_releases(request_body: dict[str, Any], sha: str) -> None:
+    assert key(request_body) == sha

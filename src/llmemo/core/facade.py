@@ -34,7 +34,6 @@ from llmemo.core.request import (
     check_name,
     digest,
     exact_key,
-    from_json,
     lock_key,
     to_request,
     to_request_cached,
@@ -292,9 +291,9 @@ class BaseCache:
             canonical = to_request(request, self.normalisation)
             return canonical, self._sha(canonical, self.defaults)
         known = self._prepared.get(raw)
-        if known is None:
-            canonical = from_json(raw, self.normalisation)
-            known = (canonical, self._sha(canonical, self.defaults))
+        if known is None:  # a body seen for the first time: normalised from the dict in hand
+            canonical = to_request(request, self.normalisation)  # (no re-parse of `raw`)
+            known = (canonical, digest(canonical, self.defaults))  # memoised here, per body
             if len(self._prepared) >= PREPARED_MEMO:
                 self._prepared = {}  # rebinding, not clearing: safe under threads
             self._prepared[raw] = known
