@@ -347,3 +347,45 @@ PINNED_KEYS: list[tuple[dict[str, Any], str]] = [
 @pytest.mark.parametrize(("request_body", "sha"), PINNED_KEYS)
 def test_keys_are_stable_across_releases(request_body: dict[str, Any], sha: str) -> None:
     assert key(request_body) == sha
+
+
+untidy = st.text(alphabet=st.sampled_from(list("ab  \t\n\r\u00a0\u2003")), max_size=12)
+plain_messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user", "assistant"]), "content": untidy | sentences},
+        optional={"name": st.sampled_from(["ann", "bob"]), "refusal": st.none()},
+    ),
+    min_size=1,
+    max_size=4,
+)
+scalars = st.none() | st.booleans() | st.integers(-(2**60), 2**60) | st.floats() | sentences
+plain_params = st.dictionaries(
+    st.sampled_from(["temperature", "top_p", "max_tokens", "seed", "n", "user", "stream", "x"]),
+    scalars,
+    max_size=5,
+)
+
+
+@given(plain_messages, plain_params)
+@settings(max_examples=300, deadline=None)
+def test_the_one_pass_chat_path_keys_as_the_general_path(
+    msgs: list[dict[str, Any]], params: dict[str, Any]
+) -> None:
+    from llmemo.core.request import DEFAULT_NORMALISATION, _chat, _plain_chat
+
+    b = body(msgs, **params)
+    try:
+        general = _chat("openai", "chat", b, DEFAULT_NORMALISATION)
+    except UnkeyableError:  # e.g. a `stream` that is not a boolean: refused on both paths
+        with pytest.raises(UnkeyableError):
+            _plain_chat(b, DEFAULT_NORMALISATION)
+        return
+    plain = _plain_chat(b, DEFAULT_NORMALISATION)
+    assert plain is not None
+    assert (plain.canonical, plain.context, plain.semantic_text, plain.stream) == (
+        general.canonical,
+        general.context,
+        general.semantic_text,
+        general.stream,
+    )
+    assert plain.temperature == general.temperature or plain.temperature != plain.temperature

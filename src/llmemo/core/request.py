@@ -384,6 +384,71 @@ def _chat(
     )
 
 
+def _plain_chat(body: dict[str, Any], norm: Normalisation) -> CacheRequest | None:
+    """The common OpenAI chat body (text messages, scalar parameters) keyed in one pass, with the
+    bytes `_chat` gives it; None for anything else (nested values, content parts, an Anthropic
+    marker, types other than the exact JSON ones): the general path keys those.
+
+    This is every distinct request's cost on the hit path, hence the inlined loops."""
+    model = body.get("model")
+    messages = body.get("messages")
+    if type(model) is not str or not model or model.startswith("claude"):
+        return None
+    if type(messages) is not list or not messages:
+        return None
+    neutral = _OUTPUT_NEUTRAL["openai"]
+    params: dict[str, Any] = {}
+    for key, value in body.items():
+        kind = type(value)
+        if type(key) is not str or key in _ANTHROPIC_MARKERS:
+            return None
+        if key == "model" or key == "messages" or value is None:
+            continue
+        if key in neutral:
+            if kind is dict or kind is list:  # held to the depth limit: the general path
+                return None
+            continue
+        if kind is str or kind is int or kind is bool:
+            params[key] = value
+        elif kind is float:
+            params[key] = int(value) if value.is_integer() and abs(value) < 2**53 else value
+        else:
+            return None
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if type(message) is not dict:
+            return None
+        kept: dict[str, Any] = {}
+        for key, value in message.items():
+            if type(value) is not str:
+                if value is None:
+                    continue
+                return None
+            if type(key) is not str or key in _NEUTRAL_BLOCK_KEYS:
+                return None
+            kept[key] = normalise_text(value, norm) if key == "content" else value
+        out.append(kept)
+    doc: dict[str, Any] = {"provider": "openai", "endpoint": "chat", "model": model}
+    doc["params"], doc["messages"] = params, out
+    canonical = _dumps(doc)
+    semantic = None
+    last = out[-1]
+    if last.get("role") == "user":
+        semantic = last.get("content") or None
+    if semantic is not None:
+        doc["messages"] = [*out[:-1], {**last, "content": None}]
+    return CacheRequest(
+        provider="openai",
+        endpoint="chat",
+        model=model,
+        canonical=canonical,
+        context=_dumps(doc) if semantic is not None else canonical,
+        semantic_text=semantic,
+        temperature=_temperature(body),
+        stream=_stream_flag(body),
+    )
+
+
 def _single_input(
     provider: Provider,
     endpoint: str,
@@ -486,6 +551,10 @@ def from_openai(
     """An OpenAI request body: endpoint is chat, completions, embeddings or responses."""
     if type(body) is not dict and not isinstance(body, Mapping):
         raise UnkeyableError(f"a request body must be a JSON object, got {type(body).__name__}")
+    if endpoint in (None, "chat") and type(body) is dict:
+        plain = _plain_chat(body, norm)
+        if plain is not None:
+            return plain
     endpoint = endpoint or _openai_endpoint(body)
     if endpoint == "chat":
         return _chat("openai", "chat", body, norm)
@@ -570,6 +639,10 @@ def to_request(
             raise UnkeyableError(
                 f"expected a request body (dict) or CacheRequest, got {type(request).__name__}"
             )
+    if type(request) is dict:  # the common OpenAI chat body: one pass
+        plain = _plain_chat(request, norm)
+        if plain is not None:
+            return plain
     model = request.get("model")
     claude = isinstance(model, str) and model.startswith("claude")
     if "messages" in request and (
