@@ -9,7 +9,8 @@ Zipf s=1.0) draws `--n` requests; for each draw one raw `GET` of the entry's key
 `Cache.lookup` of the request are timed back to back (which goes first alternates), so drift on a
 shared machine falls on both alike. The best case (one request repeated, so every per-body memo
 answers) is one extra row. Prints p50/p99 in microseconds and the lookup/GET ratios.
---profile: cProfile of lookups in the uniform order (where a distinct lookup's time goes).
+--profile: cProfile of lookups in the uniform order, and the stages of a distinct lookup timed
+one by one over every request (perf counters): where a distinct lookup's time goes.
 Not a test: nothing is asserted.
 """
 
@@ -98,13 +99,48 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}"
 
 
+def stages(
+    cache: Cache, requests: list[Any], values: list[Any], keys: list[str]
+) -> dict[str, float]:
+    """Each stage of a distinct lookup alone, µs per request (no store round trip)."""
+    import orjson
+
+    from llmemo.core.entry import decode_parts
+    from llmemo.core.request import Scope, digest, to_request
+
+    scope = Scope(namespace="bench")
+    canonical = [to_request(r) for r in requests]
+
+    def timed(fn: Callable[[int], object]) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for i in range(len(requests)):
+                fn(i)
+            best = min(best, time.perf_counter() - start)
+        return best / len(requests) * 1e6
+
+    return {
+        "orjson.dumps(body) (the per-body memo's key)": timed(lambda i: orjson.dumps(requests[i])),
+        "to_request (normalise, canonical JSON)": timed(lambda i: to_request(requests[i])),
+        "digest (SHA-256 of the canonical bytes)": timed(lambda i: digest(canonical[i], scope)),
+        "decode_parts (header, zstd, orjson.loads)": timed(lambda i: decode_parts(values[i])),
+        "hit_from (decode + the Hit)": timed(lambda i: cache.hit_from(values[i], keys[i])),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     add_arguments(parser)
     parser.add_argument("--n", type=int, default=20_000, help="timed lookups per order")
     parser.add_argument("--redis-url")
     parser.add_argument("--profile", action="store_true", help="cProfile uniform lookups")
+    parser.add_argument("--compress-from", type=int, help=argparse.SUPPRESS)  # entry.py's threshold
     args = parser.parse_args()
+    if args.compress_from is not None:
+        from llmemo.core import entry
+
+        entry._COMPRESS_FROM = args.compress_from
 
     work = Workload.build(args.distinct, seed=args.seed, data=args.data)
     load_before = os.getloadavg()[0]
@@ -171,6 +207,10 @@ def main() -> None:
                 cache.lookup(requests[i])
             profile.disable()
             pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+            values = raw.mget(keys)
+            print("stages of a lookup, CPU only, per request over all requests (best of 3):")
+            for stage, us in stages(cache, requests, values, keys).items():
+                print(f"  {stage:44}{us:8.2f} us")
 
     load_after = os.getloadavg()[0]
     ordered = sorted(sizes)

@@ -1,20 +1,33 @@
-"""Service hit throughput: `llmemo serve` (Redis store) vs a bare Starlette endpoint, in one run.
+"""Service hit throughput on a realistic workload: `llmemo serve` (Redis store) vs a bare Starlette
+endpoint returning the same bytes, in one run; plus the miss path's added latency.
 
-Both apps run in their own process under the same uvicorn configuration (one worker, the same HTTP
-implementation), and the same load generator drives both: N keep-alive HTTP/1.1 connections written
-with raw asyncio, each sending the next request as soon as the previous answer is read. The bare
-endpoint reads the request body and returns the very bytes llmemo returns on a hit. Rounds
-alternate between the two so that drift in the machine's load hits both alike.
+The workload (bench/workload.py) is N distinct chat requests built from real questions, with
+answers from 200 B to 40 KB. A small answering app serves each request's answer: once as the
+upstream that llmemo's misses call, once as the bare endpoint (it reads the body, finds its
+answer in a dict and returns those bytes: no cache, no parsing). Every app is its own uvicorn
+process (one worker, the HTTP implementation and loop `llmemo serve` uses); one load generator
+(raw asyncio, N keep-alive HTTP/1.1 connections, each sending its next request as soon as the
+answer is in) drives them in turn, the connections drawing the next request of the order.
 
-Run: .venv/bin/python bench/service.py [--concurrency 32] [--seconds 5] [--rounds 3] [--write]
-A private redis-server and the local fake upstream are started (the upstream answers one miss).
-Not a test: nothing is asserted. --write puts the figures into docs/benchmarks.md (own section).
+Sides: bare; llmemo as shipped (Redis, near cache 1 s, hot answers); llmemo with the near cache
+off (near_ttl 0). Both llmemo servers share one Redis database, filled through the service (every
+request once, a miss answered by the upstream app). Orders: Zipf (s = 1.0) and uniform over the
+first 10,000 requests, uniform over all 100,000 (`--orders`); the best case (one request sent
+again and again) is one extra labelled row. Rounds rotate who goes first.
+
+Miss path: `--misses` requests not seen before, one at a time, each sent straight to the upstream
+app and then through llmemo (a miss that calls the same upstream), timed back to back.
+
+Run: .venv/bin/python bench/service.py [--concurrency 32] [--seconds 5] [--rounds 3]
+     [--orders zipf:10000,uniform:10000,uniform:100000] [--data PATH]
+A private redis-server is started. Not a test: nothing is asserted. Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import platform
 import re
@@ -23,78 +36,96 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-SECTION = "## Service"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workload import BEST_CASE, Workload, default_data, response_for
+
 KEY = "sk-bench-0123456789"
-REQUEST = {
-    "model": "gpt-4o-mini",
-    "temperature": 0,
-    "messages": [
-        {"role": "system", "content": "You are a concise assistant for an online bookshop."},
-        {"role": "user", "content": "Summarise 'Pride and Prejudice' in three sentences."},
-    ],
+PATH = "/v1/chat/completions"
+TARGET = 0.60
+NAMES = {
+    "bare": "bare Starlette",
+    "llmemo": "llmemo, Redis (shipped)",
+    "far": "llmemo, Redis, near cache off",
 }
+NEAR = {"llmemo": "", "far": "0"}  # near_ttl per side ("" = the shipped default)
 
 
-# -- the two servers (child processes) --------------------------------------------------------
+# -- the servers (child processes) ------------------------------------------------------------
 
 
-def make_app(kind: str, store: str, upstream: str, body_file: str, near_ttl: str = "") -> Any:
-    if kind == "llmemo":
-        from llmemo.service import create_app, load_settings
-
-        near = {"near_ttl": near_ttl} if near_ttl else {}  # "": the shipped default
-        settings = load_settings(
-            store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream, **near
-        )
-        return create_app(settings)
+def answers_app(pairs_file: str) -> Any:
+    """Each known request body's answer as fixed bytes: the upstream, and the bare endpoint."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
     from starlette.routing import Route
 
-    body = Path(body_file).read_bytes()
+    pairs = orjson.loads(Path(pairs_file).read_bytes())
+    answers = {request.encode(): answer.encode() for request, answer in pairs}
 
-    async def bare(request: Request) -> Response:
-        await request.body()
+    async def answer(request: Request) -> Response:
+        body = answers.get(await request.body())
+        if body is None:
+            return Response(b'{"error":{"message":"unknown request"}}', 404)
         return Response(body, media_type="application/json")
 
-    return Starlette(routes=[Route("/v1/chat/completions", bare, methods=["POST"])])
+    return Starlette(routes=[Route(PATH, answer, methods=["POST"])])
 
 
-def run_server(
-    kind: str,
-    port: int,
-    store: str,
-    upstream: str,
-    body_file: str,
-    http: str,
-    loop: str,
-    near_ttl: str = "",
-) -> None:
+def llmemo_app(store: str, upstream: str, near_ttl: str) -> Any:
+    from llmemo.service import create_app, load_settings
+
+    near = {"near_ttl": near_ttl} if near_ttl else {}  # "": the shipped default
+    settings = load_settings(
+        store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream, **near
+    )
+    return create_app(settings)
+
+
+def run_child(args: argparse.Namespace) -> None:
     import uvicorn
 
-    app = make_app(kind, store, upstream, body_file, near_ttl)
-    if kind == "bare":  # llmemo freezes its start-up heap in its lifespan (gc_freeze): same here
-        from llmemo.service.app import freeze_heap
+    if args.child == "llmemo":
+        app = llmemo_app(args.redis_url, args.upstream, args.near_ttl)
+    else:
+        app = answers_app(args.pairs_file)
+        from llmemo.service.app import freeze_heap  # llmemo freezes its heap in its lifespan
 
         freeze_heap()
     uvicorn.run(
         app,
         host="127.0.0.1",
-        port=port,
+        port=args.port,
         log_level="warning",
         access_log=False,
-        http=http,  # type: ignore[arg-type]
-        loop=loop,  # type: ignore[arg-type]
+        http=args.http,
+        loop=args.loop,
     )
+
+
+def start(kind: str, port: int, args: argparse.Namespace, **extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, __file__, "--child", kind, "--port", str(port)]
+    command += ["--http", args.http, "--loop", args.loop]
+    for name, value in extra.items():
+        command += [f"--{name.replace('_', '-')}", value]
+    process = subprocess.Popen(command)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):
+                return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {kind} server did not start") from None
+            time.sleep(0.1)
 
 
 def stack_names(http: str, loop: str) -> tuple[str, str]:
@@ -108,101 +139,12 @@ def stack_names(http: str, loop: str) -> tuple[str, str]:
     return http, loop
 
 
-def asgi_cpu(app: Any, n: int) -> float:
-    """CPU µs per hit of the app alone: driven through ASGI in this process, no HTTP server."""
-    body = orjson.dumps(REQUEST)
-    headers = [
-        (b"host", b"llmemo"),
-        (b"authorization", f"Bearer {KEY}".encode()),
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 2),
-    }
-
-    async def one() -> None:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                assert message["status"] == 200
-
-        await app({**scope, "state": {}}, receive, send)
-
-    async def drive() -> float:
-        async with app.router.lifespan_context(app):
-            for _ in range(200):
-                await one()
-            start = time.process_time()
-            for _ in range(n):
-                await one()
-            return (time.process_time() - start) / n * 1e6
-
-    return asyncio.run(drive())
-
-
-def start_server(
-    kind: str,
-    port: int,
-    redis_url: str,
-    upstream: str,
-    body_file: str,
-    http: str,
-    loop: str,
-    near_ttl: str = "",
-) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        kind,
-        "--port",
-        str(port),
-        "--redis-url",
-        redis_url,
-        "--upstream",
-        upstream,
-        "--body-file",
-        body_file,
-        "--http",
-        http,
-        "--loop",
-        loop,
-        "--near-ttl",
-        near_ttl,
-    ]
-    process = subprocess.Popen(command)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with __import__("socket").create_connection(("127.0.0.1", port), timeout=0.2):
-                return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the {kind} server did not start") from None
-            time.sleep(0.05)
-
-
 # -- the load generator -----------------------------------------------------------------------
 
 
-def http_request(port: int) -> bytes:
-    body = orjson.dumps(REQUEST)
+def http_request(port: int, body: bytes) -> bytes:
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"POST {PATH} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
         f"authorization: Bearer {KEY}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n\r\n"
     )
@@ -210,6 +152,16 @@ def http_request(port: int) -> bytes:
 
 
 _LENGTH = re.compile(rb"content-length: *(\d+)", re.IGNORECASE)
+_STATUS = re.compile(rb"x-llmemo-cache: *([a-z]+)", re.IGNORECASE)
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[bytes, bytes]:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    found = _LENGTH.search(head)
+    return head, await reader.readexactly(int(found[1]) if found else 0)
 
 
 @dataclass
@@ -228,7 +180,6 @@ class Round:
 
     @property
     def server_us(self) -> float:
-        """Server CPU per request: what throughput on a core of its own would be bounded by."""
         return self.server_cpu / self.requests * 1e6
 
 
@@ -238,42 +189,98 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _connection(port: int, until: float, latencies: list[float], bad: list[int]) -> None:
+async def _connection(
+    port: int,
+    until: float,
+    wire: list[bytes],
+    order: Iterator[int],
+    out: list[float],
+    bad: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = http_request(port)
     try:
         while (start := time.perf_counter()) < until:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            found = _LENGTH.search(head)
-            await reader.readexactly(int(found[1]) if found else 0)
-            latencies.append(time.perf_counter() - start)
-            if not head.startswith(b"HTTP/1.1 200") or (
-                b"x-llmemo-cache" in head and b"x-llmemo-cache: hit" not in head
-            ):
+            head, _ = await exchange(reader, writer, wire[next(order)])
+            out.append(time.perf_counter() - start)
+            status = _STATUS.search(head)
+            if not head.startswith(b"HTTP/1.1 200") or (status and status[1] != b"hit"):
                 bad.append(1)
     finally:
         writer.close()
         await writer.wait_closed()
 
 
-async def load(port: int, concurrency: int, seconds: float) -> tuple[int, float, list[float], int]:
-    latencies: list[float] = []
-    bad: list[int] = []
-    start = time.perf_counter()
-    until = start + seconds
-    await asyncio.gather(*(_connection(port, until, latencies, bad) for _ in range(concurrency)))
-    return len(latencies), time.perf_counter() - start, latencies, len(bad)
-
-
 def measure(
-    side: str, port: int, concurrency: int, seconds: float, server: int, redis_pid: int
+    side: str,
+    port: int,
+    wire: list[bytes],
+    order: Iterator[int],
+    args: argparse.Namespace,
+    seconds: float,
+    pids: tuple[int, int],
 ) -> Round:
-    before = cpu_seconds(server), cpu_seconds(redis_pid)
-    requests, elapsed, latencies, bad = asyncio.run(load(port, concurrency, seconds))
-    server_cpu = cpu_seconds(server) - before[0]
-    redis_cpu = cpu_seconds(redis_pid) - before[1]
-    return Round(side, requests, elapsed, latencies, bad, server_cpu, redis_cpu)
+    async def load() -> tuple[float, list[float], int]:
+        latencies: list[float] = []
+        bad: list[int] = []
+        start = time.perf_counter()
+        until = start + seconds
+        await asyncio.gather(
+            *(
+                _connection(port, until, wire, order, latencies, bad)
+                for _ in range(args.concurrency)
+            )
+        )
+        return time.perf_counter() - start, latencies, len(bad)
+
+    before = cpu_seconds(pids[0]), cpu_seconds(pids[1])
+    elapsed, latencies, bad = asyncio.run(load())
+    server_cpu = cpu_seconds(pids[0]) - before[0]
+    redis_cpu = cpu_seconds(pids[1]) - before[1]
+    return Round(side, len(latencies), elapsed, latencies, bad, server_cpu, redis_cpu)
+
+
+async def fill(port: int, wire: list[bytes], concurrency: int) -> dict[bytes, int]:
+    """Send every request once (concurrently); how many answers had each cache status."""
+    todo = iter(range(len(wire)))
+    seen: dict[bytes, int] = {}
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for i in todo:
+                head, _ = await exchange(reader, writer, wire[i])
+                status = _STATUS.search(head)
+                name = status[1] if status else head[:12]
+                seen[name] = seen.get(name, 0) + 1
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return seen
+
+
+async def misses(
+    upstream: int, llmemo: int, bodies: list[bytes]
+) -> tuple[list[float], list[float], int]:
+    """Each body straight to the upstream, then through llmemo (a miss), back to back."""
+    direct: list[float] = []
+    through: list[float] = []
+    not_missed = 0
+    up = await asyncio.open_connection("127.0.0.1", upstream)
+    mid = await asyncio.open_connection("127.0.0.1", llmemo)
+    for body in bodies:
+        start = time.perf_counter()
+        await exchange(*up, http_request(upstream, body))
+        middle = time.perf_counter()
+        head, _ = await exchange(*mid, http_request(llmemo, body))
+        direct.append(middle - start)
+        through.append(time.perf_counter() - middle)
+        status = _STATUS.search(head)
+        not_missed += not (status and status[1] == b"miss")
+    for _, writer in (up, mid):
+        writer.close()
+    return direct, through, not_missed
 
 
 def pct(values: list[float], q: float) -> float:
@@ -282,213 +289,6 @@ def pct(values: list[float], q: float) -> float:
 
 
 # -- main -------------------------------------------------------------------------------------
-
-
-def machine(http: str, loop: str) -> str:
-    import redis
-    import starlette
-    import uvicorn
-
-    cpu = platform.processor() or platform.machine()
-    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
-    server = version.split()[2].removeprefix("v=") if version else "?"
-    return (
-        f"{os.cpu_count()} vCPUs ({cpu}), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} ({http}, {loop} loop), "
-        f"starlette {starlette.__version__}, redis-server {server}, redis-py {redis.__version__}"
-    )
-
-
-def write_docs(text: str, heading: str) -> None:
-    """Put one stack's figures (`### heading` ...) into the service section of docs/benchmarks.md."""
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = doc.find(SECTION)
-    if start < 0:
-        doc, start = doc.rstrip("\n") + "\n\n" + SECTION + "\n\n", len(doc.rstrip("\n")) + 2
-    end = doc.find("\n## ", start + len(SECTION))
-    end = len(doc) if end < 0 else end + 1
-    body = doc[start:end]
-    at = body.find(heading + "\n")
-    if at < 0:
-        body = body.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n\n"
-    else:
-        stop = body.find("\n### ", at + len(heading))
-        rest = body[stop + 1 :] if stop >= 0 else ""
-        body = body[:at] + text.rstrip("\n") + "\n\n" + rest
-    path.write_text(doc[:start] + body + doc[end:])
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--store", help="store URL for llmemo (default: a private redis-server on a free port)"
-    )
-    parser.add_argument(
-        "--nice",
-        type=int,
-        default=0,
-        help="run everything at this niceness (negative needs root): shields the run from other jobs",
-    )
-    parser.add_argument(
-        "--also-memory", action="store_true", help="also measure llmemo on memory:// (no Redis)"
-    )
-    parser.add_argument(
-        "--write", action="store_true", help="record the figures in docs/benchmarks.md"
-    )
-    parser.add_argument(
-        "--http",
-        choices=["auto", "h11", "httptools"],
-        default="auto",
-        help="uvicorn HTTP implementation for both servers (auto: as `llmemo serve`)",
-    )
-    parser.add_argument(
-        "--loop",
-        choices=["auto", "asyncio", "uvloop"],
-        default="auto",
-        help="uvicorn event loop for both servers (auto: as `llmemo serve`)",
-    )
-    parser.add_argument(
-        "--also-far",
-        action="store_true",
-        help="also measure llmemo on Redis with its near cache off (every hit reads Redis)",
-    )
-    parser.add_argument("--near-ttl", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--child", choices=["llmemo", "bare"], help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
-    parser.add_argument("--upstream", help=argparse.SUPPRESS)
-    parser.add_argument("--body-file", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        run_server(
-            args.child,
-            args.port,
-            args.redis_url,
-            args.upstream,
-            args.body_file,
-            args.http,
-            args.loop,
-            args.near_ttl,
-        )
-        return
-
-    if args.nice:
-        os.setpriority(os.PRIO_PROCESS, 0, args.nice)  # inherited by Redis and the servers
-    result = run(args)
-    if args.write:
-        http, loop = stack_names(args.http, args.loop)
-        write_docs(_section(args, *result), f"### uvicorn with {http}, {loop} loop")
-        print("written to docs/benchmarks.md")
-
-
-NAMES = {
-    "bare": "bare Starlette",
-    "llmemo": "llmemo hit, Redis",
-    "far": "llmemo hit, Redis, near cache off",
-    "memory": "llmemo hit, memory://",
-}
-NEAR = {"far": "0"}  # per side: its near_ttl setting ("" = the shipped default)
-
-
-def run(args: argparse.Namespace) -> tuple[dict[str, Side], int, tuple[float, float]]:
-    import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
-    import httpx
-
-    from devtools.redis_server import RedisServer, free_port
-    from llmemo.testing.server import UpstreamServer
-
-    names = [
-        "bare",
-        "llmemo",
-        *(["far"] if args.also_far else []),
-        *(["memory"] if args.also_memory else []),
-    ]
-    stores = {"llmemo": args.store, "far": args.store, "memory": "memory://"}
-    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        redis_server = stack.enter_context(RedisServer())
-        upstream = stack.enter_context(UpstreamServer())
-        body_file = str(Path(tmp) / "body.json")
-        ports = {name: free_port() for name in names}
-        servers: dict[str, subprocess.Popen[bytes]] = {}
-        hit = b""
-        for name in names[1:]:  # the llmemo servers first: the bare one returns their hit's body
-            # the near-cache-off server on its own database: its first request must miss
-            store = stores[name] or redis_server.url + ("/1" if name == "far" else "")
-            servers[name] = start_server(
-                "llmemo",
-                ports[name],
-                store,
-                upstream.url,
-                body_file,
-                args.http,
-                args.loop,
-                NEAR.get(name, ""),
-            )
-            stack.callback(servers[name].terminate)
-            url = f"http://127.0.0.1:{ports[name]}/v1/chat/completions"
-            answers = [
-                httpx.post(url, json=REQUEST, headers={"authorization": f"Bearer {KEY}"})
-                for _ in range(2)
-            ]
-            assert [a.headers["x-llmemo-cache"] for a in answers] == ["miss", "hit"]
-            hit = hit or answers[1].content
-        Path(body_file).write_bytes(hit)
-        servers["bare"] = start_server(
-            "bare", ports["bare"], "", upstream.url, body_file, args.http, args.loop
-        )
-        stack.callback(servers["bare"].terminate)
-
-        load_before = os.getloadavg()[0]
-        redis_pid = redis_server.process.pid if redis_server.process else os.getpid()
-
-        def measure_side(name: str, seconds: float) -> Round:
-            pid = servers[name].pid
-            return measure(name, ports[name], args.concurrency, seconds, pid, redis_pid)
-
-        for name in names:  # warm up: connections, lazy imports
-            measure_side(name, 1.0)
-        rounds: list[Round] = []
-        for number in range(args.rounds):
-            shift = number % len(names)
-            for name in names[shift:] + names[:shift]:  # rotate who goes first
-                done = measure_side(name, args.seconds)
-                rounds.append(done)
-                print(
-                    f"round {number + 1} {name:>6}: {done.rps:6.0f} req/s  "
-                    f"p50 {pct(done.latencies, 0.5):6.2f} ms  p99 {pct(done.latencies, 0.99):6.2f} ms"
-                    f"  server CPU {done.server_us:5.0f} us/request"
-                    + (f"  ({done.not_hits} not hits!)" if done.not_hits else "")
-                )
-        upstream_calls = upstream.stats().total
-        load = (load_before, os.getloadavg()[0])
-        asgi = {}
-        for name in names:  # the same apps without an HTTP server: what the app itself costs
-            kind = "bare" if name == "bare" else "llmemo"
-            store = stores.get(name) or redis_server.url + ("/1" if name == "far" else "")
-            app = make_app(kind, store, upstream.url, body_file, NEAR.get(name, ""))
-            asgi[name] = asgi_cpu(app, 3000)
-
-    sides = {
-        name: replace(Side.of([r for r in rounds if r.side == name]), asgi_us=asgi[name])
-        for name in names
-    }
-    print(f"\nmedian of {args.rounds} rounds, concurrency {args.concurrency}, {len(hit)}-byte body")
-    for name, side in sides.items():
-        print(f"  {NAMES[name]:<22}: {side.describe()}")
-        if name != "bare":
-            print(
-                f"  {'':<22}  ratio to bare: throughput {side.rps / sides['bare'].rps:.2f}, "
-                f"server CPU per request {sides['bare'].server_us / side.server_us:.2f}"
-            )
-    print(f"  target: throughput ratio >= 0.60; upstream calls: {upstream_calls} (the misses)")
-    print(
-        f"  machine: {machine(*stack_names(args.http, args.loop))}; load average {load[0]:.1f} before, {load[1]:.1f} after"
-    )
-    return sides, len(hit), load
 
 
 @dataclass(frozen=True)
@@ -500,7 +300,7 @@ class Side:
     p99: float
     server_us: float
     redis_us: float
-    asgi_us: float = 0.0
+    not_hits: int
 
     @classmethod
     def of(cls, rounds: list[Round]) -> Side:
@@ -511,87 +311,249 @@ class Side:
             pct(latencies, 0.99),
             statistics.median(r.server_us for r in rounds),
             statistics.median(r.redis_cpu / r.requests * 1e6 for r in rounds),
-        )
-
-    def describe(self) -> str:
-        return (
-            f"{self.rps:6.0f} req/s  p50 {self.p50:.2f} ms  p99 {self.p99:.2f} ms  "
-            f"server CPU {self.server_us:.0f} us/request, redis-server {self.redis_us:.0f}; "
-            f"app alone (ASGI) {self.asgi_us:.0f} us"
+            sum(r.not_hits for r in rounds),
         )
 
 
-def _section(
-    args: argparse.Namespace, sides: dict[str, Side], size: int, load: tuple[float, float]
-) -> str:
-    options = (
-        ("concurrency", args.concurrency),
-        ("seconds", args.seconds),
-        ("rounds", args.rounds),
-        ("store", args.store),
-        ("nice", args.nice),
+def machine(http: str, loop: str) -> str:
+    import redis
+    import starlette
+    import uvicorn
+
+    import llmemo
+
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    server = version.split()[2].removeprefix("v=") if version else "?"
+    return (
+        f"{model}, {os.cpu_count()} vCPUs, {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, llmemo {llmemo.__version__}, uvicorn "
+        f"{uvicorn.__version__} ({http}, {loop}), starlette {starlette.__version__}, "
+        f"redis-server {server}, redis-py {redis.__version__}"
     )
-    command = "bench/service.py " + " ".join(f"--{k} {v}" for k, v in options if v)
-    command += " --also-memory" if args.also_memory else ""
-    command += " --also-far" if args.also_far else ""
-    command += f" --http {args.http} --loop {args.loop}"
-    bare = sides["bare"]
-    rows = "\n".join(
-        f"| {NAMES[name]} | {side.rps:,.0f} | {side.p50:.2f} | {side.p99:.2f} "
-        f"| {side.rps / bare.rps:.2f} | {side.server_us:.0f} | {side.redis_us:.0f} "
-        f"| {side.asgi_us:.0f} |"
-        for name, side in sides.items()
-    )
-    ratio = sides["llmemo"].rps / bare.rps
-    verdict = "met" if ratio >= 0.6 else "**not met**"
-    where = ""
-    if "memory" in sides:
-        memory, far = sides["memory"], sides.get("far")
-        fetch = (
-            ""
-            if far is None
-            else f""", and {far.server_us - memory.server_us:.0f} µs more when every hit
-reads Redis (near cache off: one `GET`, auto-pipelined, so the hits of one event-loop tick share a
-write and what is left is the request's own wake-up, its reply's parsing and its share of the
-batch's system calls)"""
-        )
-        where = f"""
-Where a hit's server CPU goes (medians above): {bare.server_us:.0f} µs for uvicorn + bare Starlette,
-{memory.server_us:.0f} µs for llmemo with no store round trip (memory://){fetch}. Driven through ASGI alone, without an HTTP server, the
-bare and memory:// apps cost {bare.asgi_us:.0f} and {memory.asgi_us:.0f} µs per request (the
-Redis figures there are sequential, one unbatched round trip per hit).
-memory:// reaches {memory.rps / bare.rps:.2f} of bare.
-"""
+
+
+def parse_orders(text: str) -> list[tuple[str, int]]:
+    out = []
+    for item in text.split(","):
+        kind, _, size = item.partition(":")
+        if kind not in ("zipf", "uniform") or not size.isdigit():
+            raise SystemExit(f"bad --orders item {item!r}: use zipf:N or uniform:N")
+        out.append((kind, int(size)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--orders", default="zipf:10000,uniform:10000,uniform:100000")
+    parser.add_argument("--misses", type=int, default=300, help="miss-path samples")
+    parser.add_argument("--data", type=Path, default=None, help="JSONL of questions (a, b)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto")
+    parser.add_argument("--child", choices=["llmemo", "answers"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    parser.add_argument("--upstream", help=argparse.SUPPRESS)
+    parser.add_argument("--pairs-file", help=argparse.SUPPRESS)
+    parser.add_argument("--near-ttl", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args)
+        return
+    orders = parse_orders(args.orders)
+    run(args, orders)
+
+
+def run(args: argparse.Namespace, orders: list[tuple[str, int]]) -> None:
+    import checkout  # noqa: F401 - the repository root on sys.path, for devtools/
+
+    from devtools.redis_server import RedisServer, free_port
+
     http, loop = stack_names(args.http, args.loop)
-    return f"""### uvicorn with {http}, {loop} loop
+    args.http, args.loop = http, loop
+    distinct = max(size for _, size in orders)
+    started = time.monotonic()
+    work = Workload.build(distinct + args.misses, seed=args.seed, data=args.data or default_data())
+    best_answer = response_for(BEST_CASE, "A short, fixed answer of a few sentences. " * 12, 0)
+    bodies = [orjson.dumps(r) for r in work.requests[:distinct]]
+    fresh = [orjson.dumps(r) for r in work.requests[distinct:]]  # for the miss path
+    best = orjson.dumps(BEST_CASE)
+    answers = [orjson.dumps(r) for r in work.responses] + [orjson.dumps(best_answer)]
+    print(f"workload: {work.describe()} (built in {time.monotonic() - started:.0f} s)")
 
-Command: `.venv/bin/python {command} --write` (starts its own `redis-server` and the local
-upstream, which answers one miss per llmemo server). Each server is its own uvicorn process (one
-worker, {"/".join(stack_names(args.http, args.loop))}, access log off); one load generator (raw asyncio, {args.concurrency} keep-alive
-connections, each sending its next request as soon as the answer is in) drives them in turn:
-{args.rounds} rounds of {args.seconds:g} s each, the order rotating, after a 1 s warm-up. Throughput and
-CPU are the median round; latencies are pooled over the rounds. The request is a 2-message chat
-completion with an API key (tenant scope on); the answer is the {size}-byte cached
-`chat.completion`, which the bare endpoint returns as fixed bytes after reading the request body.
-Server CPU per request is read from /proc (user + system time of the server process over the
-round): it bounds a server's throughput on a core of its own, whatever else runs on the machine.
-"App alone" drives the same app through ASGI in the benchmark process (3000 sequential hits, no
-HTTP server): what the app's own code costs. "llmemo hit, Redis" is `llmemo serve` as shipped:
-the Redis store with its near cache (`near_ttl` 1 s; every connection asks for the same prompt, so
-the entry is read from Redis once a second and from the process's memory in between) and its hot
-answers (docs/service.md: the finished answer of a request hit before, sent while the entry's
-stored value is unchanged); "near cache off" is the same with `near_ttl` 0, so every hit reads
-the entry from Redis (one `GET`) before its answer is sent.
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        pairs_file = str(Path(tmp) / "pairs.json")
+        everything = [*bodies, *fresh, best]
+        Path(pairs_file).write_bytes(
+            orjson.dumps(
+                [[b.decode(), a.decode()] for b, a in zip(everything, answers, strict=True)]
+            )
+        )
+        redis_server = stack.enter_context(RedisServer())
+        ports = {name: free_port() for name in ("upstream", "bare", "llmemo", "far")}
+        servers = {}
+        for name in ("upstream", "bare"):
+            servers[name] = start("answers", ports[name], args, pairs_file=pairs_file)
+            stack.callback(servers[name].terminate)
+        upstream = f"http://127.0.0.1:{ports['upstream']}"
+        for name in ("llmemo", "far"):
+            servers[name] = start(
+                "llmemo",
+                ports[name],
+                args,
+                redis_url=redis_server.url,
+                upstream=upstream,
+                near_ttl=NEAR[name],
+            )
+            stack.callback(servers[name].terminate)
+        redis_pid = redis_server.process.pid if redis_server.process else os.getpid()
 
-Machine: {machine(*stack_names(args.http, args.loop))}. The load generator, the servers and Redis share the 2 cores; the 1-minute
-load average was {load[0]:.1f} before and {load[1]:.1f} after the run (other jobs on the VM).
+        # the miss path first (every request not seen before), then fill the store
+        direct, through, odd = asyncio.run(misses(ports["upstream"], ports["llmemo"], fresh))
+        wires = {name: [http_request(ports[name], b) for b in [*bodies, best]] for name in NAMES}
+        started = time.monotonic()
+        filled = asyncio.run(fill(ports["llmemo"], wires["llmemo"], 64))
+        print(
+            f"filled {len(bodies) + 1:,} entries through llmemo in {time.monotonic() - started:.0f} s: "
+            + ", ".join(f"{k.decode()} {v}" for k, v in filled.items())
+        )
+        check = asyncio.run(
+            same_bytes(ports, wires, range(0, len(bodies), max(1, len(bodies) // 200)))
+        )
+        print(f"hit bodies equal to bare bodies: {check}")
 
-| | requests/s | p50 ms | p99 ms | throughput / bare | server CPU µs/req | redis-server CPU µs/req | app alone, CPU µs/req |
-|---|---:|---:|---:|---:|---:|---:|---:|
-{rows}
+        load_before = os.getloadavg()[0]
+        rows: list[tuple[str, dict[str, Side]]] = []
+        cases: list[tuple[str, list[int]]] = [
+            (f"{kind}, {size:,} distinct", work_order(work, kind, size, args))
+            for kind, size in orders
+        ]
+        cases.append(("best case: one request repeated", [len(bodies)]))
+        names = list(NAMES)
+        for label, order in cases:
+            for name in names:  # warm up: connections, lazy imports, the order's head
+                measure(
+                    name,
+                    ports[name],
+                    wires[name],
+                    cycle(order, 1),
+                    args,
+                    1.0,
+                    (servers[name].pid, redis_pid),
+                )
+            rounds: list[Round] = []
+            for number in range(args.rounds):
+                shift = number % len(names)
+                for name in names[shift:] + names[:shift]:
+                    pids = (servers[name].pid, redis_pid)
+                    done = measure(
+                        name,
+                        ports[name],
+                        wires[name],
+                        cycle(order, number + 2),
+                        args,
+                        args.seconds,
+                        pids,
+                    )
+                    rounds.append(done)
+                    print(
+                        f"{label} round {number + 1} {name:>6}: {done.rps:6.0f} req/s  "
+                        f"p50 {pct(done.latencies, 0.5):6.2f} ms  server CPU {done.server_us:5.0f} us/req"
+                        + (f"  ({done.not_hits} not hits!)" if done.not_hits else "")
+                    )
+            rows.append((label, {n: Side.of([r for r in rounds if r.side == n]) for n in names}))
+        load_after = os.getloadavg()[0]
 
-**Ratio llmemo (Redis) / bare throughput: {ratio:.2f}** (target >= 0.60: {verdict}).
-{where}"""
+    print()
+    print(report(args, rows, (direct, through, odd), (load_before, load_after)))
+
+
+def work_order(work: Workload, kind: str, size: int, args: argparse.Namespace) -> list[int]:
+    sub = Workload(work.requests[:size], work.responses[:size], work.seed)
+    return sub.order(kind, max(200_000, 2 * size))
+
+
+def cycle(order: list[int], start: int) -> Iterator[int]:
+    """The order, from a round-dependent point on, over and over (shared by the connections)."""
+    at = (start * 7919) % len(order)
+    return itertools.cycle(order[at:] + order[:at])
+
+
+async def same_bytes(ports: dict[str, int], wires: dict[str, list[bytes]], sample: range) -> str:
+    """Whether llmemo's hit bodies are the bare endpoint's bytes (a sample of the requests)."""
+    equal = differ = 0
+    bare = await asyncio.open_connection("127.0.0.1", ports["bare"])
+    ours = await asyncio.open_connection("127.0.0.1", ports["llmemo"])
+    for i in sample:
+        _, a = await exchange(*bare, wires["bare"][i])
+        _, b = await exchange(*ours, wires["llmemo"][i])
+        if a == b:
+            equal += 1
+        else:
+            differ += 1
+    for _, writer in (bare, ours):
+        writer.close()
+    return f"{equal} of {equal + differ} sampled"
+
+
+def report(
+    args: argparse.Namespace,
+    rows: list[tuple[str, dict[str, Side]]],
+    miss: tuple[list[float], list[float], int],
+    load: tuple[float, float],
+) -> str:
+    lines = [
+        f"Command: `.venv/bin/python bench/service.py --concurrency {args.concurrency} "
+        f"--seconds {args.seconds:g} --rounds {args.rounds} --orders {args.orders} "
+        f"--misses {args.misses}`",
+        "",
+        f"Machine: {machine(args.http, args.loop)}; load average {load[0]:.1f} before the "
+        f"rounds, {load[1]:.1f} after.",
+        "",
+        "| order | server | requests/s | / bare | p50 ms | p99 ms | server CPU µs/req | "
+        "CPU: bare / it | redis CPU µs/req | not hits |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    verdicts = []
+    for label, sides in rows:
+        bare = sides["bare"]
+        for name, side in sides.items():
+            lines.append(
+                f"| {label} | {NAMES[name]} | {side.rps:,.0f} | {side.rps / bare.rps:.2f} | "
+                f"{side.p50:.2f} | {side.p99:.2f} | {side.server_us:.0f} | "
+                f"{bare.server_us / side.server_us:.2f} | {side.redis_us:.0f} | {side.not_hits} |"
+            )
+        if not label.startswith("best"):
+            for name in ("llmemo", "far"):
+                cpu = bare.server_us / sides[name].server_us
+                verdicts.append((label, name, sides[name].rps / bare.rps, cpu))
+    direct, through, odd = miss
+    added = [b - a for a, b in zip(direct, through, strict=True)]
+    lines += [
+        "",
+        f"Miss path ({len(direct)} requests never seen, one at a time; each straight to the "
+        f"upstream app, then through llmemo): direct p50 {pct(direct, 0.5):.2f} ms, p99 "
+        f"{pct(direct, 0.99):.2f} ms; through llmemo p50 {pct(through, 0.5):.2f} ms, p99 "
+        f"{pct(through, 0.99):.2f} ms; added per request p50 {pct(added, 0.5):.2f} ms, p99 "
+        f"{pct(added, 0.99):.2f} ms" + (f" ({odd} were not misses!)" if odd else "") + ".",
+        "",
+        f"Target: llmemo >= {TARGET:.2f} of bare on every order (throughput; in brackets the "
+        "server-CPU ratio, what each would reach on a core of its own): "
+        + "; ".join(
+            f"{label}, {'near on' if name == 'llmemo' else 'near off'}: {ratio:.2f} [{cpu:.2f}] "
+            f"({'met' if ratio >= TARGET else 'not met'})"
+            for label, name, ratio, cpu in verdicts
+        ),
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
