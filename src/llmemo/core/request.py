@@ -148,8 +148,8 @@ def check_name(kind: str, value: str) -> str:
 
 def _untidy(text: str) -> bool:
     """Could the whitespace pass change `text`? False for text that is already normal (the common
-    case: the line-by-line pass is skipped). Substring tests: a regex with anchored alternatives
-    costs ~2.5 us on a 100-character prompt, these ~0.2 us."""
+    case: the line-by-line pass is skipped). Substring tests: a regex of alternatives tries each
+    one at every position (~5 us on a 100-character prompt), these cost a fraction of it."""
     return (
         "  " in text
         or " \n" in text
@@ -632,17 +632,16 @@ def to_request(
 ) -> CacheRequest:
     """Accept a CacheRequest, or an OpenAI or Anthropic request body (told apart by its keys and
     model name; call `from_anthropic`/`from_openai` directly when the provider is known)."""
-    if type(request) is not dict:  # a plain dict (the common case) skips the ABC checks
-        if isinstance(request, CacheRequest):
-            return request
-        if not isinstance(request, Mapping):
-            raise UnkeyableError(
-                f"expected a request body (dict) or CacheRequest, got {type(request).__name__}"
-            )
-    if type(request) is dict:  # the common OpenAI chat body: one pass
+    if type(request) is dict:  # the common OpenAI chat body is keyed in one pass
         plain = _plain_chat(request, norm)
         if plain is not None:
             return plain
+    elif isinstance(request, CacheRequest):
+        return request
+    elif not isinstance(request, Mapping):
+        raise UnkeyableError(
+            f"expected a request body (dict) or CacheRequest, got {type(request).__name__}"
+        )
     model = request.get("model")
     claude = isinstance(model, str) and model.startswith("claude")
     if "messages" in request and (
