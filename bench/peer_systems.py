@@ -25,6 +25,7 @@ from llmemo.stores.base import from_url
 
 MODEL = "gpt-4o-mini"
 LLM_STRING = f"model_name={MODEL}, temperature=0.0"  # what LangChain keys its caches with
+WEEK = 7 * 24 * 3600
 
 
 class SharedModel:
@@ -169,6 +170,18 @@ class LLMemoSemanticUncached(LLMemoSemantic):
         self.default_similarity = self.layer.threshold
 
 
+class LLMemoSemanticOnce(LLMemoSemantic):
+    label = "llmemo semantic, embedding row dropped once indexed (proposed)"
+
+    def store(self, question: str, answer: str, i: int) -> None:
+        """As shipped, then DEL of the prompt's embedding-cache row: its vector is in the index."""
+        from llmemo.embed.cached import embedding_key
+
+        super().store(question, answer, i)
+        m = self.model
+        self.client.delete(embedding_key("llmemo", m.name, m.model, m.dim, question))
+
+
 class LangChainCommunity(System):
     label = "LangChain community RedisCache"
 
@@ -239,7 +252,8 @@ class LiteLLMRedis(System):
         from litellm.caching.caching import Cache as LiteCache
 
         port = str(self.client.connection_pool.connection_kwargs["port"])
-        self.cache = LiteCache(type="redis", host="127.0.0.1", port=port, password="")
+        # LiteLLM's Redis entries expire after 60 s by default: a week, as the others keep them.
+        self.cache = LiteCache(type="redis", host="127.0.0.1", port=port, password="", ttl=WEEK)
 
     def store(self, question: str, answer: str, i: int) -> None:
         self.cache.add_cache(
@@ -266,7 +280,9 @@ class LiteLLMSemantic(LiteLLMRedis):
         System.__init__(self, url, model)
         from litellm.caching.caching import Cache as LiteCache
 
-        self.cache = LiteCache(type="redis-semantic", redis_url=url, similarity_threshold=0.8)
+        self.cache = LiteCache(
+            type="redis-semantic", redis_url=url, similarity_threshold=0.8, ttl=WEEK
+        )
         # The embedding hook: the shared model in-process instead of litellm.embedding() over HTTP.
         self.cache.cache._get_embedding = lambda prompt, metadata=None: model.one(prompt)
 
@@ -321,6 +337,7 @@ SYSTEMS: dict[str, type[System]] = {
     "llmemo-semantic": LLMemoSemantic,
     "llmemo-semantic-f16": LLMemoSemanticHalf,
     "llmemo-semantic-uncached": LLMemoSemanticUncached,
+    "llmemo-semantic-once": LLMemoSemanticOnce,
     "lc-community": LangChainCommunity,
     "lc-redis": LangChainRedis,
     "lc-redis-semantic": LangChainRedisSemantic,

@@ -1,25 +1,27 @@
 """llmemo side by side with the caches users would pick instead, same workload and loop, one run.
 
 Run: pip install -e '.[all,dev,bench]' (the peers are the `bench` extra), then
-     python bench/peers.py [--entries 2000] [--exact-queries 2000] [--live-queries 150]
-Systems (bench/peer_systems.py): raw redis-py GET (baseline), llmemo exact and semantic, LangChain
-community RedisCache, langchain-redis RedisCache and RedisSemanticCache, LiteLLM Redis and
-Redis-semantic caches, RedisVL SemanticCache with and without its EmbeddingsCache. Each runs on
-its own private Redis Stack (started here), with all-MiniLM-L6-v2 from llmemo's numpy runtime.
+     python bench/peers.py [--entries 3072] [--exact-queries 2000] [--live-queries 150]
+Systems (bench/peer_systems.py, `--systems`): raw redis-py GET (baseline), llmemo exact and
+semantic (as shipped, and three layouts of the embedding cache), LangChain community RedisCache,
+langchain-redis RedisCache and RedisSemanticCache, LiteLLM Redis and Redis-semantic caches,
+RedisVL SemanticCache with and without its EmbeddingsCache. Each runs on its own private Redis
+Stack (started here), with all-MiniLM-L6-v2 from llmemo's numpy runtime.
 
 Workload: distinct questions of the QQP dev set (`--data`, read in place): `--entries` are stored
 (the `a` side of `--pairs` duplicate and `--pairs` non-duplicate pairs, then other questions),
-each with its own ~`--answer-bytes` answer (other questions strung together, so it compresses
-like text). Measured per system, in `--rounds` rounds that alternate the systems:
-- exact hit: a stored question asked again, Zipf (s = 1.0) and uniform orders (a system whose
-  every lookup embeds is asked only `--live-queries` of them);
-- semantic hit: the `b` side of other duplicate pairs, the embedding computed live, at the
-  matched threshold (`--similarity`); only hits count;
-- semantic miss: new questions, live embedding; only misses count;
-- store cost: a new question looked up (a miss) then stored, live embedding;
-- bytes per entry: `used_memory` delta over the fill (after `--warm` entries), and the sum of
-  `MEMORY USAGE` of every key over the entries; keys per entry;
-- commands per hit: `INFO commandstats` deltas over an exact-hit and a semantic-hit batch;
+each with its own `--answer-bytes` answer (other questions strung together, so it compresses
+like text), as an application does: a lookup (a miss), then a store. Measured per system:
+- bytes per entry: `used_memory` delta from entry `--warm` to the last (both multiples of
+  RediSearch's 1,024-vector blocks), and the sum of `MEMORY USAGE` of every key; keys per entry;
+- commands per lookup: `INFO commandstats` around single lookups (10 exact hits, 10 semantic
+  hits), commands run by a server-side script included;
+- in `--rounds` rounds: exact hits, a stored question asked again in Zipf (s = 1.0) and uniform
+  order, each question asked of every system in turn (a system whose every lookup embeds is asked
+  only `--live-queries` of them); then per system, the embedding computed live: semantic hits
+  (the `b` side of other duplicate pairs at the matched threshold `--similarity`; only hits
+  count), semantic misses (new questions; only misses count), store cost (a new question looked
+  up, then stored);
 - quality: share of the `--pairs` duplicate pairs whose `b` gets its `a`'s answer, and of the
   non-duplicate pairs whose `b` gets any answer, at each system's default threshold and at the
   matched one (vectors precomputed: quality does not depend on timing).
@@ -33,12 +35,14 @@ import os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")  # before numpy is imported
 os.environ.setdefault("LITELLM_LOG", "ERROR")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch at import
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from contextlib import ExitStack  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -246,16 +250,17 @@ def quality_row(result: Result, matched: float) -> str:
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message="The default value of `allowed_objects`")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--entries", type=int, default=2000)
+    parser.add_argument("--entries", type=int, default=3072)
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--answer-bytes", type=int, default=1024)
     parser.add_argument("--exact-queries", type=int, default=2000)
     parser.add_argument("--live-queries", type=int, default=150)
     parser.add_argument("--similarity", type=float, default=0.9, help="the matched threshold")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warm", type=int, default=100)
+    parser.add_argument("--warm", type=int, default=1024)
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     args = parser.parse_args()
 
@@ -295,8 +300,9 @@ def main() -> None:
             if system.semantic:
                 probe(results[-1], "semantic", spare, hit=True)
         for r in range(rounds):
+            exact_round(results, work, plan, r)
             for result in results:
-                one_round(result, work, plan, r)
+                one_round(result, plan, r)
             print(f"  round {r + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
         for result in results:
             if result.system.semantic:
@@ -329,17 +335,26 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
-def one_round(result: Result, work: Workload, plan: Plan, r: int) -> None:
-    """Round `r` of every measurement for one system, the embedding computed live."""
+def exact_round(results: list[Result], work: Workload, plan: Plan, r: int) -> None:
+    """Round `r` of exact hits, interleaved: each question is asked of every system in turn
+    (the first system rotating), so that the shared machine's drift falls on all alike."""
+    for order, picks in plan.orders.items():
+        for n, i in enumerate(plan.part(picks, r)):
+            question, answer = work.stored[i], work.answers[i]
+            turn = results[n % len(results) :] + results[: n % len(results)]
+            for result in turn:
+                if result.system.embeds_every_lookup and n >= plan.live // plan.rounds:
+                    continue
+                result.system.model.live = True
+                timed(result, f"exact {order}", [question], lambda q, a, want=answer: a == want)
+                result.system.model.live = False
+
+
+def one_round(result: Result, plan: Plan, r: int) -> None:
+    """Round `r` of the semantic hits, misses and stores of one system, embedding live."""
     system = result.system
-    index = {q: i for i, q in enumerate(work.stored)}
     system.set_similarity(plan.similarity)
     system.model.live = True
-    for order, picks in plan.orders.items():
-        questions = [work.stored[i] for i in plan.part(picks, r)]
-        if system.embeds_every_lookup:
-            questions = questions[: plan.live // plan.rounds]
-        timed(result, f"exact {order}", questions, lambda q, a: a == work.answers[index[q]])
     if system.semantic:
         timed(result, "semantic hit", plan.part(plan.hits, r), lambda q, a: a is not None)
         timed(result, "semantic miss", plan.part(plan.misses, r), lambda q, a: a is None)
