@@ -343,6 +343,8 @@ def exact_round(results: list[Result], work: Workload, plan: Plan, r: int) -> No
             question, answer = work.stored[i], work.answers[i]
             turn = results[n % len(results) :] + results[: n % len(results)]
             for result in turn:
+                if not result.system.exact_timed:
+                    continue
                 if result.system.embeds_every_lookup and n >= plan.live // plan.rounds:
                     continue
                 result.system.model.live = True
