@@ -50,13 +50,11 @@ from importlib.metadata import version  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import checkout  # noqa: E402, F401 - the repository root on sys.path, for devtools/
 import numpy as np  # noqa: E402
 from peer_systems import SYSTEMS, SharedModel, System  # noqa: E402
 
-try:  # the launcher may live in the test tree
-    from llmemo.testing.redis_stack import redis_stack_server
-except ImportError:  # pragma: no cover
-    from tests.servers import redis_stack_server  # type: ignore[no-redef]
+from devtools.redis_stack import redis_stack_server  # noqa: E402
 
 DATA = next(
     (
