@@ -114,10 +114,11 @@ def main() -> None:
     parser.add_argument("pairs", type=Path)
     default_cache = Path(tempfile.gettempdir()) / "llmemo-bench" / "embeddings.db"
     parser.add_argument("--embedding-cache", type=Path, default=default_cache)
+    parser.add_argument("--limit", type=int, help="the first N pairs only")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLDS["minilm"])
     args = parser.parse_args()
 
-    dev = cal.read_pairs(args.pairs)
+    dev = cal.read_pairs(args.pairs, args.limit)
     table(args.pairs.name, dev, similarities(dev, args.embedding_cache), args.threshold)
     for split in ("tune", "check"):
         made = guard_pairs.pairs(split)
