@@ -94,6 +94,8 @@ ACCEPTED = [
     ("Load 3 million rows", "Load 3,000,000 rows"),
     ("Load one million rows", "Load 1000000 rows"),
     ("Which one is better?", "Which is better?"),  # "one" alone is not a count
+    ("When will trading come to Pokémon GO?", "When is trading coming to pokemon go?"),  # accents
+    ("Is OK to give money to beggars?", "Is it right to give money to a beggar?"),
     ("", ""),
 ]
 

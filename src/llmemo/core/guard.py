@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -80,7 +81,7 @@ _COMMON_WORDS = """
     she should so some such than that the their theirs them themselves then there these they this
     those through to too under until up very was we were what when where which while who whom why
     will with would you your yours yourself yourselves also best better good new way ways
-    vs versus please
+    vs versus please ok
 """
 _COMMON = frozenset(_COMMON_WORDS.split())
 
@@ -216,8 +217,13 @@ def _numbers(raw: list[tuple[str, int]], text: str) -> tuple[list[str], set[int]
 
 def _word(token: str) -> str:
     """A token's comparison form: lowercased, without a possessive or plural "s" ("Indians'",
-    "Indian's" and "indians" are all "indian"), apostrophes dropped ("don't" -> "dont")."""
+    "Indian's" and "indians" are all "indian"), apostrophes and accents dropped ("don't" ->
+    "dont", "Pokémon" -> "pokemon")."""
     word = token.lower().replace("’", "'")
+    if not word.isascii():
+        word = "".join(
+            ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch)
+        )
     if word.endswith("'s"):
         word = word[:-2]
     word = word.replace("'", "")
