@@ -62,6 +62,12 @@ def neighbours(
     return out
 
 
+def auc(values: npt.NDArray[np.float32], labels: Bools) -> float:
+    """ROC AUC: how often a duplicate scores above a non-duplicate (ties count half)."""
+    pos, neg = values[labels][:, None], values[~labels][None, :]
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
+
+
 def best_at(
     keep: Callable[[float], Bools], labels: Bools, grid: list[float], floor: float = 0.90
 ) -> tuple[float, cal.Score] | None:
@@ -117,6 +123,24 @@ def main() -> None:
             cells.append(f"{s.precision:.3f} / {s.recall:.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
+    near = (similarity >= 0.90) & passes
+    print(
+        f"Pairs at cos >= 0.90 that pass the guard: {int(near.sum())}, ROC AUC against duplicate:"
+    )
+    crowd_b = (of_b[:, : K - 1] >= 0.85).sum(axis=1).astype(np.float32)
+    crowd_a = (of_a[:, : K - 1] >= 0.85).sum(axis=1).astype(np.float32)
+    for name, values in (
+        ("cos(a, b)", similarity),
+        ("margin cos(a, b) - rival", similarity - rival),
+        ("others within 0.85 of b (of 3)", crowd_b),
+        ("others within 0.85 of a (of 3)", crowd_a),
+    ):
+        print(f"- {name}: {auc(values[near], labels[near]):.3f}")
+    for count in range(K):
+        sel = near & (crowd_b == count)
+        share = f"{labels[sel].mean():.3f}" if sel.any() else "-"
+        print(f"- {count} others within 0.85 of b: {int(sel.sum())} pairs, duplicates {share}")
+    print()
     print("| rule | even (choose) | odd (report) | all |\n|---|---|---|---|")
     for t in (0.90, 0.91, 0.92, 0.93, 0.94, 0.95):
         report(f"cos >= {t:.2f} + guard", (similarity >= t) & passes)
