@@ -53,6 +53,7 @@ REJECTED = [
     ("flights from Paris to London", "flights from London to Paris", "entities"),
     ("Port my code from Go into Rust", "Port my code from Rust into Go", "entities"),
     ("Did Brazil beat Spain in the final?", "Did Spain beat Brazil in the final?", "entities"),
+    ("Migrate my MySQL database to Postgres", "Migrate my Postgres database to MySQL", "entities"),
 ]
 
 ACCEPTED = [
@@ -87,6 +88,12 @@ ACCEPTED = [
         "How do I compare Java and Python for web servers?",
     ),
     ("How do I learn Go and Rust in 2024?", "In 2024, how do I learn Rust and Go?"),
+    # "to" far from the first name gives a destination, not a direction between the two
+    (
+        "Best way to parse logs in Kotlin when deploying to Heroku?",
+        "When deploying to Heroku, how do I parse logs in Kotlin?",
+    ),
+    ("Port code from Go to Rust on Linux", "On Linux, port code from Go to Rust"),
     # one number, written another way
     ("Is twenty-five a square?", "Is 25 a square?"),
     ("Save two hundred and fifty dollars", "Save 250 dollars"),

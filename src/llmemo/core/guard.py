@@ -12,10 +12,11 @@ those words. A candidate is rejected (a miss, never a wrong answer) when:
   "or not" at the end of a question ("should I ... or not?") negates nothing;
 - entities: the names differ ("learn Java" / "learn Python"), or two names swap around a word
   that gives them a direction ("convert 10 USD to EUR" / "... EUR to USD", "faster than", "from
-  Paris to London"). Names are compared as a set otherwise: "in Rust on Kubernetes" / "on
-  Kubernetes in Rust" ask the same. A name is a quoted phrase, an acronym or mixed-case word (USD,
-  iPhone), or a capitalised word that does not start a sentence. Case is unreliable in typed
-  prompts ("france"), so a name found in either text is looked for, case-insensitively, in both.
+  Paris to London"; the connector within two words of the first name). Names are compared as a
+  set otherwise: "in Rust on Kubernetes" / "on Kubernetes in Rust" ask the same. A name is a
+  quoted phrase, an acronym or mixed-case word (USD, iPhone), or a capitalised word that does not
+  start a sentence. Case is unreliable in typed prompts ("france"), so a name found in either
+  text is looked for, case-insensitively, in both.
 
 Cheap (a regex pass per text, memoised) and deliberately conservative: a rejected paraphrase
 costs one upstream call, an accepted look-alike costs a wrong answer.
@@ -61,6 +62,7 @@ _AVOIDING = frozenset(
 # question ("USD to EUR", "faster than Java").
 _CONNECTORS = frozenset({"to", "into", "than", "over", "beat", "beats", "defeat", "defeats"})
 _SKIPPED_BEFORE_NAME = frozenset({"a", "an", "the"})
+_CONNECTOR_REACH = 2  # words from the first name to the connector: "USD to", "Python faster than"
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
     "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
@@ -331,15 +333,20 @@ def _in_order(words: tuple[str, ...], names: frozenset[str]) -> tuple[str, ...]:
 
 
 def _directed(f: Features, names: frozenset[str]) -> set[tuple[str, str]]:
-    """(x, y) for each name y right after a connector, x the name before it ("USD to EUR")."""
+    """(x, y) for each name y right after a connector that follows the name x closely: "USD to
+    EUR", "Python faster than Java"; not "Kotlin ... when deploying to Heroku" (a destination)."""
     pairs: set[tuple[str, str]] = set()
-    previous: str | None = None
+    previous: tuple[str, int] | None = None
     for index, word in enumerate(f.words):
         if word not in names:
             continue
-        if previous is not None and previous != word and index in f.linked:
-            pairs.add((previous, word))
-        previous = word
+        if previous is not None and previous[0] != word and index in f.linked:
+            connector = index - 1
+            while f.words[connector] in _SKIPPED_BEFORE_NAME:
+                connector -= 1
+            if connector - previous[1] <= _CONNECTOR_REACH:
+                pairs.add((previous[0], word))
+        previous = (word, index)
     return pairs
 
 
