@@ -186,7 +186,7 @@ def test_bad_batch_size() -> None:
 
 
 def test_from_spec(minilm: MiniLMEmbedder) -> None:
-    embedder = from_spec("minilm")
+    embedder = from_spec("minilm-f32")  # "minilm" alone: int8 on onnxruntime (test_onnx.py)
     assert isinstance(embedder, MiniLMEmbedder)
     np.testing.assert_allclose(embedder.embed(["hello"]), minilm.embed(["hello"]), atol=1e-6)
     with pytest.raises(ConfigError, match="no '@URL'"):
@@ -195,7 +195,7 @@ def test_from_spec(minilm: MiniLMEmbedder) -> None:
 
 @pytest.mark.asyncio
 async def test_threaded_runs_off_the_event_loop(minilm: MiniLMEmbedder) -> None:
-    embedder = async_from_spec("minilm")
+    embedder = async_from_spec("minilm-f32")
     assert isinstance(embedder, ThreadedEmbedder)
     assert (embedder.name, embedder.model, embedder.dim) == ("minilm", "all-MiniLM-L6-v2", 384)
     threaded = ThreadedEmbedder(minilm)

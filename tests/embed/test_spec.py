@@ -45,7 +45,8 @@ def test_public_surface() -> None:
 
 def test_unknown_names_and_bad_specs() -> None:
     with pytest.raises(
-        ConfigError, match=r"unknown embedder 'bert'.*known: minilm, ollama, openai"
+        ConfigError,
+        match=r"unknown embedder 'bert'.*known: minilm, minilm-f32, minilm-int8, ollama, openai",
     ):
         from_spec("bert:base")
     with pytest.raises(ConfigError, match="no URL after it"):

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmemo.semantic")
 
-DEFAULT_THRESHOLDS: dict[str, float] = {"minilm": 0.93}
-"""Shipped thresholds per embedder name, chosen with `llmemo calibrate` (docs/semantic.md)."""
+DEFAULT_THRESHOLDS: dict[str, float] = {"minilm": 0.93, "minilm-f32": 0.93, "minilm-int8": 0.93}
+"""Shipped thresholds per embedder name or spec, chosen with `llmemo calibrate` (docs/semantic.md;
+all-MiniLM-L6-v2's int8 and float32 runtimes share it: docs/benchmarks.md, "Embedding runtimes")."""
 EXACT_ONLY = 1.0
 """`threshold=1.0`: the semantic layer is off (only exact hits), whatever the vectors say."""
 DEFAULT_K = 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -116,11 +117,30 @@ def _parse(spec: str) -> tuple[str, str, str | None]:
 
 
 def _minilm(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
+    """all-MiniLM-L6-v2 on the best local runtime: the float32 numpy one when its weights are
+    named (`path`, $LLMEMO_MINILM_PATH), else int8 on onnxruntime when installed, else float32
+    from the weights found (llmemo.embed.weights)."""
+    from llmemo.embed import onnx, weights
+
+    if "path" not in options and not os.environ.get(weights.ENV) and onnx.available():
+        return _minilm_int8(model, url, options)
+    return _minilm_f32(model, url, options)
+
+
+def _minilm_f32(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
     from llmemo.embed.minilm import MiniLMEmbedder
 
     if url is not None:
         raise ConfigError("the minilm embedder runs in-process: its spec takes no '@URL'")
     return MiniLMEmbedder(model=model or None, **options)
+
+
+def _minilm_int8(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
+    from llmemo.embed.onnx import OnnxMiniLMEmbedder
+
+    if url is not None:
+        raise ConfigError("the minilm embedder runs in-process: its spec takes no '@URL'")
+    return OnnxMiniLMEmbedder(model=model or None, **options)
 
 
 def _openai(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
@@ -137,6 +157,14 @@ def _ollama(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder
 
 def _async_minilm(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
     return ThreadedEmbedder(_minilm(model, url, options))
+
+
+def _async_minilm_f32(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
+    return ThreadedEmbedder(_minilm_f32(model, url, options))
+
+
+def _async_minilm_int8(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
+    return ThreadedEmbedder(_minilm_int8(model, url, options))
 
 
 def _async_openai(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
@@ -157,11 +185,15 @@ AsyncFactory = Callable[[str, str | None, Mapping[str, Any]], AsyncEmbedder]
 # name -> factory(model, url, options). `register_embedder` adds more.
 SYNC_EMBEDDERS: dict[str, SyncFactory] = {
     "minilm": _minilm,
+    "minilm-f32": _minilm_f32,
+    "minilm-int8": _minilm_int8,
     "openai": _openai,
     "ollama": _ollama,
 }
 ASYNC_EMBEDDERS: dict[str, AsyncFactory] = {
     "minilm": _async_minilm,
+    "minilm-f32": _async_minilm_f32,
+    "minilm-int8": _async_minilm_int8,
     "openai": _async_openai,
     "ollama": _async_ollama,
 }
@@ -184,8 +216,9 @@ def _factory(spec: str, table: Mapping[str, Any]) -> tuple[Any, str, str | None]
 
 
 def from_spec(spec: Spec, **options: Any) -> Embedder:
-    """An Embedder from "minilm", "openai:MODEL[@BASE_URL]", "ollama:MODEL[@URL]" or a function
-    of a list of texts returning vectors; `options` go to the embedder's constructor."""
+    """An Embedder from "minilm" (all-MiniLM-L6-v2 on the best local runtime; "minilm-int8" and
+    "minilm-f32" name one), "openai:MODEL[@BASE_URL]", "ollama:MODEL[@URL]" or a function of a
+    list of texts returning vectors; `options` go to the embedder's constructor."""
     if callable(spec):
         from llmemo.embed.callable import CallableEmbedder
 
