@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from llmemo.embed.callable import AsyncCallableEmbedder, CallableEmbedder
     from llmemo.embed.minilm import MiniLMEmbedder
     from llmemo.embed.ollama import AsyncOllamaEmbedder, OllamaEmbedder
+    from llmemo.embed.onnx import OnnxMiniLMEmbedder
     from llmemo.embed.openai import AsyncOpenAIEmbedder, OpenAIEmbedder
     from llmemo.index.base import AsyncVectorIndex, VectorIndex, VectorIndexError
     from llmemo.index.local import AsyncLocalIndex, LocalIndex
@@ -88,6 +89,7 @@ _LAZY: dict[str, str] = {
     "AsyncEmbedder": "llmemo.embed.base",
     "EmbedderError": "llmemo.embed.base",
     "MiniLMEmbedder": "llmemo.embed.minilm",
+    "OnnxMiniLMEmbedder": "llmemo.embed.onnx",
     "OpenAIEmbedder": "llmemo.embed.openai",
     "AsyncOpenAIEmbedder": "llmemo.embed.openai",
     "OllamaEmbedder": "llmemo.embed.ollama",
@@ -155,6 +157,7 @@ __all__ = [
     "NearCache",
     "Normalisation",
     "OllamaEmbedder",
+    "OnnxMiniLMEmbedder",
     "OpenAIEmbedder",
     "Price",
     "RediSearchIndex",

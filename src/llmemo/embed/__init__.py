@@ -17,6 +17,7 @@ from llmemo.embed.cached import AsyncCachedEmbedder, CachedEmbedder
 from llmemo.embed.callable import AsyncCallableEmbedder, CallableEmbedder
 from llmemo.embed.minilm import MiniLMEmbedder
 from llmemo.embed.ollama import AsyncOllamaEmbedder, OllamaEmbedder
+from llmemo.embed.onnx import OnnxMiniLMEmbedder
 from llmemo.embed.openai import AsyncOpenAIEmbedder, OpenAIEmbedder
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Matrix",
     "MiniLMEmbedder",
     "OllamaEmbedder",
+    "OnnxMiniLMEmbedder",
     "OpenAIEmbedder",
     "ThreadedEmbedder",
     "async_from_spec",
