@@ -195,3 +195,12 @@ def test_loads_beside_the_local_index() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert (done.returncode, done.stdout.strip()) == (0, "(1, 384)"), done.stderr[-2000:]
+
+
+def test_both_runtimes_take_the_shipped_threshold(int8: OnnxMiniLMEmbedder) -> None:
+    """Measured: the int8 vectors keep precision/recall at 0.93 + guard (docs/benchmarks.md)."""
+    from llmemo.core.semantic import SemanticLayer, default_threshold
+
+    assert default_threshold("minilm-int8") == default_threshold("minilm-f32") == 0.93
+    assert default_threshold("minilm") == 0.93
+    assert SemanticLayer(int8).threshold == 0.93
