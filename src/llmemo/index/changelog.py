@@ -5,8 +5,8 @@ events in log order (its own too: applying twice is harmless), so all processes 
 log's order whatever their local timing. The log is capped; a reader that fell further behind
 than the cap is told (`complete=False`) and rebuilds from the store instead.
 
-- Redis and Redis Cluster (`llmemo.index.streamlog.RedisStreamLog`): a stream capped with
-  `XADD MAXLEN ~ N`; over Upstash REST the same stream (`llmemo.index.upstashlog`).
+- Redis and Redis Cluster (`RedisStreamLog`, `index/_async/streamlog.py`): a stream capped with
+  `XADD MAXLEN ~ N`; over Upstash REST the same stream (`index/_async/upstashlog.py`).
 - SQLite (`SQLiteLog`): a table in the store's own file (AUTOINCREMENT ids; SQLite commits one
   writer at a time, so id order is commit order), trimmed to N rows with a recorded watermark.
 - The memory store lives in one process: no log is needed.
