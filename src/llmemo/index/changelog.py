@@ -20,12 +20,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
 
 from llmemo.errors import ConfigError
+from llmemo.index._async.protocol import AsyncChangeLog as AsyncChangeLog
+from llmemo.index._sync.protocol import ChangeLog as ChangeLog
 from llmemo.index.base import Dtype, IndexScope, Vector, VectorIndexError, unit
 
 _ADD, _DELETE, _DROP = b"a", b"d", b"c"
@@ -100,30 +102,6 @@ def decode(data: bytes, dim: int, dtype: Dtype) -> Event:
 def log_error(command: str, exc: BaseException) -> VectorIndexError:
     text = " ".join(str(exc).split()) or "no detail"
     return VectorIndexError(f"index log {command} failed: {type(exc).__name__}: {text}")
-
-
-class ChangeLog(Protocol):
-    """An append-only, capped, ordered log of index events shared by processes."""
-
-    def end(self) -> Position: ...
-
-    def append(self, events: Sequence[bytes]) -> None: ...
-
-    def read(self, after: Position) -> tuple[list[bytes], Position, bool]: ...
-
-    def close(self) -> None: ...
-
-
-class AsyncChangeLog(Protocol):
-    """The asyncio twin of ChangeLog."""
-
-    async def end(self) -> Position: ...
-
-    async def append(self, events: Sequence[bytes]) -> None: ...
-
-    async def read(self, after: Position) -> tuple[list[bytes], Position, bool]: ...
-
-    async def close(self) -> None: ...
 
 
 _SQL = """
