@@ -34,7 +34,7 @@ import numpy.typing as npt
 from llmemo import calibrate as cal
 from llmemo.core.guard import Guard
 from llmemo.core.semantic import DEFAULT_THRESHOLDS
-from llmemo.embed.cached import CachedEmbedder
+from llmemo.embed import CachedEmbedder
 from llmemo.embed.minilm import MiniLMEmbedder
 from llmemo.stores.sqlite import SQLiteStore
 

@@ -21,7 +21,7 @@ from llmemo import Cache
 from llmemo.core.semantic import SemanticLayer
 from llmemo.embed.base import Matrix
 from llmemo.embed.minilm import MiniLMEmbedder
-from llmemo.stores.base import from_url
+from llmemo.stores import from_url
 
 MODEL = "gpt-4o-mini"
 LLM_STRING = f"model_name={MODEL}, temperature=0.0"  # what LangChain keys its caches with
@@ -155,7 +155,7 @@ class LLMemoSemanticHalf(LLMemoSemantic):
     label = "llmemo semantic, embedding cache float16"
 
     def __init__(self, url: str, model: SharedModel) -> None:
-        from llmemo.embed.cached import CachedEmbedder
+        from llmemo.embed import CachedEmbedder
 
         store = from_url(url)
         embedder = CachedEmbedder(model, store, dtype="float16")  # type: ignore[arg-type]
@@ -180,7 +180,7 @@ class LLMemoSemanticOnce(LLMemoSemantic):
 
     def store(self, question: str, answer: str, i: int) -> None:
         """As shipped, then DEL of the prompt's embedding-cache row: its vector is in the index."""
-        from llmemo.embed.cached import embedding_key
+        from llmemo.embed.cached_base import embedding_key
 
         super().store(question, answer, i)
         m = self.model

@@ -37,9 +37,9 @@ from devtools.redis_stack import redis_stack_server  # noqa: E402
 from llmemo import Cache  # noqa: E402
 from llmemo.core.semantic import SemanticLayer  # noqa: E402
 from llmemo.embed.base import Matrix  # noqa: E402
-from llmemo.embed.cached import embedding_key, encode_vector  # noqa: E402
+from llmemo.embed.cached_base import embedding_key, encode_vector  # noqa: E402
 from llmemo.embed.minilm import MiniLMEmbedder  # noqa: E402
-from llmemo.stores.base import from_url  # noqa: E402
+from llmemo.stores import from_url  # noqa: E402
 
 TOPICS = [
     "chess", "piano", "python", "spanish", "cooking", "running", "drawing", "poker", "guitar",

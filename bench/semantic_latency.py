@@ -67,15 +67,18 @@ from devtools.redis_stack import redis_stack_server  # noqa: E402
 from llmemo import Cache  # noqa: E402
 from llmemo.core.entry import Entry, encode  # noqa: E402
 from llmemo.core.semantic import SemanticLayer  # noqa: E402
-from llmemo.embed.cached import embedding_key, encode_vector  # noqa: E402
+from llmemo.embed.cached_base import embedding_key, encode_vector  # noqa: E402
 from llmemo.embed.minilm import MiniLMEmbedder  # noqa: E402
-from llmemo.index.auto import open_index  # noqa: E402
+from llmemo.index import (  # noqa: E402
+    HNSW,
+    LocalIndex,
+    RediSearchIndex,
+    open_index,
+)
 from llmemo.index.base import IndexItem, IndexScope, Match, record_key  # noqa: E402
 from llmemo.index.changelog import encode_add  # noqa: E402
-from llmemo.index.local import LocalIndex  # noqa: E402
-from llmemo.index.redisearch import HNSW, RediSearchIndex  # noqa: E402
+from llmemo.stores import RedisStore  # noqa: E402
 from llmemo.stores.memory import MemoryStore  # noqa: E402
-from llmemo.stores.redis import RedisStore  # noqa: E402
 
 DIM = 384
 NOISE = 0.025

@@ -51,8 +51,7 @@ import numpy.typing as npt
 from llmemo import calibrate as cal
 from llmemo.core.guard import _COMMON, Guard, features
 from llmemo.core.semantic import DEFAULT_K, DEFAULT_THRESHOLDS
-from llmemo.embed import from_spec
-from llmemo.embed.cached import CachedEmbedder
+from llmemo.embed import CachedEmbedder, from_spec
 from llmemo.embed.minilm import MiniLMEmbedder, TokenStates
 from llmemo.stores.sqlite import SQLiteStore
 

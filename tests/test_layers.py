@@ -19,6 +19,8 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 # "llmemo" is the package root (`llmemo/__init__.py`, the public API) and `llmemo.langchain`.
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "_synchronization": 0,
+    "_lazy": 0,
     "stores": 1,
     "index": 2,
     "embed": 2,
@@ -130,7 +132,7 @@ def private_owner(target: str) -> str | None:
     """The package a private path belongs to, or None for a public path.
 
     `llmemo.core._async.cache` belongs to `llmemo.core`; a private name of a module
-    (`llmemo.stores.redis._scrub`) belongs to the module's package (`llmemo.stores`).
+    (`llmemo.stores.redis_base._scrub`) belongs to the module's package (`llmemo.stores`).
     """
     parts = target.split(".")
     for i, part in enumerate(parts):
@@ -214,7 +216,7 @@ def test_a_layer_violation_is_named(module: str, target: str, why: str) -> None:
     [
         ("llmemo.service.hot", "llmemo.core._async.cache.AsyncCache", "llmemo.core"),
         ("llmemo.cli.main", "llmemo.core._sync", "llmemo.core"),
-        ("llmemo.index.local", "llmemo.stores.redis._scrub", "llmemo.stores"),
+        ("llmemo.index.local", "llmemo.stores.redis_base._scrub", "llmemo.stores"),
         ("llmemo.warm.runner", "llmemo.core.facade._Memo", "llmemo.core"),
     ],
 )
@@ -227,7 +229,7 @@ def test_a_private_import_from_outside_is_named(module: str, target: str, owner:
     [
         ("llmemo.core._sync.cache", "llmemo.core._sync.check.Checker"),
         ("llmemo.core", "llmemo.core._async.cache.AsyncCache"),
-        ("llmemo.stores.cluster_gate", "llmemo.stores.redis._scrub"),
+        ("llmemo.stores.cluster_gate", "llmemo.stores.redis_base._scrub"),
         ("llmemo.service.app", "llmemo.core.AsyncCache"),
         ("llmemo.cli.main", "llmemo.__version__"),
     ],

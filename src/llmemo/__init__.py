@@ -40,21 +40,24 @@ from llmemo.stores.base import AsyncStore, Store
 if TYPE_CHECKING:
     from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
     from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
+    from llmemo.embed import (
+        AsyncCachedEmbedder,
+        AsyncOllamaEmbedder,
+        AsyncOpenAIEmbedder,
+        CachedEmbedder,
+        OllamaEmbedder,
+        OpenAIEmbedder,
+    )
     from llmemo.embed.base import AsyncEmbedder, Embedder, EmbedderError
-    from llmemo.embed.cached import AsyncCachedEmbedder, CachedEmbedder
     from llmemo.embed.callable import AsyncCallableEmbedder, CallableEmbedder
     from llmemo.embed.minilm import MiniLMEmbedder
-    from llmemo.embed.ollama import AsyncOllamaEmbedder, OllamaEmbedder
     from llmemo.embed.onnx import OnnxMiniLMEmbedder
-    from llmemo.embed.openai import AsyncOpenAIEmbedder, OpenAIEmbedder
+    from llmemo.index import AsyncLocalIndex, AsyncRediSearchIndex, LocalIndex, RediSearchIndex
     from llmemo.index.base import AsyncVectorIndex, VectorIndex, VectorIndexError
-    from llmemo.index.local import AsyncLocalIndex, LocalIndex
-    from llmemo.index.redisearch import AsyncRediSearchIndex, RediSearchIndex
+    from llmemo.stores import AsyncRedisStore, AsyncUpstashStore, RedisStore, UpstashStore
     from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-    from llmemo.stores.redis import AsyncRedisStore, RedisStore
     from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
     from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
-    from llmemo.stores.upstash import AsyncUpstashStore, UpstashStore
 
 __version__ = "0.1.0"
 
@@ -72,32 +75,32 @@ _LAZY: dict[str, str] = {
     "AsyncMemoryStore": "llmemo.stores.memory",
     "SQLiteStore": "llmemo.stores.sqlite",
     "AsyncSQLiteStore": "llmemo.stores.sqlite",
-    "RedisStore": "llmemo.stores.redis",
-    "AsyncRedisStore": "llmemo.stores.redis",
+    "RedisStore": "llmemo.stores",
+    "AsyncRedisStore": "llmemo.stores",
     "RedisClusterStore": "llmemo.stores.redis_cluster",
     "AsyncRedisClusterStore": "llmemo.stores.redis_cluster",
-    "UpstashStore": "llmemo.stores.upstash",
-    "AsyncUpstashStore": "llmemo.stores.upstash",
+    "UpstashStore": "llmemo.stores",
+    "AsyncUpstashStore": "llmemo.stores",
     "VectorIndex": "llmemo.index.base",
     "AsyncVectorIndex": "llmemo.index.base",
     "VectorIndexError": "llmemo.index.base",
-    "LocalIndex": "llmemo.index.local",
-    "AsyncLocalIndex": "llmemo.index.local",
-    "RediSearchIndex": "llmemo.index.redisearch",
-    "AsyncRediSearchIndex": "llmemo.index.redisearch",
+    "LocalIndex": "llmemo.index",
+    "AsyncLocalIndex": "llmemo.index",
+    "RediSearchIndex": "llmemo.index",
+    "AsyncRediSearchIndex": "llmemo.index",
     "Embedder": "llmemo.embed.base",
     "AsyncEmbedder": "llmemo.embed.base",
     "EmbedderError": "llmemo.embed.base",
     "MiniLMEmbedder": "llmemo.embed.minilm",
     "OnnxMiniLMEmbedder": "llmemo.embed.onnx",
-    "OpenAIEmbedder": "llmemo.embed.openai",
-    "AsyncOpenAIEmbedder": "llmemo.embed.openai",
-    "OllamaEmbedder": "llmemo.embed.ollama",
-    "AsyncOllamaEmbedder": "llmemo.embed.ollama",
+    "OpenAIEmbedder": "llmemo.embed",
+    "AsyncOpenAIEmbedder": "llmemo.embed",
+    "OllamaEmbedder": "llmemo.embed",
+    "AsyncOllamaEmbedder": "llmemo.embed",
     "CallableEmbedder": "llmemo.embed.callable",
     "AsyncCallableEmbedder": "llmemo.embed.callable",
-    "CachedEmbedder": "llmemo.embed.cached",
-    "AsyncCachedEmbedder": "llmemo.embed.cached",
+    "CachedEmbedder": "llmemo.embed",
+    "AsyncCachedEmbedder": "llmemo.embed",
 }
 
 

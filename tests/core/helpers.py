@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from llmemo.stores.base import Counters, Store
+from llmemo.stores import Counters, Store
 
 
 def chat(text: str = "What is the capital of France?", **params: Any) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from llmemo.core._async.cache import AsyncCache
 from llmemo.core._sync.cache import Cache
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.request import from_openai
-from llmemo.stores.base import async_from_url, from_url
+from llmemo.stores import async_from_url, from_url
 
 ROUNDS = 8
 REQUEST = from_openai(

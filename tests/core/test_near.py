@@ -10,7 +10,7 @@ from devtools.redis_server import RedisServer
 from llmemo import AsyncCache, Cache
 from llmemo.core.near import NearCache, near_cache
 from llmemo.errors import ConfigError
-from llmemo.stores.redis import RedisStore
+from llmemo.stores import RedisStore
 from tests.core.helpers import CountingStore, Upstream, answer, chat
 
 

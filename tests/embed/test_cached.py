@@ -10,7 +10,7 @@ import pytest
 
 from llmemo.embed import AsyncCachedEmbedder, CachedEmbedder, EmbedderError, Matrix
 from llmemo.embed.base import empty, normalise
-from llmemo.embed.cached import decode_vector, embedding_key, encode_vector, model_fingerprint
+from llmemo.embed.cached_base import decode_vector, embedding_key, encode_vector, model_fingerprint
 from llmemo.embed.minilm import MiniLMEmbedder
 from llmemo.errors import ConfigError, StoreError
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore

@@ -14,14 +14,15 @@ from llmemo.embed import (
     AsyncOllamaEmbedder,
     AsyncOpenAIEmbedder,
     EmbedderError,
+    HTTPEmbedder,
     OllamaEmbedder,
     OpenAIEmbedder,
     async_from_spec,
     from_spec,
 )
-from llmemo.embed.http import HTTPEmbedder, parse
-from llmemo.embed.ollama import MAX_CHARS as OLLAMA_MAX_CHARS
-from llmemo.embed.openai import OpenAIWire
+from llmemo.embed.http_base import parse
+from llmemo.embed.ollama_wire import MAX_CHARS as OLLAMA_MAX_CHARS
+from llmemo.embed.openai_wire import OpenAIWire
 from llmemo.testing import upstream as fake
 from llmemo.testing.server import UpstreamServer
 

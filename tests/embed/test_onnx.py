@@ -15,7 +15,7 @@ import pytest
 from llmemo.core.semantic import embedding_space
 from llmemo.embed import ThreadedEmbedder, async_from_spec, from_spec
 from llmemo.embed import onnx as onnx_module
-from llmemo.embed.cached import embedding_key
+from llmemo.embed.cached_base import embedding_key
 from llmemo.embed.minilm import MiniLMEmbedder
 from llmemo.embed.onnx import OnnxMiniLMEmbedder, read_model
 from llmemo.embed.weights import find_model_dir

@@ -23,11 +23,10 @@ import pytest_asyncio
 import redis
 import redis.asyncio
 
+from llmemo.index import AsyncLocalIndex, AsyncRediSearchIndex, LocalIndex, RediSearchIndex
 from llmemo.index.base import AsyncVectorIndex, IndexItem, IndexScope, Match, VectorIndex
-from llmemo.index.local import AsyncLocalIndex, LocalIndex
-from llmemo.index.redisearch import AsyncRediSearchIndex, RediSearchIndex
+from llmemo.stores import AsyncRedisStore, RedisStore
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
 DIM = 16

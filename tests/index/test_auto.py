@@ -7,12 +7,18 @@ from pathlib import Path
 import pytest
 
 from llmemo.errors import ConfigError
-from llmemo.index.auto import modules_have_search, open_async_index, open_index
+from llmemo.index import (
+    AsyncLocalIndex,
+    AsyncRediSearchIndex,
+    LocalIndex,
+    RediSearchIndex,
+    open_async_index,
+    open_index,
+)
 from llmemo.index.base import VectorIndexError
-from llmemo.index.local import AsyncLocalIndex, LocalIndex
-from llmemo.index.redisearch import AsyncRediSearchIndex, RediSearchIndex
+from llmemo.index.kinds import modules_have_search
+from llmemo.stores import AsyncRedisStore, RedisStore
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import SQLiteStore
 from tests.index.conftest import scope
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmemo.errors import ConfigError
+from llmemo.index import LocalIndex
 from llmemo.index.ann import brute_similarities, graph_similarity
 from llmemo.index.base import (
     NO_TENANT,
@@ -22,8 +23,7 @@ from llmemo.index.base import (
     tag_token,
     unit,
 )
-from llmemo.index.local import LocalIndex
-from llmemo.index.redisearch import parse_search
+from llmemo.index.redisearch_base import parse_search
 from llmemo.stores.memory import MemoryStore
 from tests.index.conftest import scope
 

@@ -14,15 +14,14 @@ import pytest
 
 from devtools.redis_server import RedisServer
 from devtools.upstash_gateway import UpstashGateway
+from llmemo.index import AsyncLocalIndex, LocalIndex, RedisStreamLog
 from llmemo.index.ann import GraphParams, ScopeVectors
 from llmemo.index.base import IndexItem, record_key
 from llmemo.index.changelog import decode, encode_add, encode_delete, encode_drop
-from llmemo.index.local import AsyncLocalIndex, LocalIndex, record_pattern
-from llmemo.index.streamlog import RedisStreamLog
+from llmemo.index.local_base import record_pattern
+from llmemo.stores import AsyncRedisStore, RedisStore, UpstashStore
 from llmemo.stores.memory import MemoryStore
-from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import SQLiteStore
-from llmemo.stores.upstash import UpstashStore
 from tests.index.conftest import DIM, FakeClock, basis, random_unit, scope
 
 

@@ -11,10 +11,10 @@ import redis
 from redis.crc import key_slot
 
 from llmemo.errors import StoreError
+from llmemo.index import RediSearchIndex
 from llmemo.index.base import IndexItem, VectorIndexError, entry_key, record_key
-from llmemo.index.redisearch import (
+from llmemo.index.redisearch_base import (
     HNSW,
-    RediSearchIndex,
     create_args,
     escape_tag,
     hybrid_policy,

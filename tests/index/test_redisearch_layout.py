@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import redis
 
+from llmemo.index import RediSearchIndex
 from llmemo.index.base import IndexItem, record_key
-from llmemo.index.redisearch import LAYOUT, RediSearchIndex
+from llmemo.index.redisearch_base import LAYOUT
 from tests.index.conftest import DIM, basis, scope
 
 ENTRY = "llmemo:default:1:x:{" + "cd" * 32 + "}"

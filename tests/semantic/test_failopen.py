@@ -12,8 +12,8 @@ import pytest
 from devtools.redis_server import RedisServer
 from llmemo import AsyncCache, Cache, CircuitBreaker
 from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
+from llmemo.index import LocalIndex
 from llmemo.index.base import IndexItem, IndexScope, Match, VectorIndexError
-from llmemo.index.local import LocalIndex
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder

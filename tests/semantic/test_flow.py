@@ -9,8 +9,7 @@ import pytest
 
 from llmemo.core.guard import Guard
 from llmemo.core.semantic import MAX_CHARS, SemanticLayer
-from llmemo.index.local import AsyncLocalIndex, LocalIndex
-from llmemo.index.redisearch import AsyncRediSearchIndex, RediSearchIndex
+from llmemo.index import AsyncLocalIndex, AsyncRediSearchIndex, LocalIndex, RediSearchIndex
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder, Make, cosine
 

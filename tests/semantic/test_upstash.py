@@ -11,9 +11,8 @@ from devtools.redis_server import RedisServer
 from devtools.upstash_gateway import UpstashGateway
 from llmemo import AsyncCache, Cache
 from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
-from llmemo.index.local import AsyncLocalIndex, LocalIndex
-from llmemo.index.upstashlog import AsyncUpstashStreamLog, UpstashStreamLog
-from llmemo.stores.upstash import AsyncUpstashStore, UpstashStore
+from llmemo.index import AsyncLocalIndex, AsyncUpstashStreamLog, LocalIndex, UpstashStreamLog
+from llmemo.stores import AsyncUpstashStore, UpstashStore
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder
 

@@ -21,7 +21,7 @@ from llmemo.service import create_app, load_settings
 from llmemo.service.hot import HotAnswers
 from llmemo.service.metrics import Metrics
 from llmemo.service.proxy import Proxy
-from llmemo.stores.base import async_from_url
+from llmemo.stores import async_from_url
 from llmemo.testing.server import UpstreamServer
 
 CHAT = "/v1/chat/completions"

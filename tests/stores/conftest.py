@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from llmemo.stores.base import AsyncStore
+from llmemo.stores import AsyncRedisStore, AsyncStore, RedisStore
 from llmemo.stores.memory import AsyncMemoryStore, DirectAsyncStore, MemoryStore
-from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
 

@@ -11,8 +11,8 @@ import redis.asyncio
 
 from devtools.redis_server import RedisServer
 from llmemo.errors import StoreError
+from llmemo.stores import AsyncRedisStore
 from llmemo.stores.autopipeline import GetBatcher, pack_get
-from llmemo.stores.redis import AsyncRedisStore
 
 
 @pytest.fixture

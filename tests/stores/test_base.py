@@ -1,4 +1,4 @@
-"""stores.base: the scheme table, `redact`, and the Redis glob every store's `scan` follows."""
+"""The stores package: the scheme table, `redact`, and the Redis glob every store's `scan` follows."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from llmemo.errors import ConfigError
-from llmemo.stores.base import async_from_url, from_url, glob_regex, redact
+from llmemo.stores import AsyncRedisStore, RedisStore, async_from_url, from_url, redact
+from llmemo.stores.glob import glob_regex
 from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-from llmemo.stores.redis import AsyncRedisStore, RedisStore
 from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
 OURS = ["memory://", "sqlite://", "redis://", "rediss://", "unix://"]

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from llmemo.stores.base import AsyncStore
+from llmemo.stores import AsyncStore
 from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
 from tests.stores.conftest import Awaited, Backend
 from tests.stores.test_contract import (

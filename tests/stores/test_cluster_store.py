@@ -14,8 +14,8 @@ import redis
 import redis.asyncio.retry
 
 from devtools.redis_cluster import RedisClusterServer, command
+from llmemo import stores as base
 from llmemo.errors import ConfigError, StoreError
-from llmemo.stores import base
 from llmemo.stores.redis_cluster import (
     AsyncRedisClusterStore,
     NodeDownError,

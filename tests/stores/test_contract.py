@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmemo.stores.base import AsyncStore, Store
+from llmemo.stores import AsyncStore, Store
 from tests.stores.conftest import Backend
 
 

@@ -17,8 +17,7 @@ import redis.asyncio
 
 from devtools.redis_server import RedisServer, free_port
 from llmemo.errors import ConfigError, StoreError
-from llmemo.stores.base import AsyncStore
-from llmemo.stores.redis import AsyncRedisStore, RedisStore
+from llmemo.stores import AsyncRedisStore, AsyncStore, RedisStore
 from tests.stores.conftest import Awaited
 
 ADMIN_PASSWORD = "s3cr@t/pw:x%"  # needs percent-encoding in a URL

@@ -14,8 +14,7 @@ import pytest
 
 from devtools.redis_server import RedisServer
 from devtools.upstash_gateway import UpstashGateway
-from llmemo.stores.base import AsyncStore
-from llmemo.stores.upstash import AsyncUpstashStore, UpstashStore
+from llmemo.stores import AsyncStore, AsyncUpstashStore, UpstashStore
 from tests.stores import test_contract
 from tests.stores.conftest import Awaited, Backend
 from tests.stores.test_contract import (

@@ -16,20 +16,11 @@ import redis
 from devtools.redis_server import RedisServer
 from devtools.upstash_gateway import UpstashGateway
 from llmemo import AsyncCache, Cache, CircuitBreaker, TtlPolicy
+from llmemo import stores as base
 from llmemo.errors import ConfigError, StoreError
-from llmemo.stores import base
-from llmemo.stores.base import AsyncStore
-from llmemo.stores.upstash import (
-    ENV_TOKEN,
-    ENV_URL,
-    AsyncUpstashStore,
-    UpstashStore,
-    _http_of,
-    decode,
-    encode,
-    head_chars,
-    parse_url,
-)
+from llmemo.stores import AsyncStore, AsyncUpstashStore, UpstashStore
+from llmemo.stores.upstash_rest import _http_of, decode, encode, head_chars
+from llmemo.stores.upstash_url import ENV_TOKEN, ENV_URL, parse_url
 from tests.core.helpers import Upstream, answer, chat
 from tests.stores.conftest import Awaited
 
@@ -348,8 +339,8 @@ def test_a_local_index_rebuilds_from_upstash_records(gw: UpstashGateway) -> None
     """The semantic layer on Upstash: LocalIndex, its vector records read back through `heads`."""
     import numpy as np
 
+    from llmemo.index import LocalIndex
     from llmemo.index.base import IndexItem, IndexScope
-    from llmemo.index.local import LocalIndex
 
     scope = IndexScope("app", 0, None, "ctx", "test-embedder")
     writer = LocalIndex(UpstashStore.from_url(gw.store_url), 8, log=None)

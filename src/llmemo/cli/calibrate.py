@@ -58,7 +58,7 @@ def calibrate(
     model: Any = from_spec(embedder)
     store = None
     if embedding_cache is not None:
-        from llmemo.embed.cached import CachedEmbedder
+        from llmemo.embed import CachedEmbedder
         from llmemo.stores.base import from_url
 
         store = from_url(embedding_cache)

@@ -62,8 +62,8 @@ if TYPE_CHECKING:
 
     from llmemo.core.facade import BaseCache, Call, Hit
     from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
+    from llmemo.embed import AsyncCachedEmbedder, CachedEmbedder, Unsaved
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
-    from llmemo.embed.cached import AsyncCachedEmbedder, CachedEmbedder, Unsaved
     from llmemo.index.base import AsyncVectorIndex, Match, VectorIndex
     from llmemo.stores.base import AsyncStore, Store
 
@@ -117,7 +117,7 @@ class SemanticLayer(SemanticBase):
 
     def bind(self, store: Store, prefix: str) -> None:
         """Attach to the cache's store (called by `Cache.__init__`; one cache per layer)."""
-        from llmemo.embed.cached import CachedEmbedder
+        from llmemo.embed import CachedEmbedder
 
         if inspect.iscoroutinefunction(getattr(store, "get", None)):
             raise ConfigError(
@@ -134,7 +134,7 @@ class SemanticLayer(SemanticBase):
     def index(self) -> VectorIndex:
         """The vector index (opened on first use when given as a kind)."""
         if self._index is None:
-            from llmemo.index.auto import open_index
+            from llmemo.index import open_index
 
             if self._store is None:
                 raise ConfigError("this SemanticLayer is not attached to a Cache yet")
@@ -321,7 +321,7 @@ class AsyncSemanticLayer(SemanticBase):
 
     def bind(self, store: AsyncStore, prefix: str) -> None:
         """Attach to the cache's store (called by `AsyncCache.__init__`; one cache per layer)."""
-        from llmemo.embed.cached import AsyncCachedEmbedder
+        from llmemo.embed import AsyncCachedEmbedder
 
         if not inspect.iscoroutinefunction(getattr(store, "get", None)):
             raise ConfigError(
@@ -337,7 +337,7 @@ class AsyncSemanticLayer(SemanticBase):
     async def open_index(self) -> AsyncVectorIndex:
         """The vector index (opened on first use when given as a kind: the server is asked)."""
         if self._index is None:
-            from llmemo.index.auto import open_async_index
+            from llmemo.index import open_async_index
 
             if self._store is None:
                 raise ConfigError("this AsyncSemanticLayer is not attached to an AsyncCache yet")

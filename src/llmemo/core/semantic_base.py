@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from llmemo.core.facade import BaseCache, Call, Hit
     from llmemo.core.verify import Verdict
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
-    from llmemo.index.auto import Kind
+    from llmemo.index import Kind
     from llmemo.index.base import IndexScope, Match
 
 log = logging.getLogger("llmemo.semantic")

@@ -1,4 +1,5 @@
-"""The Embedder protocol, its asyncio twin, and `from_spec` (a `{name: factory}` table)."""
+"""The Embedder protocol and its twin (written once in `embed/_async/protocol.py`), the vector
+helpers every embedder uses, and `from_spec` (a `{name: factory}` table)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import Any
 
 from llmemo.errors import ConfigError, LLMemoError, MissingExtraError, require
 
@@ -15,48 +16,13 @@ require("numpy", "semantic")
 import numpy as np  # noqa: E402  (after the one-line hint for a missing extra)
 import numpy.typing as npt  # noqa: E402
 
-Matrix: TypeAlias = npt.NDArray[np.float32]
-"""An (n, dim) float32 matrix, one L2-normalised row per text."""
+from llmemo.embed._async.protocol import AsyncEmbedder as AsyncEmbedder  # noqa: E402
+from llmemo.embed._sync.protocol import Embedder as Embedder  # noqa: E402
+from llmemo.embed._sync.protocol import Matrix as Matrix  # noqa: E402
 
 
 class EmbedderError(LLMemoError):
     """An embedder failed (model server unreachable, refused, or answered nonsense)."""
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Texts in, an (n, dim) float32 matrix of L2-normalised rows out, in the same order.
-
-    `name` says which backend (minilm, openai, ollama), `model` which weights; together with `dim`
-    they say which vectors are comparable (and key the embedding cache).
-    """
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(self, texts: Sequence[str]) -> Matrix: ...
-
-
-@runtime_checkable
-class AsyncEmbedder(Protocol):
-    """The asyncio twin of Embedder: the same members, `embed` awaited."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    async def embed(self, texts: Sequence[str]) -> Matrix: ...
 
 
 def normalise(vectors: npt.ArrayLike, dim: int) -> Matrix:
@@ -152,13 +118,13 @@ def _minilm_int8(model: str, url: str | None, options: Mapping[str, Any]) -> Emb
 
 
 def _openai(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
-    from llmemo.embed.openai import OpenAIEmbedder
+    from llmemo.embed._sync.openai import OpenAIEmbedder
 
     return OpenAIEmbedder(model or "text-embedding-3-small", base_url=url, **options)
 
 
 def _ollama(model: str, url: str | None, options: Mapping[str, Any]) -> Embedder:
-    from llmemo.embed.ollama import OllamaEmbedder
+    from llmemo.embed._sync.ollama import OllamaEmbedder
 
     return OllamaEmbedder(model or "nomic-embed-text", url=url, **options)
 
@@ -176,13 +142,13 @@ def _async_minilm_int8(model: str, url: str | None, options: Mapping[str, Any]) 
 
 
 def _async_openai(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
-    from llmemo.embed.openai import AsyncOpenAIEmbedder
+    from llmemo.embed._async.openai import AsyncOpenAIEmbedder
 
     return AsyncOpenAIEmbedder(model or "text-embedding-3-small", base_url=url, **options)
 
 
 def _async_ollama(model: str, url: str | None, options: Mapping[str, Any]) -> AsyncEmbedder:
-    from llmemo.embed.ollama import AsyncOllamaEmbedder
+    from llmemo.embed._async.ollama import AsyncOllamaEmbedder
 
     return AsyncOllamaEmbedder(model or "nomic-embed-text", url=url, **options)
 

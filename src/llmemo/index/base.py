@@ -15,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, TypeAlias
 
 from llmemo.errors import ConfigError, StoreError, require
 
@@ -25,6 +24,9 @@ require("numpy", "semantic")
 
 import numpy as np  # noqa: E402  (after the one-line hint for a missing extra)
 import numpy.typing as npt  # noqa: E402
+
+from llmemo.index._async.protocol import AsyncVectorIndex as AsyncVectorIndex  # noqa: E402
+from llmemo.index._sync.protocol import VectorIndex as VectorIndex  # noqa: E402
 
 Vector: TypeAlias = npt.NDArray[np.float32]
 """A (dim,) float32 vector; indexes normalise it to unit length (a zero vector never matches)."""
@@ -204,63 +206,6 @@ class Match:
     key: str
     similarity: float
     payload: bytes | None = field(default=None, repr=False)
-
-
-@runtime_checkable
-class VectorIndex(Protocol):
-    """Nearest neighbours by cosine similarity, inside one scope.
-
-    `add` replaces any vector already under the item's key. `search` returns at most k matches,
-    best first, all from `scope` and with similarity >= min_similarity. `delete` takes entry keys
-    and returns how many were indexed. `count` is how many vectors the index holds, in all scopes
-    (a server-side index may still count one that expired in the last few hundred ms). `drop`
-    removes the index and every vector it holds. `touch` gives an entry's vector `ttl` more
-    seconds, because its entry got them (rolling TTL); an unknown key is ignored. Failures raise
-    VectorIndexError.
-    """
-
-    @property
-    def dim(self) -> int: ...
-
-    def add(self, item: IndexItem) -> None: ...
-
-    def touch(self, key: str, ttl: float) -> None: ...
-
-    def search(
-        self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
-    ) -> list[Match]: ...
-
-    def delete(self, keys: Sequence[str]) -> int: ...
-
-    def count(self) -> int: ...
-
-    def drop(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class AsyncVectorIndex(Protocol):
-    """The asyncio twin of VectorIndex: the same members, awaited."""
-
-    @property
-    def dim(self) -> int: ...
-
-    async def add(self, item: IndexItem) -> None: ...
-
-    async def touch(self, key: str, ttl: float) -> None: ...
-
-    async def search(
-        self, vector: npt.ArrayLike, scope: IndexScope, k: int = 1, min_similarity: float = 0.0
-    ) -> list[Match]: ...
-
-    async def delete(self, keys: Sequence[str]) -> int: ...
-
-    async def count(self) -> int: ...
-
-    async def drop(self) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 def check_k(k: int) -> int:

@@ -5,8 +5,8 @@ events in log order (its own too: applying twice is harmless), so all processes 
 log's order whatever their local timing. The log is capped; a reader that fell further behind
 than the cap is told (`complete=False`) and rebuilds from the store instead.
 
-- Redis and Redis Cluster (`llmemo.index.streamlog.RedisStreamLog`): a stream capped with
-  `XADD MAXLEN ~ N`; over Upstash REST the same stream (`llmemo.index.upstashlog`).
+- Redis and Redis Cluster (`RedisStreamLog`, `index/_async/streamlog.py`): a stream capped with
+  `XADD MAXLEN ~ N`; over Upstash REST the same stream (`index/_async/upstashlog.py`).
 - SQLite (`SQLiteLog`): a table in the store's own file (AUTOINCREMENT ids; SQLite commits one
   writer at a time, so id order is commit order), trimmed to N rows with a recorded watermark.
 - The memory store lives in one process: no log is needed.
@@ -20,12 +20,14 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import orjson
 
 from llmemo.errors import ConfigError
+from llmemo.index._async.protocol import AsyncChangeLog as AsyncChangeLog
+from llmemo.index._sync.protocol import ChangeLog as ChangeLog
 from llmemo.index.base import Dtype, IndexScope, Vector, VectorIndexError, unit
 
 _ADD, _DELETE, _DROP = b"a", b"d", b"c"
@@ -100,30 +102,6 @@ def decode(data: bytes, dim: int, dtype: Dtype) -> Event:
 def log_error(command: str, exc: BaseException) -> VectorIndexError:
     text = " ".join(str(exc).split()) or "no detail"
     return VectorIndexError(f"index log {command} failed: {type(exc).__name__}: {text}")
-
-
-class ChangeLog(Protocol):
-    """An append-only, capped, ordered log of index events shared by processes."""
-
-    def end(self) -> Position: ...
-
-    def append(self, events: Sequence[bytes]) -> None: ...
-
-    def read(self, after: Position) -> tuple[list[bytes], Position, bool]: ...
-
-    def close(self) -> None: ...
-
-
-class AsyncChangeLog(Protocol):
-    """The asyncio twin of ChangeLog."""
-
-    async def end(self) -> Position: ...
-
-    async def append(self, events: Sequence[bytes]) -> None: ...
-
-    async def read(self, after: Position) -> tuple[list[bytes], Position, bool]: ...
-
-    async def close(self) -> None: ...
 
 
 _SQL = """

@@ -1,13 +1,15 @@
 """Reading a capped Redis stream used as a change log, whatever client delivered the replies:
-redis-py (RESP2, RESP3, the cluster client) or the Upstash REST SDK. No client is imported here.
+redis-py (RESP2, RESP3, the cluster client) or the Upstash REST SDK; and the raw commands the
+Upstash change log sends. No client is imported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmemo.index.changelog import Position
+from llmemo.index.changelog import READ_BATCH, Position, log_error
 from llmemo.stores.commands import text
 
 
@@ -60,3 +62,62 @@ def advance(
     if not pairs:
         return [], after, complete
     return [e for _, e in pairs], (pairs[-1][0], after[1] + len(pairs)), complete
+
+
+def stream_event(value: Any) -> bytes:
+    return base64.b64decode(value if isinstance(value, str | bytes) else str(value))
+
+
+def _missing(exc: BaseException) -> bool:
+    return "no such key" in str(exc).lower()
+
+
+def no_end(exc: BaseException) -> Position:
+    """The end of a stream that XINFO could not describe: none yet, else the error."""
+    if _missing(exc):
+        return "0-0", 0
+    raise log_error("XINFO", exc) from exc
+
+
+def no_read(after: Position, exc: BaseException) -> tuple[list[bytes], Position, bool]:
+    """A read that failed: no stream means nothing was logged (or all of it is gone)."""
+    if _missing(exc):
+        return [], after, after[1] == 0
+    raise log_error("XREAD", exc) from exc
+
+
+class UpstashLogBase:
+    """The raw commands of the Upstash change log (both faces send the same)."""
+
+    def __init__(self, client: Any, key: str, maxlen: int = 10_000) -> None:
+        self.client = client
+        self.key = key
+        self.maxlen = maxlen
+
+    def _adds(self, events: Sequence[bytes]) -> list[list[str]]:
+        return [
+            [
+                "XADD",
+                self.key,
+                "MAXLEN",
+                "~",
+                str(self.maxlen),
+                "*",
+                "e",
+                base64.b64encode(e).decode(),
+            ]
+            for e in events
+        ]
+
+    @staticmethod
+    def _queue(batch: Any, commands: list[list[str]]) -> Any:
+        """A pipeline or MULTI with these raw commands queued."""
+        for command in commands:
+            batch.execute(command)
+        return batch
+
+    def _read_commands(self, after: Position) -> list[list[str]]:
+        return [
+            ["XINFO", "STREAM", self.key],
+            ["XREAD", "COUNT", str(READ_BATCH), "STREAMS", self.key, after[0]],
+        ]

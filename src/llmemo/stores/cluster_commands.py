@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from llmemo.errors import require
-from llmemo.stores.base import Counters
+from llmemo.stores.protocol import Counters
 
 require("redis", "redis")
 
@@ -22,7 +22,7 @@ from llmemo.stores.commands import (  # noqa: E402
     text,
     unseen,
 )
-from llmemo.stores.redis import _UNLINK_BATCH  # noqa: E402
+from llmemo.stores.redis_base import UNLINK_BATCH as _UNLINK_BATCH  # noqa: E402
 
 # The policies under which a full server refuses writes instead of making room.
 _NON_EVICTING = frozenset({"noeviction"})

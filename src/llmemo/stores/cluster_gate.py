@@ -12,14 +12,14 @@ from types import TracebackType
 from typing import Any, cast
 
 from llmemo.errors import LLMemoError, StoreError, require
-from llmemo.stores.base import redact
+from llmemo.stores.urls import redact
 
 require("redis", "redis")
 
 import redis  # noqa: E402
 from redis.exceptions import RedisClusterException  # noqa: E402
 
-from llmemo.stores.redis import _scrub  # noqa: E402
+from llmemo.stores.redis_base import _scrub  # noqa: E402
 
 _unexpected: set[type[BaseException]] = set()  # non-redis errors from redis-py, logged once
 log = logging.getLogger("llmemo.stores")

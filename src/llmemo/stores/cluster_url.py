@@ -7,7 +7,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from llmemo.errors import ConfigError, require
-from llmemo.stores.base import redact
+from llmemo.stores.urls import redact
 
 require("redis", "redis")
 
@@ -15,7 +15,7 @@ import redis  # noqa: E402
 import redis.cluster  # noqa: E402
 from redis.backoff import ExponentialWithJitterBackoff  # noqa: E402
 
-from llmemo.stores.redis import DEFAULT_OPTIONS, _scrub  # noqa: E402
+from llmemo.stores.redis_base import DEFAULT_OPTIONS, _scrub  # noqa: E402
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 # Retries after a connection error, CLUSTERDOWN or an uncovered slot, each after a topology

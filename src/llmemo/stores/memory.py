@@ -6,7 +6,8 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-from llmemo.stores.base import Counters, Store, glob_regex
+from llmemo.stores.glob import glob_regex
+from llmemo.stores.protocol import Counters, Store
 
 
 class MemoryStore:

@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from llmemo.errors import require
-from llmemo.stores.base import Counters, redact
+from llmemo.stores.protocol import Counters
+from llmemo.stores.urls import redact
 
 require("redis", "redis")
 
@@ -54,7 +55,7 @@ from llmemo.stores.cluster_url import (  # noqa: E402
     cluster_options,
 )
 from llmemo.stores.commands import ms  # noqa: E402
-from llmemo.stores.redis import _check, _heads, _secrets  # noqa: E402
+from llmemo.stores.redis_base import _check, _heads, _secrets  # noqa: E402
 
 __all__ = [
     "RETRIES",

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from llmemo.errors import ConfigError, StoreError
-from llmemo.stores.base import Counters, glob_regex
+from llmemo.stores.glob import glob_regex
+from llmemo.stores.protocol import Counters
 
 T = TypeVar("T")
 log = logging.getLogger("llmemo.stores")

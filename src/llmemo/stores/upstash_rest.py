@@ -1,22 +1,25 @@
 """The REST wire under the Upstash stores: values as base64 text, the SDK's httpx client set to
-fail fast (timeout, HTTP status checked), and the one place its errors become StoreError.
+fail fast (timeout, HTTP status checked), the commands both stores send, and the one place its
+errors become StoreError.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from llmemo.errors import ConfigError, StoreError, require
+from llmemo.stores.protocol import Counters
 from llmemo.stores.upstash_url import UpstashConfig
 
 require("upstash_redis", "upstash")
 
 import httpx  # noqa: E402
 import upstash_redis  # noqa: E402
+import upstash_redis.asyncio  # noqa: E402
 from upstash_redis.errors import UpstashError  # noqa: E402
 
 _RETRY_INTERVAL = 0.05  # a retry is for a dropped keep-alive connection: no point waiting long
@@ -24,7 +27,7 @@ C = TypeVar("C")
 
 
 def encode(value: bytes) -> str:
-    """How a value is stored: base64 text (see `llmemo.stores.upstash`)."""
+    """How a value is stored: base64 text (see `llmemo.stores._async.upstash`)."""
     return base64.b64encode(value).decode("ascii")
 
 
@@ -144,3 +147,36 @@ class _Boundary:
                 text = text.replace(secret, "***")
             message = f"upstash {command} failed on {self.url}: {type(exc).__name__}: {text}"
             raise StoreError(message) from exc
+
+
+KEYS_PER_REQUEST = 1000  # keeps an UNLINK well under Upstash's 1 MB request limit
+P = TypeVar("P", upstash_redis.client.Pipeline, upstash_redis.asyncio.client.AsyncPipeline)
+
+# One request for any number of keys. TYPE tells a missing key (and a counters hash) from an
+# empty value, which GETRANGE alone cannot; `false` becomes a null reply.
+HEADS_SCRIPT = """
+local size = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('TYPE', key).ok ~= 'string' then
+    out[i] = false
+  elseif size > 0 then
+    out[i] = redis.call('GETRANGE', key, 0, size - 1)
+  else
+    out[i] = ''
+  end
+end
+return out
+"""
+
+
+def _floats(names: Iterable[str], replies: Sequence[object]) -> dict[str, float]:
+    """HINCRBYFLOAT replies as counter values by name (the replies in the same order)."""
+    return {name: float(cast("float", new)) for name, new in zip(names, replies, strict=True)}
+
+
+def _queue_incr(pipe: P, key: str, amounts: Counters) -> P:
+    # HINCRBYFLOAT for ints too: HINCRBY would refuse a field that once received a float.
+    for name, amount in amounts.items():
+        pipe.hincrbyfloat(key, name, amount)
+    return pipe

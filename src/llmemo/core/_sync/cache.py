@@ -244,9 +244,7 @@ class Cache(BaseCache):
             self._index(call, version, key, value, ttl)
         return ok, None
 
-    def _index(
-        self, call: Call, version: int, key: str, value: bytes, ttl: float | None
-    ) -> None:
+    def _index(self, call: Call, version: int, key: str, value: bytes, ttl: float | None) -> None:
         """A fresh answer was stored: give the semantic layer its vector."""
         if self.semantic is not None:
             self.semantic.remember(self, call, version, key, value, ttl)

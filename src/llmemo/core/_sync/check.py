@@ -26,9 +26,7 @@ from llmemo.stores.base import Store, redact
 PROBE_TTL = 60.0  # seconds: a probe key left behind by a crash expires on its own
 
 
-def check_store(
-    store: Store, prefix: str, semantic: SemanticLayer | None = None
-) -> CheckReport:
+def check_store(store: Store, prefix: str, semantic: SemanticLayer | None = None) -> CheckReport:
     """Connect, write, read back and delete a probe key; never raises for a store failure."""
     url = redact(store.url)
     try:
@@ -75,9 +73,7 @@ def _round_trip(store: Store, key: str) -> str | None:
     return None
 
 
-def _server_facts(
-    store: Store, warnings: list[str]
-) -> tuple[str | None, bool | None, str | None]:
+def _server_facts(store: Store, warnings: list[str]) -> tuple[str | None, bool | None, str | None]:
     """(server and version, search module loaded, maxmemory-policy) of a Redis store; what
     cannot be read (a managed Redis may refuse CONFIG) is None, with a warning saying why."""
     client: Any = getattr(store, "client", None)

@@ -1,22 +1,18 @@
-"""Embeddings from any OpenAI-compatible `POST {base_url}/embeddings` (OpenAI, Azure-style proxies,
-vLLM, LiteLLM, llmemo's own test upstream), sync and async."""
+"""The OpenAI embeddings wire: request body, headers and where the vectors are in the answer
+(the embedders: `embed/_async/openai.py`)."""
 
 from __future__ import annotations
 
 import base64
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from llmemo.embed.base import EmbedderError
-from llmemo.embed.http import AsyncHTTPEmbedder, HTTPEmbedder
 from llmemo.errors import ConfigError
-
-if TYPE_CHECKING:
-    import httpx
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Native widths, for when `dimensions` (a shortened vector) and `dim` are not given.
@@ -101,66 +97,3 @@ def _vector(embedding: Any) -> npt.NDArray[np.float32]:
     raise EmbedderError(
         f"an embedding is neither a list of floats nor base64: {type(embedding).__name__}"
     )
-
-
-class OpenAIEmbedder(HTTPEmbedder):
-    """Embeddings from `{base_url}/embeddings` (default: OPENAI_BASE_URL, else api.openai.com).
-
-    `api_key` defaults to OPENAI_API_KEY (sent as a Bearer token; none is sent if neither is set).
-    `dimensions` asks a text-embedding-3 model for shorter vectors; `dim` states the width of a model
-    this module does not know. Batches of `batch_size` texts (the API takes up to 2048).
-    """
-
-    def __init__(
-        self,
-        model: str = "text-embedding-3-small",
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        dimensions: int | None = None,
-        dim: int | None = None,
-        encoding_format: Encoding = "base64",
-        headers: Mapping[str, str] | None = None,
-        batch_size: int = 256,
-        timeout: float = 30.0,
-        client: httpx.Client | None = None,
-    ) -> None:
-        wire = OpenAIWire(
-            model,
-            base_url=base_url,
-            api_key=api_key,
-            dimensions=dimensions,
-            dim=dim,
-            encoding_format=encoding_format,
-            headers=headers,
-        )
-        super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)
-
-
-class AsyncOpenAIEmbedder(AsyncHTTPEmbedder):
-    """The asyncio twin of OpenAIEmbedder (same arguments, an httpx.AsyncClient)."""
-
-    def __init__(
-        self,
-        model: str = "text-embedding-3-small",
-        *,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        dimensions: int | None = None,
-        dim: int | None = None,
-        encoding_format: Encoding = "base64",
-        headers: Mapping[str, str] | None = None,
-        batch_size: int = 256,
-        timeout: float = 30.0,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        wire = OpenAIWire(
-            model,
-            base_url=base_url,
-            api_key=api_key,
-            dimensions=dimensions,
-            dim=dim,
-            encoding_format=encoding_format,
-            headers=headers,
-        )
-        super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)

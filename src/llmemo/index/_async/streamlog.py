@@ -16,57 +16,18 @@ from llmemo.index.streams import advance, stream_state
 require("redis", "redis")
 
 import redis  # noqa: E402
-import redis.asyncio.cluster  # noqa: E402
+
+from llmemo.stores.redis_base import AsyncNoMulti  # noqa: E402
 
 
-class RedisStreamLog:
+class AsyncRedisStreamLog:
     """A ChangeLog on a Redis stream (any redis-py client: standalone or cluster)."""
 
     def __init__(self, client: Any, key: str, maxlen: int = 10_000) -> None:
         self.client = client
         self.key = key
         self.maxlen = maxlen
-
-    def end(self) -> Position:
-        try:
-            info = self.client.pipeline(transaction=False).xinfo_stream(self.key)
-            last, added, _ = stream_state(info.execute(raise_on_error=False)[0])
-        except (redis.RedisError, OSError) as exc:
-            raise log_error("XINFO", exc) from exc
-        return last, added
-
-    def append(self, events: Sequence[bytes]) -> None:
-        try:
-            pipe = self.client.pipeline(transaction=False)
-            for event in events:
-                pipe.xadd(self.key, {"e": event}, maxlen=self.maxlen, approximate=True)
-            pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            raise log_error("XADD", exc) from exc
-
-    def read(self, after: Position) -> tuple[list[bytes], Position, bool]:
-        try:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.xinfo_stream(self.key)
-            pipe.xread({self.key: after[0]}, count=READ_BATCH)
-            info, reply = pipe.execute(raise_on_error=False)
-        except (redis.RedisError, OSError) as exc:
-            raise log_error("XREAD", exc) from exc
-        if isinstance(reply, Exception):
-            raise log_error("XREAD", reply)
-        return advance(after, info, reply)
-
-    def close(self) -> None:
-        """The client belongs to the store."""
-
-
-class AsyncRedisStreamLog:
-    """The asyncio twin of RedisStreamLog (a redis.asyncio client)."""
-
-    def __init__(self, client: Any, key: str, maxlen: int = 10_000) -> None:
-        self.client = client
-        self.key = key
-        self.maxlen = maxlen
+        self._multi = not isinstance(client, AsyncNoMulti)
 
     async def end(self) -> Position:
         try:
@@ -88,10 +49,10 @@ class AsyncRedisStreamLog:
 
     async def read(self, after: Position) -> tuple[list[bytes], Position, bool]:
         try:
-            if isinstance(self.client, redis.asyncio.cluster.RedisCluster):
-                # redis-py's asyncio cluster MULTI fails (a future on another loop): pipeline
-                # XREAD, then XINFO on the stream's one node. XINFO then counts at least what
-                # XREAD saw, so a trim is never missed (at worst one is reported that was read).
+            if not self._multi:
+                # No MULTI on this client: pipeline XREAD, then XINFO on the stream's one node.
+                # XINFO then counts at least what XREAD saw, so a trim is never missed (at worst
+                # one is reported that was read).
                 pipe = self.client.pipeline(transaction=False)
                 pipe.xread({self.key: after[0]}, count=READ_BATCH)
                 pipe.xinfo_stream(self.key)

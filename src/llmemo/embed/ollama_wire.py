@@ -1,19 +1,16 @@
-"""Embeddings from an Ollama server's `POST /api/embed`, sync and async."""
+"""The Ollama embed wire: request body, headers and where the vectors are in the answer (the
+embedders: `embed/_async/ollama.py`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy.typing as npt
 
 from llmemo.embed.base import EmbedderError
-from llmemo.embed.http import AsyncHTTPEmbedder, HTTPEmbedder
 from llmemo.errors import ConfigError
-
-if TYPE_CHECKING:
-    import httpx
 
 DEFAULT_URL = "http://localhost:11434"
 MAX_CHARS = 65_536
@@ -82,51 +79,3 @@ class OllamaWire:
         if not isinstance(embeddings, list):
             raise EmbedderError("no 'embeddings' list in the answer")
         return embeddings
-
-
-class OllamaEmbedder(HTTPEmbedder):
-    """Embeddings from Ollama at `url` (default: OLLAMA_HOST, else http://localhost:11434).
-
-    `dim` states the width of a model this module does not know; `keep_alive` (e.g. "30m") how
-    long Ollama keeps the model loaded after a call.
-    """
-
-    def __init__(
-        self,
-        model: str = "nomic-embed-text",
-        *,
-        url: str | None = None,
-        dim: int | None = None,
-        keep_alive: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        batch_size: int = 64,
-        timeout: float = 60.0,
-        client: httpx.Client | None = None,
-        max_chars: int = MAX_CHARS,
-    ) -> None:
-        wire = OllamaWire(
-            model, url=url, dim=dim, keep_alive=keep_alive, headers=headers, max_chars=max_chars
-        )
-        super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)
-
-
-class AsyncOllamaEmbedder(AsyncHTTPEmbedder):
-    """The asyncio twin of OllamaEmbedder (same arguments, an httpx.AsyncClient)."""
-
-    def __init__(
-        self,
-        model: str = "nomic-embed-text",
-        *,
-        url: str | None = None,
-        dim: int | None = None,
-        keep_alive: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        batch_size: int = 64,
-        timeout: float = 60.0,
-        client: httpx.AsyncClient | None = None,
-        max_chars: int = MAX_CHARS,
-    ) -> None:
-        wire = OllamaWire(
-            model, url=url, dim=dim, keep_alive=keep_alive, headers=headers, max_chars=max_chars
-        )
-        super().__init__(wire, batch_size=batch_size, timeout=timeout, client=client)

@@ -1,0 +1,44 @@
+"""The Store protocol: bytes in, bytes out, TTL, scan, leases, counters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+Counters = Mapping[str, float]
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """A key-value store with expiry. Every method raises StoreError (only) when the store fails.
+
+    TTLs are seconds (float); None means no expiry. `get` with `refresh` sets a new TTL in the same
+    round trip (Redis GETEX). `add` is SET NX PX: the single-flight lease. `heads` reads the first
+    `size` bytes of each value (Redis GETRANGE), which is all invalidation needs.
+    """
+
+    url: str
+
+    async def get(self, key: str, refresh: float | None = None) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool: ...
+
+    async def delete(self, keys: Sequence[str]) -> int: ...
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool: ...
+
+    async def expire_if_equal(self, key: str, value: bytes, ttl: float) -> bool: ...
+
+    def scan(self, pattern: str, count: int = 500) -> AsyncIterator[list[str]]: ...
+
+    async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]: ...
+
+    async def incr(self, key: str, amounts: Counters) -> dict[str, float]: ...
+
+    async def counters(self, key: str) -> dict[str, float]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
