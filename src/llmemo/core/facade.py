@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from llmemo.core import entry as entries
+from llmemo.core import keys
 from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
@@ -306,10 +307,10 @@ class BaseCache:
         return lock_key(self.prefix, call.scope.namespace, version, call.sha)
 
     def meta_key(self, namespace: str) -> str:
-        return f"{self.prefix}:{namespace}:meta"
+        return keys.meta_key(self.prefix, namespace)
 
     def stats_key(self, namespace: str) -> str:
-        return f"{self.prefix}:{namespace}:stats"
+        return keys.stats_key(self.prefix, namespace)
 
     def cached_version(self, namespace: str) -> int | None:
         known = self._versions.get(namespace)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from llmemo.core import keys
 from llmemo.errors import ConfigError
 from llmemo.index.ann import GraphParams, Vectors
 from llmemo.index.base import (
@@ -54,7 +55,6 @@ if TYPE_CHECKING:
 Auto = Literal["auto"]
 SyncLogFactory = Callable[[Any, str, int], ChangeLog | None]
 AsyncLogFactory = Callable[[Any, str, int], AsyncChangeLog | None]
-_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
 
 def _redis_log(store: Any, key: str, maxlen: int) -> ChangeLog:
@@ -129,7 +129,7 @@ def _factory(store: object, table: dict[str, Any]) -> Any:
 
 def record_pattern(name: str) -> str:
     """The SCAN pattern of every record of the index `name` (glob characters escaped)."""
-    return f"{name.translate(_GLOB_SPECIAL)}:*"
+    return keys.record_pattern(name)
 
 
 def head_size(dim: int) -> int:

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
+from llmemo.core import keys
 from llmemo.errors import require
 from llmemo.index.base import (
     Dtype,
@@ -81,8 +82,8 @@ def search_index_name(prefix: str, dim: int, dtype: Dtype) -> str:
     Neither this prefix nor the LocalIndex's `{prefix}:~vec:` one is a prefix of the other, so
     each index only ever sees its own records.
     """
-    head, _, shape = index_name(prefix, dim, dtype).rpartition(":~vec:")  # validates
-    return f"{head}:~vec{LAYOUT}:{shape}"
+    index_name(prefix, dim, dtype)  # validates
+    return keys.search_index(prefix, LAYOUT, dtype, dim)
 
 
 def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int]:
@@ -94,7 +95,8 @@ def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int
     params: list[str | int] = ["TYPE", dtype.upper(), "DIM", dim, "DISTANCE_METRIC", "COSINE"]
     params += ["M", hnsw.m, "EF_CONSTRUCTION", hnsw.ef_construction, "EF_RUNTIME", hnsw.ef_runtime]
     schema += [_VECTOR_FIELD, "VECTOR", "HNSW", len(params), *params]
-    return ["FT.CREATE", name, "ON", "HASH", "PREFIX", 1, f"{name}:", "SCHEMA", *schema]
+    records = keys.record_prefix(name)
+    return ["FT.CREATE", name, "ON", "HASH", "PREFIX", 1, records, "SCHEMA", *schema]
 
 
 def escape_tag(token: str) -> str:

@@ -24,6 +24,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError, StorageError
 from prometheus_client import CollectorRegistry, Counter
 
+from llmemo.core import keys
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import ConfigError
 from llmemo.service.errors import Flavour, UpstreamError, error_body
@@ -82,7 +83,7 @@ class RateLimitedError(UpstreamError):
         self.decision = decision
 
 
-def storage_for(store_url: str, prefix: str = "llmemo:~limits") -> Storage:
+def storage_for(store_url: str, prefix: str = keys.limits_prefix()) -> Storage:
     """The `limits` storage for a store URL: Redis for a Redis store, memory for anything else."""
     parts = urlsplit(store_url)
     scheme = parts.scheme.lower()

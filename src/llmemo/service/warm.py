@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmemo.core import AsyncCache
+from llmemo.core import AsyncCache, keys
 from llmemo.core.singleflight import AsyncRenewer
 from llmemo.errors import ConfigError, StoreError, UnkeyableError
 from llmemo.service.auth import AuthError, Caller, WarmAuth
@@ -165,8 +165,7 @@ class Warming:
         return self.cache.backend
 
     def _key(self, kind: str, ident: str) -> str:
-        # "~" is not allowed in a namespace: these keys never meet a cache entry's.
-        return f"{self.cache.prefix}:~warm:{kind}:{ident}"
+        return keys.warm_key(self.cache.prefix, kind, ident)
 
     # -- handlers -----------------------------------------------------------------------------
 

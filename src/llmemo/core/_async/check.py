@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from llmemo.core import keys
 from llmemo.core.check import (
     CheckReport,
     Stopwatch,
@@ -37,7 +38,7 @@ async def check_store(
     except StoreError as exc:
         return CheckReport(url, ok=False, reachable=False, error=str(exc))
     latency = watch.ms()
-    error = await _round_trip(store, f"{prefix}:check:{os.urandom(8).hex()}")
+    error = await _round_trip(store, keys.check_key(prefix, os.urandom(8).hex()))
     warnings: list[str] = []
     server, search, eviction = await _server_facts(store, warnings)
     policy = eviction_warning(eviction)

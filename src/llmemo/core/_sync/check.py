@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from llmemo.core import keys
 from llmemo.core.check import (
     CheckReport,
     Stopwatch,
@@ -38,7 +39,7 @@ def check_store(
     except StoreError as exc:
         return CheckReport(url, ok=False, reachable=False, error=str(exc))
     latency = watch.ms()
-    error = _round_trip(store, f"{prefix}:check:{os.urandom(8).hex()}")
+    error = _round_trip(store, keys.check_key(prefix, os.urandom(8).hex()))
     warnings: list[str] = []
     server, search, eviction = _server_facts(store, warnings)
     policy = eviction_warning(eviction)
