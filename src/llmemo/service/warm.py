@@ -33,7 +33,6 @@ from llmemo.service.errors import (
     NotFoundError,
     ServiceError,
     StoreUnavailableError,
-    UpstreamError,
     json_response,
     warm_error,
 )
@@ -50,12 +49,11 @@ from llmemo.warm import (
     Warmer,
     WarmError,
     WarmItem,
-    auth_headers,
     parse_batch,
-    upstream_body,
     warm_shared,
 )
 from llmemo.warm.runs import Recorded, Runs, digest_of
+from llmemo.warm.upstream import post_item
 
 log = logging.getLogger("llmemo.service.warm")
 PROGRESS_EVERY = 0.5  # seconds between job progress writes
@@ -258,14 +256,7 @@ class Warming:
     async def _call(self, item: WarmItem) -> Mapping[str, Any]:
         if self._upstreams is None:
             raise RuntimeError("the llmemo app is not started")
-        headers = auth_headers(item.provider, self.config.api_keys[item.provider])
-        try:
-            data, _ = await self._upstreams.post(
-                item.provider, item.path, upstream_body(item), headers
-            )
-        except UpstreamError as exc:
-            raise WarmError(f"the upstream answered {exc.status}: {_message(exc.body)}") from None
-        return data
+        return await post_item(self._upstreams, item, self.config.api_keys[item.provider])
 
     def _count(self, result: ItemResult) -> None:
         self.items.labels(result.status).inc()
@@ -363,13 +354,3 @@ def _wants_background(request: Request, size: int, background_from: int) -> bool
 def _replayed(recorded: Recorded) -> Response:
     """The recorded answer of a run that already happened (no upstream call)."""
     return json_response(recorded.body, recorded.status, {"x-llmemo-warm": "replayed"})
-
-
-def _message(body: bytes) -> str:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:200].decode(errors="replace")
-    error = data.get("error") if isinstance(data, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return message[:300] if isinstance(message, str) else "error"
