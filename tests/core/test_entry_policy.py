@@ -164,3 +164,13 @@ def test_read_gives_what_the_hit_path_needs() -> None:
     assert stale_after({"s": 5}) == 5.0 and stale_after({}) is None
     with pytest.raises(CorruptEntryError):
         stale_after({"s": "soon"})
+
+
+def test_price_memo_prices_as_cost_does() -> None:
+    from llmemo.core.pricing import PriceMemo
+
+    memo = PriceMemo(max_models=2)
+    for model in ("gpt-4o-mini-2024-07-18", "claude-3-haiku", None, "unknown", "gpt-4o-mini"):
+        for usage in (Usage(1234, 56), Usage(0, 0), Usage(7, 0)):
+            assert memo.cost(model, usage) == pytest.approx(cost(model, usage, DEFAULT_PRICES))
+    assert len(memo._rates) <= 2  # bounded

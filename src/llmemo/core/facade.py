@@ -15,7 +15,6 @@ from llmemo.core import keys
 from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
-from llmemo.core.entry import Usage
 from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import (
     SKIP_TOO_LARGE,
@@ -25,7 +24,7 @@ from llmemo.core.policy import (
     TtlPolicy,
     skip_reason,
 )
-from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
+from llmemo.core.pricing import DEFAULT_PRICES, Price, PriceMemo
 from llmemo.core.request import (
     DEFAULT_NORMALISATION,
     MEMO_MAX_BYTES,
@@ -206,7 +205,7 @@ class BaseCache:
         self._prepared: dict[bytes, tuple[CacheRequest, str]] = {}
         self._scopes: dict[tuple[Any, ...], Scope] = {}  # per-call scope options -> Scope
         self._shas: dict[tuple[bytes, str | None, str | None], str] = {}  # see _sha
-        self._prices: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
+        self._pricing = PriceMemo(self.prices)
         self._stats = StatsBuffer()
         self._last_flush = time.monotonic()
 
@@ -437,13 +436,7 @@ class BaseCache:
 
     def hit_counts(self, hit: Hit, kind: str = "hits") -> tuple[tuple[str, float], ...]:
         """What one such hit adds to the stats (`count_many` adds it again)."""
-        price = self._prices.get(hit.model)
-        if price is None:
-            price = self._prices[hit.model] = (
-                cost(hit.model, Usage(1_000_000, 0), self.prices),
-                cost(hit.model, Usage(0, 1_000_000), self.prices),
-            )
-        dollars = (hit.usage.input_tokens * price[0] + hit.usage.output_tokens * price[1]) / 1e6
+        dollars = self._pricing.cost(hit.model, hit.usage)
         return (kind, 1), ("tokens_saved", hit.usage.total), ("dollars_saved", dollars)
 
     def count_many(self, counts: tuple[tuple[str, float], ...]) -> None:
