@@ -264,7 +264,7 @@ def keys(
 @app.command()
 def namespaces(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the namespaces found in the store (SCAN), with their entry counts and versions."""
-    from llmemo.core.keys import entry_pattern, stats_pattern
+    from llmemo.stores.keys import entry_pattern, stats_pattern
 
     counts: dict[str, int] = {}
     with open_cache(store, "default") as cache:

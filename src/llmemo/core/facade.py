@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from llmemo.core import entry as entries
-from llmemo.core import keys
 from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
@@ -40,6 +39,7 @@ from llmemo.core.request import (
 )
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
+from llmemo.stores import keys
 
 if TYPE_CHECKING:
     from llmemo.core.semantic import SemanticBase

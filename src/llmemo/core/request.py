@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import orjson
 
-from llmemo.core.keys import entry_pattern as entry_pattern  # keys.py builds every key shape
-from llmemo.core.keys import exact_key as exact_key
-from llmemo.core.keys import lock_key as lock_key
 from llmemo.errors import ConfigError, UnkeyableError
+from llmemo.stores.keys import entry_pattern as entry_pattern  # stores/keys.py builds every key
+from llmemo.stores.keys import exact_key as exact_key
+from llmemo.stores.keys import lock_key as lock_key
 
 Provider = Literal["openai", "anthropic", "langchain", "call"]
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from llmemo.core import keys
 from llmemo.embed.base import AsyncEmbedder, Embedder, EmbedderError, Matrix, empty, normalise
 from llmemo.errors import ConfigError, StoreError
+from llmemo.stores import keys
 from llmemo.stores.base import AsyncStore, Store
 
 log = logging.getLogger("llmemo.embed")

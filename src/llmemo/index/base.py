@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from llmemo.core import keys
 from llmemo.errors import ConfigError, StoreError, require
+from llmemo.stores import keys
 
 require("numpy", "semantic")
 

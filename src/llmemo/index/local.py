@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from llmemo.core import keys
 from llmemo.errors import ConfigError
 from llmemo.index.ann import GraphParams, Vectors
 from llmemo.index.base import (
@@ -47,6 +46,7 @@ from llmemo.index.changelog import (
     encode_delete,
     encode_drop,
 )
+from llmemo.stores import keys
 from llmemo.stores.base import AsyncStore, Store
 
 if TYPE_CHECKING:

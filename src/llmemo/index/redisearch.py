@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from llmemo.core import keys
 from llmemo.errors import require
 from llmemo.index.base import (
     Dtype,
@@ -43,6 +42,7 @@ from llmemo.index.base import (
     similarity_from_cosine_distance,
     vector_bytes,
 )
+from llmemo.stores import keys
 from llmemo.stores.commands import ms, text
 
 require("redis", "redis")

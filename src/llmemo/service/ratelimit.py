@@ -24,10 +24,10 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError, StorageError
 from prometheus_client import CollectorRegistry, Counter
 
-from llmemo.core import keys
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import ConfigError
 from llmemo.service.errors import Flavour, UpstreamError, error_body
+from llmemo.stores import keys
 from llmemo.stores.base import redact
 
 log = logging.getLogger("llmemo.service.ratelimit")

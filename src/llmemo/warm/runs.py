@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from llmemo.core import keys
 from llmemo.core.singleflight import AsyncRenewer
+from llmemo.stores import keys
 from llmemo.stores.base import AsyncStore
 from llmemo.warm.upstream import WarmError
 

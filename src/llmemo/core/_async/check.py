@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from llmemo.core import keys
 from llmemo.core.check import (
     CheckReport,
     Stopwatch,
@@ -21,6 +20,7 @@ from llmemo.core.check import (
 )
 from llmemo.core.semantic import AsyncSemanticLayer
 from llmemo.errors import LLMemoError, StoreError
+from llmemo.stores import keys
 from llmemo.stores.base import AsyncStore, redact
 
 PROBE_TTL = 60.0  # seconds: a probe key left behind by a crash expires on its own

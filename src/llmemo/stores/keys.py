@@ -4,7 +4,7 @@ A cache's keys all start with its prefix (default `llmemo`). Names that begin wi
 library's own: `~` is not allowed in a namespace, so they never meet a namespace's keys. Braces
 mark the Redis Cluster hash tag: an entry and its lease share a slot. The hashes inside the keys
 (request SHA-256, embedding digests, run ids) are made by their own modules; these functions only
-place them. Changing a shape here orphans stored data: tests/core/test_keys.py pins each one.
+place them. Changing a shape here orphans stored data: tests/stores/test_keys.py pins each one.
 """
 
 from __future__ import annotations

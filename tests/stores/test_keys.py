@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 
 from llmemo import Cache
-from llmemo.core import keys
 from llmemo.core.request import entry_pattern, exact_key, lock_key
 from llmemo.embed.cached import embedding_key, model_fingerprint
 from llmemo.index.base import entry_key, index_name, log_key, record_key
 from llmemo.index.local import record_pattern
 from llmemo.index.redisearch import HNSW, create_args, search_index_name
 from llmemo.service.ratelimit import storage_for
+from llmemo.stores import keys
 from llmemo.stores.memory import MemoryStore
 
 SHA = "ab" * 32
