@@ -88,11 +88,12 @@ class Warmer:
             return ItemResult(index, "failed", reason=item.reason, id=item.id)
         cache = self.cache
         request = item.request(cache.normalisation)
-        options = item.options(self.tenant(item) if self.tenant is not None else None)
+        tenant = self.tenant(item) if self.tenant is not None else None
         done = _Done(index, item.model, item.id)
         try:
+            options = item.options(tenant)
             call = cache.prepare(request, **options.storing())
-        except ConfigError as exc:  # a ttl over the cache's max_ttl
+        except ConfigError as exc:  # a ttl over the cache's max_ttl (or over ten years)
             return done("failed", reason=str(exc))
         try:
             namespace = call.scope.namespace
