@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from llmemo.core.durations import Duration, seconds
-from llmemo.core.policy import TtlArg, TtlPolicy
+from llmemo.core.policy import TTL_CEILING, TtlArg, TtlPolicy
 from llmemo.core.request import check_name
 from llmemo.errors import ConfigError
 
@@ -23,6 +23,7 @@ from llmemo.errors import ConfigError
 CONTROL_HEADERS = frozenset(
     {"cache-control", "x-llmemo-ttl", "x-llmemo-namespace", "x-llmemo-tags", "x-llmemo-stale-grace"}
 )
+_ANY_TTL = TtlPolicy.build()  # no max_ttl: only the ten-year ceiling (the cache checks its own)
 # keyword -> CacheOptions field
 KEYWORDS: Mapping[str, str] = {
     "cache_ttl": "ttl",
@@ -61,8 +62,9 @@ class CacheOptions:
     def __post_init__(self) -> None:
         if self.refresh and self.no_store and self.cacheable:
             object.__setattr__(self, "cacheable", False)
-        if self.ttl is not None:
-            TtlPolicy.build(self.ttl)  # a bad TTL fails before the provider is paid, not after
+        ttl = self.ttl
+        if ttl is not None and not (type(ttl) is float and 0 < ttl <= TTL_CEILING):
+            _ANY_TTL.check(ttl)  # a bad TTL fails before the provider is paid, not after
         if self.stale_grace is not None and seconds(self.stale_grace) < 0:
             raise ConfigError(
                 f"the stale-while-revalidate grace must not be negative, got {self.stale_grace!r}"
@@ -146,7 +148,7 @@ def _header_fields(headers: Mapping[Any, Any]) -> dict[str, Any]:
     found: dict[str, str] = {}
     for name, value in headers.items():
         if isinstance(name, str) and isinstance(value, str):
-            lower = name.lower()
+            lower = name if name.islower() else name.lower()
             if lower in CONTROL_HEADERS:
                 found[lower] = value
     fields: dict[str, Any] = {}
