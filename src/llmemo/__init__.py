@@ -17,6 +17,9 @@ from llmemo.core.check import CheckReport
 from llmemo.core.entry import Entry, Usage
 from llmemo.core.facade import Hit, Result
 from llmemo.core.near import NearCache
+
+# The options type of a call, shared by wrap(), the service and warm.
+from llmemo.core.options import CacheOptions
 from llmemo.core.policy import NO_EXPIRY, TtlPolicy
 from llmemo.core.pricing import Price
 from llmemo.core.request import CacheRequest, Normalisation, Scope
@@ -30,10 +33,6 @@ from llmemo.errors import (
     UnkeyableError,
 )
 from llmemo.integrations.memoize import UnstorableValueError, memoize
-
-# The options type of a call. CallOptions is what wrap() parses today; the one options type
-# shared by wrap(), the service and warm (CacheOptions) takes this place when it lands.
-from llmemo.integrations.options import CallOptions
 from llmemo.integrations.wrap import last_status, wrap
 from llmemo.stores.base import AsyncStore, Store
 
@@ -138,10 +137,10 @@ __all__ = [
     "AsyncUpstashStore",
     "AsyncVectorIndex",
     "Cache",
+    "CacheOptions",
     "CacheRequest",
     "CacheStats",
     "CachedEmbedder",
-    "CallOptions",
     "CallableEmbedder",
     "CheckReport",
     "CircuitBreaker",

@@ -132,3 +132,45 @@ def test_breaker_opens_probes_and_closes() -> None:
     breaker.success()
     assert breaker.state == "closed"
     assert breaker.allow()
+
+
+def test_read_gives_what_the_hit_path_needs() -> None:
+    from llmemo.core.entry import read, stale_after
+
+    entry = Entry(
+        response={"id": "x", "choices": []},
+        model="gpt-4o-mini",
+        created=100.0,
+        usage=Usage(3, 4),
+        tags=("a", "b"),
+        tenant="t",
+        ttl=60.0,
+        stale_after=130.0,
+        prompt="hello",
+    )
+    found = read(encode(entry))
+    assert (found.response, found.created, found.model, found.usage) == (
+        entry.response,
+        100.0,
+        "gpt-4o-mini",
+        Usage(3, 4),
+    )
+    assert (found.tags, found.ttl, found.stale_after, found.prompt) == (
+        ("a", "b"),
+        60.0,
+        130.0,
+        "hello",
+    )
+    assert stale_after({"s": 5}) == 5.0 and stale_after({}) is None
+    with pytest.raises(CorruptEntryError):
+        stale_after({"s": "soon"})
+
+
+def test_price_memo_prices_as_cost_does() -> None:
+    from llmemo.core.pricing import PriceMemo
+
+    memo = PriceMemo(max_models=2)
+    for model in ("gpt-4o-mini-2024-07-18", "claude-3-haiku", None, "unknown", "gpt-4o-mini"):
+        for usage in (Usage(1234, 56), Usage(0, 0), Usage(7, 0)):
+            assert memo.cost(model, usage) == pytest.approx(cost(model, usage, DEFAULT_PRICES))
+    assert len(memo._rates) <= 2  # bounded

@@ -264,7 +264,7 @@ def keys(
 @app.command()
 def namespaces(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """List the namespaces found in the store (SCAN), with their entry counts and versions."""
-    from llmemo.core.request import entry_pattern
+    from llmemo.stores.keys import entry_pattern, stats_pattern
 
     counts: dict[str, int] = {}
     with open_cache(store, "default") as cache:
@@ -273,7 +273,7 @@ def namespaces(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
             for key in batch:
                 name = key[len(prefix) + 1 :].split(":", 1)[0]
                 counts[name] = counts.get(name, 0) + 1
-        for batch in cache.backend.scan(f"{prefix}:*:stats"):
+        for batch in cache.backend.scan(stats_pattern(prefix)):
             for key in batch:
                 counts.setdefault(key[len(prefix) + 1 : -len(":stats")], 0)
         rows: list[dict[str, Any]] = [

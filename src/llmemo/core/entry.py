@@ -1,9 +1,12 @@
-"""Entries and their byte format.
+"""Entries and their byte format: the one reader and writer of stored entry bytes.
 
 Layout: MAGIC (4) | flags (1) | header length (2, big-endian) | header JSON | body.
 The header holds the small metadata (model, tenant, user, tags, created, usage, ttl) so that
 invalidation can read it with one GETRANGE per key without touching the body. The body is the
 provider's response as JSON, zstd-compressed when that saves at least a tenth of it.
+
+Other modules never read the header's letters: they call `encode`, `decode`, `decode_head`,
+`decode_parts` with `stored`/`stale_after`, or `read`.
 """
 
 from __future__ import annotations
@@ -67,6 +70,20 @@ class EntryHead:
     tags: tuple[str, ...]
     created: float
     ttl: float | None = None  # the TTL it was stored with (None: no expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored entry as the hit path reads it (no Entry rebuilt, no provider)."""
+
+    response: dict[str, Any]
+    created: float
+    model: str | None
+    usage: Usage
+    tags: tuple[str, ...]
+    ttl: float | None
+    stale_after: float | None  # past this time (cache clock) the entry is stale
+    prompt: str | None  # the prompt a semantic entry was stored with
 
 
 def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
@@ -163,37 +180,64 @@ def decode_parts(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     return head, doc
 
 
+def stale_after(head: Mapping[str, Any]) -> float | None:
+    """When a decoded header's entry turns stale (None: never); CorruptEntryError if malformed."""
+    value = head.get("s")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"bad header: {exc}") from None
+
+
+def stored(head: Mapping[str, Any], doc: Mapping[str, Any]) -> Stored:
+    """The Stored of `decode_parts`'s (header, body document); CorruptEntryError if malformed."""
+    try:
+        usage = head.get("k") or (0, 0)
+        tags = head.get("g")
+        ttl = head.get("l")
+        prompt = doc.get("q")
+        return Stored(
+            doc["r"],
+            float(head.get("c", 0.0)),
+            head.get("m"),
+            Usage(int(usage[0]), int(usage[1])),
+            tuple(map(str, tags)) if tags else (),
+            None if ttl is None else float(ttl),
+            stale_after(head),
+            prompt if isinstance(prompt, str) else None,
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CorruptEntryError(f"bad header: {exc}") from None
+
+
+def read(data: bytes) -> Stored:
+    """Parse a stored value for the hit path; CorruptEntryError when unreadable."""
+    head, doc = decode_parts(data)
+    return stored(head, doc)
+
+
 def decode(data: bytes) -> Entry:
     """Parse an entry; anything unreadable raises CorruptEntryError (never another error)."""
     head, doc = decode_parts(data)
+    found = stored(head, doc)
     try:
-        response = doc["r"]
         meta = _head_fields(head)
-        usage = head.get("k") or (0, 0)
-        return Entry(
-            response=response,
-            model=meta.model,
-            created=meta.created,
-            usage=Usage(int(usage[0]), int(usage[1])),
-            tags=meta.tags,
-            tenant=meta.tenant,
-            user=meta.user,
-            provider=head.get("p"),
-            ttl=head.get("l"),
-            stale_after=head.get("s"),
-            prompt=doc.get("q"),
-        )
-    except CorruptEntryError:
-        raise
-    except (
-        zstandard.ZstdError,
-        orjson.JSONDecodeError,
-        KeyError,
-        TypeError,
-        ValueError,
-        IndexError,
-    ) as exc:
-        raise CorruptEntryError(f"unreadable body: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise CorruptEntryError(f"bad header: {exc}") from None
+    provider = head.get("p")
+    return Entry(
+        response=found.response,
+        model=found.model,
+        created=found.created,
+        usage=found.usage,
+        tags=found.tags,
+        tenant=meta.tenant,
+        user=meta.user,
+        provider=provider if isinstance(provider, str) else None,
+        ttl=found.ttl,
+        stale_after=found.stale_after,
+        prompt=found.prompt,
+    )
 
 
 def usage_of(response: Mapping[str, Any]) -> Usage:

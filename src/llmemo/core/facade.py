@@ -14,7 +14,6 @@ from llmemo.core import entry as entries
 from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.durations import Duration, seconds
-from llmemo.core.entry import Usage
 from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import (
     SKIP_TOO_LARGE,
@@ -24,7 +23,7 @@ from llmemo.core.policy import (
     TtlPolicy,
     skip_reason,
 )
-from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
+from llmemo.core.pricing import DEFAULT_PRICES, Price, PriceMemo
 from llmemo.core.request import (
     DEFAULT_NORMALISATION,
     MEMO_MAX_BYTES,
@@ -40,6 +39,7 @@ from llmemo.core.request import (
 )
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
+from llmemo.stores import keys
 
 if TYPE_CHECKING:
     from llmemo.core.semantic import SemanticBase
@@ -205,7 +205,7 @@ class BaseCache:
         self._prepared: dict[bytes, tuple[CacheRequest, str]] = {}
         self._scopes: dict[tuple[Any, ...], Scope] = {}  # per-call scope options -> Scope
         self._shas: dict[tuple[bytes, str | None, str | None], str] = {}  # see _sha
-        self._prices: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
+        self._pricing = PriceMemo(self.prices)
         self._stats = StatsBuffer()
         self._last_flush = time.monotonic()
 
@@ -306,10 +306,10 @@ class BaseCache:
         return lock_key(self.prefix, call.scope.namespace, version, call.sha)
 
     def meta_key(self, namespace: str) -> str:
-        return f"{self.prefix}:{namespace}:meta"
+        return keys.meta_key(self.prefix, namespace)
 
     def stats_key(self, namespace: str) -> str:
-        return f"{self.prefix}:{namespace}:stats"
+        return keys.stats_key(self.prefix, namespace)
 
     def cached_version(self, namespace: str) -> int | None:
         known = self._versions.get(namespace)
@@ -436,13 +436,7 @@ class BaseCache:
 
     def hit_counts(self, hit: Hit, kind: str = "hits") -> tuple[tuple[str, float], ...]:
         """What one such hit adds to the stats (`count_many` adds it again)."""
-        price = self._prices.get(hit.model)
-        if price is None:
-            price = self._prices[hit.model] = (
-                cost(hit.model, Usage(1_000_000, 0), self.prices),
-                cost(hit.model, Usage(0, 1_000_000), self.prices),
-            )
-        dollars = (hit.usage.input_tokens * price[0] + hit.usage.output_tokens * price[1]) / 1e6
+        dollars = self._pricing.cost(hit.model, hit.usage)
         return (kind, 1), ("tokens_saved", hit.usage.total), ("dollars_saved", dollars)
 
     def count_many(self, counts: tuple[tuple[str, float], ...]) -> None:

@@ -62,3 +62,24 @@ def cost(model: str | None, usage: Usage, prices: Mapping[str, Price] = DEFAULT_
     if price is None:
         return 0.0
     return (usage.input_tokens * price.input + usage.output_tokens * price.output) / 1_000_000
+
+
+class PriceMemo:
+    """`cost` with each model's rates looked up once (the hit path prices every hit). Bounded:
+    emptied when it holds `max_models` names (model names come from requests)."""
+
+    def __init__(self, prices: Mapping[str, Price] = DEFAULT_PRICES, max_models: int = 4096):
+        self.prices = prices
+        self.max_models = max_models
+        self._rates: dict[str | None, tuple[float, float]] = {}  # model -> $/M (input, output)
+
+    def cost(self, model: str | None, usage: Usage) -> float:
+        """USD that the usage cost at list price, as `cost(model, usage, prices)`."""
+        rates = self._rates.get(model)
+        if rates is None:
+            if len(self._rates) >= self.max_models:
+                self._rates.clear()
+            price = price_of(model, self.prices)
+            rates = (0.0, 0.0) if price is None else (price.input, price.output)
+            self._rates[model] = rates
+        return (usage.input_tokens * rates[0] + usage.output_tokens * rates[1]) / 1_000_000

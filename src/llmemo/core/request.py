@@ -17,6 +17,9 @@ from typing import Any, Literal
 import orjson
 
 from llmemo.errors import ConfigError, UnkeyableError
+from llmemo.stores.keys import entry_pattern as entry_pattern  # stores/keys.py builds every key
+from llmemo.stores.keys import exact_key as exact_key
+from llmemo.stores.keys import lock_key as lock_key
 
 Provider = Literal["openai", "anthropic", "langchain", "call"]
 
@@ -722,20 +725,3 @@ def context_fingerprint(request: CacheRequest, scope: Scope) -> str:
     h.update(b"\n")
     h.update(request.context)
     return h.hexdigest()
-
-
-def exact_key(prefix: str, namespace: str, version: int, sha: str) -> str:
-    """`{prefix}:{namespace}:{version}:x:{sha}`; the braces make the sha a Redis Cluster hash tag."""
-    return f"{prefix}:{namespace}:{version}:x:{{{sha}}}"
-
-
-def lock_key(prefix: str, namespace: str, version: int, sha: str) -> str:
-    """The single-flight lease for an entry: same hash tag, so the same cluster slot."""
-    return f"{prefix}:{namespace}:{version}:l:{{{sha}}}"
-
-
-def entry_pattern(prefix: str, namespace: str | None = None, version: int | None = None) -> str:
-    """A SCAN pattern over entries of a namespace (and version), or of every namespace."""
-    ns = "*" if namespace is None else namespace
-    ver = "*" if version is None else str(version)
-    return f"{prefix}:{ns}:{ver}:x:*"

@@ -13,6 +13,7 @@ import numpy as np
 
 from llmemo.embed.base import AsyncEmbedder, Embedder, EmbedderError, Matrix, normalise
 from llmemo.errors import ConfigError, StoreError
+from llmemo.stores import keys
 
 log = logging.getLogger("llmemo.embed")
 
@@ -31,7 +32,7 @@ def model_fingerprint(name: str, model: str, dim: int) -> str:
 def embedding_key(prefix: str, name: str, model: str, dim: int, text: str) -> str:
     """The store key of one text's vector in one embedding space."""
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{prefix}:emb:{name}:{model_fingerprint(name, model, dim)}:{digest}"
+    return keys.embedding_key(prefix, name, model_fingerprint(name, model, dim), digest)
 
 
 def encode_vector(vector: Matrix, dtype: Dtype) -> bytes:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 from llmemo.errors import ConfigError, StoreError, require
+from llmemo.stores import keys
 
 require("numpy", "semantic")
 
@@ -148,23 +149,23 @@ def index_name(prefix: str, dim: int, dtype: Dtype) -> str:
         raise ConfigError(f"vector dtype must be one of {sorted(_SHORT)}, got {dtype!r}")
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 32768:
         raise ConfigError(f"vector dim must be an int in [1, 32768], got {dim!r}")
-    return f"{prefix}:~vec:{_SHORT[dtype]}:{dim}"
+    return keys.vector_index(prefix, dtype, dim)
 
 
 def log_key(prefix: str, dim: int, dtype: Dtype) -> str:
     """`{prefix}:~vlog:{f16|f32}:{dim}:{llmemo-index}`: the change log of LocalIndexes of that shape."""
     index_name(prefix, dim, dtype)  # validates
-    return f"{prefix}:~vlog:{_SHORT[dtype]}:{dim}:{{llmemo-index}}"
+    return keys.vector_log(prefix, dtype, dim)
 
 
 def record_key(name: str, key: str) -> str:
     """The hash of `key`'s vector: `{name}:{key}` (the entry's hash tag is the first one in it)."""
-    return f"{name}:{key}"
+    return keys.vector_record(name, key)
 
 
 def entry_key(name: str, record: str) -> str:
     """The inverse of `record_key`."""
-    return record[len(name) + 1 :]
+    return keys.record_entry(name, record)
 
 
 def vector_bytes(vector: npt.ArrayLike, dim: int, dtype: Dtype) -> bytes | None:

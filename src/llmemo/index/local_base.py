@@ -32,6 +32,7 @@ from llmemo.index.changelog import (
     decode,
     encode_add,
 )
+from llmemo.stores import keys
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 Auto = Literal["auto"]
 LogFactory = Callable[[Any, str, int], ChangeLog | None]
 AsyncLogFactory = Callable[[Any, str, int], AsyncChangeLog | None]
-_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
 
 
 def _redis_log(store: Any, key: str, maxlen: int) -> ChangeLog:
@@ -114,7 +114,7 @@ def log_factory(store: object, table: dict[str, Any]) -> Any:
 
 def record_pattern(name: str) -> str:
     """The SCAN pattern of every record of the index `name` (glob characters escaped)."""
-    return f"{name.translate(_GLOB_SPECIAL)}:*"
+    return keys.record_pattern(name)
 
 
 def head_size(dim: int) -> int:

@@ -26,6 +26,7 @@ from llmemo.index.base import (
     similarity_from_cosine_distance,
     vector_bytes,
 )
+from llmemo.stores import keys
 from llmemo.stores.commands import ms, text
 
 require("redis", "redis")
@@ -65,8 +66,8 @@ def search_index_name(prefix: str, dim: int, dtype: Dtype) -> str:
     Neither this prefix nor the LocalIndex's `{prefix}:~vec:` one is a prefix of the other, so
     each index only ever sees its own records.
     """
-    head, _, shape = index_name(prefix, dim, dtype).rpartition(":~vec:")  # validates
-    return f"{head}:~vec{LAYOUT}:{shape}"
+    index_name(prefix, dim, dtype)  # validates
+    return keys.search_index(prefix, LAYOUT, dtype, dim)
 
 
 def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int]:
@@ -78,7 +79,8 @@ def create_args(name: str, dim: int, dtype: Dtype, hnsw: HNSW) -> list[str | int
     params: list[str | int] = ["TYPE", dtype.upper(), "DIM", dim, "DISTANCE_METRIC", "COSINE"]
     params += ["M", hnsw.m, "EF_CONSTRUCTION", hnsw.ef_construction, "EF_RUNTIME", hnsw.ef_runtime]
     schema += [_VECTOR_FIELD, "VECTOR", "HNSW", len(params), *params]
-    return ["FT.CREATE", name, "ON", "HASH", "PREFIX", 1, f"{name}:", "SCHEMA", *schema]
+    records = keys.record_prefix(name)
+    return ["FT.CREATE", name, "ON", "HASH", "PREFIX", 1, records, "SCHEMA", *schema]
 
 
 def escape_tag(token: str) -> str:

@@ -16,10 +16,10 @@ from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from llmemo.core import AsyncCache, Cache
-from llmemo.core.facade import Hit, Status
+from llmemo.core.facade import Hit, Result, Status
+from llmemo.core.options import CacheOptions
 from llmemo.core.request import CacheRequest
 from llmemo.errors import ConfigError
-from llmemo.integrations.options import CallOptions
 from llmemo.integrations.provider import (
     JSON,
     Endpoint,
@@ -63,11 +63,14 @@ def _status_of(hit: Hit) -> Status:
 def wrap(client: C, cache: Cache | AsyncCache, **options: Any) -> C:
     """The client with its generation calls cached; `options` are per-call defaults.
 
-    Options: ttl, namespace, tags, tenant, user, cacheable, refresh, no_store. A call overrides
-    them with keywords (`cache_ttl=`, `cache_namespace=`, `cache_tags=`, `cache_tenant=`,
-    `cache_user=`, `cache_refresh=`, `cache_no_store=`, `cacheable=`) or with the service's headers
-    in `extra_headers` (`Cache-Control: no-cache|no-store`, `X-LLMemo-TTL`, `X-LLMemo-Namespace`,
-    `X-LLMemo-Tags`). Sync clients need a `Cache`, async clients an `AsyncCache`.
+    Options (`CacheOptions`): ttl, namespace, tags, tenant, user, cacheable, refresh, no_store,
+    stale_grace. A call overrides them with keywords (`cache_ttl=`, `cache_namespace=`,
+    `cache_tags=`, `cache_tenant=`, `cache_user=`, `cache_refresh=`, `cache_no_store=`,
+    `cache_stale_grace=`, `cacheable=`) or with the service's headers in `extra_headers`
+    (`Cache-Control: no-cache|no-store|stale-while-revalidate=N`, `X-LLMemo-TTL`,
+    `X-LLMemo-Namespace`, `X-LLMemo-Tags`, `X-LLMemo-Stale-Grace`). With a stale grace, an entry
+    past its TTL is answered (status "stale") while one background call refreshes it. Sync
+    clients need a `Cache`, async clients an `AsyncCache`.
     """
     if isinstance(client, _Proxy):
         raise ConfigError("this client is already wrapped by llmemo.wrap()")
@@ -82,7 +85,7 @@ def wrap(client: C, cache: Cache | AsyncCache, **options: Any) -> C:
             f"{type(client).__name__} is {kind} client: wrap it with llmemo.{wanted.__name__}, "
             f"not {type(cache).__name__}"
         )
-    binding = _Binding(cache, CallOptions.build(**options), provider)
+    binding = _Binding(cache, CacheOptions.from_kwargs(**options), provider)
     return cast(C, _Proxy(client, provider.routes, binding))
 
 
@@ -99,7 +102,7 @@ class _Binding:
     """What every cached method of one wrapped client shares."""
 
     def __init__(
-        self, cache: Cache | AsyncCache, defaults: CallOptions, provider: Provider
+        self, cache: Cache | AsyncCache, defaults: CacheOptions, provider: Provider
     ) -> None:
         self.cache = cache
         self.defaults = defaults
@@ -185,6 +188,14 @@ def _rewrapping(method: Callable[..., Any], binding: _Binding) -> Callable[..., 
     return rewrapped
 
 
+def _answer(endpoint: Endpoint, result: Result, fresh: list[Any]) -> Any:
+    """The SDK's own object for an answer this call paid for, else the cached one rebuilt (a
+    stale answer's background refresh may add to `fresh` at any time: it is not this answer)."""
+    if fresh and result.status in ("miss", "bypass"):
+        return fresh[0]
+    return endpoint.response(result.response)
+
+
 class _Call:
     """One cached SDK method: the decisions its sync and async twins share."""
 
@@ -196,7 +207,7 @@ class _Call:
 
     def prepare(
         self, kwargs: Mapping[str, Any]
-    ) -> tuple[CallOptions, dict[str, Any], CacheRequest | None, bool]:
+    ) -> tuple[CacheOptions, dict[str, Any], CacheRequest | None, bool]:
         """(options, keywords for the SDK, request or None to pass through, streaming)."""
         options, sdk = self.binding.defaults.split(kwargs)
         sdk = materialise(sdk)
@@ -263,12 +274,12 @@ class _SyncCall(_Call):
             fresh.append(response)
             return response
 
-        result = self.cache.compute(request, call, **options.compute())
+        result = self.cache.compute(request, call, **options.options())
         _LAST_STATUS.set(result.status)
-        return fresh[0] if fresh else self.endpoint.response(result.response)
+        return _answer(self.endpoint, result, fresh)
 
     def _stream(
-        self, options: CallOptions, sdk: dict[str, Any], request: CacheRequest
+        self, options: CacheOptions, sdk: dict[str, Any], request: CacheRequest
     ) -> CacheStream[Any]:
         if not options.cacheable:
             self.cache.count("bypasses")
@@ -288,7 +299,7 @@ class _SyncCall(_Call):
         def store(chunks: list[Any]) -> None:
             response = self.assembled(chunks)
             if response is not None:
-                self.cache.store(request, response, ttl=options.ttl, **options.scope())
+                self.cache.store(request, response, **options.storing())
 
         return CacheStream.recording(live, store)
 
@@ -318,12 +329,12 @@ class _AsyncCall(_Call):
             fresh.append(response)
             return response
 
-        result = await self.cache.compute(request, call, **options.compute())
+        result = await self.cache.compute(request, call, **options.options())
         _LAST_STATUS.set(result.status)
-        return fresh[0] if fresh else self.endpoint.response(result.response)
+        return _answer(self.endpoint, result, fresh)
 
     async def _stream(
-        self, options: CallOptions, sdk: dict[str, Any], request: CacheRequest
+        self, options: CacheOptions, sdk: dict[str, Any], request: CacheRequest
     ) -> AsyncCacheStream[Any]:
         if not options.cacheable:
             self.cache.count("bypasses")
@@ -343,6 +354,6 @@ class _AsyncCall(_Call):
         async def store(chunks: list[Any]) -> None:
             response = self.assembled(chunks)
             if response is not None:
-                await self.cache.store(request, response, ttl=options.ttl, **options.scope())
+                await self.cache.store(request, response, **options.storing())
 
         return AsyncCacheStream.recording(live, store)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
-from llmemo.core.durations import seconds
-from llmemo.core.request import check_name
+from llmemo.core.options import CONTROL_HEADERS, CacheOptions
 from llmemo.errors import ConfigError
 from llmemo.service.errors import BadRequestError
 
@@ -16,16 +13,7 @@ from llmemo.service.errors import BadRequestError
 # cannot be looked up in a table of hashes of known keys.
 _TENANT_SALT = b"llmemo-tenant/1\x00"
 ANONYMOUS = "anonymous"
-_CONTROL_HEADERS = (
-    "cache-control",
-    "x-llmemo-ttl",
-    "x-llmemo-namespace",
-    "x-llmemo-tags",
-    "x-llmemo-stale-grace",
-)
-
-
-_CONTROLS = frozenset(_CONTROL_HEADERS)
+Controls = CacheOptions  # what one request asks of the cache
 _PLAIN: dict[str | None, Controls] = {}  # tenant -> its Controls without any control header
 
 
@@ -61,44 +49,9 @@ def tenant_of(headers: Mapping[str, str], shared: bool) -> str | None:
     return ANONYMOUS if credential is None else tenant_id(credential)
 
 
-@dataclass(frozen=True)
-class Controls:
-    """What one request asks of the cache.
-
-    refresh (Cache-Control: no-cache): skip the lookup, call upstream and replace the entry.
-    no_store (Cache-Control: no-store): a hit is fine, a fresh answer is not stored.
-    Both at once: the cache is bypassed.
-    """
-
-    refresh: bool = False
-    no_store: bool = False
-    ttl: float | None = None
-    namespace: str | None = None
-    tags: tuple[str, ...] = ()
-    tenant: str | None = None
-    stale_grace: float | None = None
-
-    @property
-    def cacheable(self) -> bool:
-        return not (self.refresh and self.no_store)
-
-    def options(self) -> dict[str, Any]:
-        """Keyword arguments for `AsyncCache.compute`."""
-        return {
-            "refresh": self.refresh,
-            "no_store": self.no_store,
-            "cacheable": self.cacheable,
-            "ttl": self.ttl,
-            "namespace": self.namespace,
-            "tenant": self.tenant,
-            "tags": self.tags,
-            "stale_grace": self.stale_grace,
-        }
-
-
 def plain_request(headers: Mapping[str, str]) -> bool:
     """The request has no control header: its Controls are its tenant's defaults."""
-    return _CONTROLS.isdisjoint(headers)
+    return CONTROL_HEADERS.isdisjoint(headers)
 
 
 def plain_controls(tenant: str | None) -> Controls:
@@ -112,55 +65,11 @@ def plain_controls(tenant: str | None) -> Controls:
 
 
 def read_controls(headers: Mapping[str, str], shared: bool) -> Controls:
-    """Controls from `Cache-Control` and `X-LLMemo-TTL/Namespace/Tags`; BadRequestError if invalid."""
+    """Controls from `Cache-Control` and `X-LLMemo-TTL/Namespace/Tags/Stale-Grace`;
+    BadRequestError if invalid."""
     if plain_request(headers):  # the common case: only the tenant
         return plain_controls(tenant_of(headers, shared))
-    directives = {
-        part.strip().lower() for part in headers.get("cache-control", "").split(",") if part.strip()
-    }
     try:
-        ttl = _ttl(headers.get("x-llmemo-ttl"))
-        grace = _grace(headers.get("x-llmemo-stale-grace"), directives)
-        namespace = headers.get("x-llmemo-namespace")
-        if namespace is not None:
-            check_name("namespace", namespace.strip())
-        tags = tuple(
-            check_name("tag", tag.strip())
-            for tag in headers.get("x-llmemo-tags", "").split(",")
-            if tag.strip()
-        )
+        return CacheOptions.from_headers(headers, tenant_of(headers, shared))
     except ConfigError as exc:
         raise BadRequestError(f"bad llmemo header: {exc}") from None
-    return Controls(
-        refresh="no-cache" in directives,
-        no_store="no-store" in directives,
-        ttl=ttl,
-        namespace=namespace.strip() if namespace else None,
-        tags=tags,
-        tenant=tenant_of(headers, shared),
-        stale_grace=grace,
-    )
-
-
-def _ttl(value: str | None) -> float | None:
-    if value is None or not value.strip():
-        return None
-    ttl = seconds(value)
-    if ttl <= 0:
-        raise ConfigError(f"X-LLMemo-TTL must be positive, got {value!r}")
-    return ttl
-
-
-def _grace(value: str | None, directives: set[str]) -> float | None:
-    """`X-LLMemo-Stale-Grace: 10m`, else HTTP's `Cache-Control: stale-while-revalidate=600`."""
-    if value is None:
-        for directive in directives:
-            name, _, number = directive.partition("=")
-            if name.strip() == "stale-while-revalidate":
-                value = number.strip() or "0"
-    if value is None or not value.strip():
-        return None
-    grace = seconds(value)
-    if grace < 0:
-        raise ConfigError(f"the stale-while-revalidate grace must not be negative, got {value!r}")
-    return grace

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from llmemo.core.streaming import IncompleteStreamError
 from llmemo.errors import ConfigError, LLMemoError, UnkeyableError
+from llmemo.warm.runs import RunBusyError, RunConflictError
 
 Flavour = Literal["openai", "anthropic"]
 
@@ -49,6 +50,14 @@ class UpstreamTimeoutError(ServiceError):
     """The upstream did not answer in time."""
 
 
+class NotFoundError(ServiceError):
+    """What the request names does not exist (a warm job), or no longer."""
+
+
+class StoreUnavailableError(ServiceError):
+    """The store is down and the request cannot do without it (warming records its work)."""
+
+
 class ClientGoneError(ServiceError):
     """The client disconnected in the middle of a stream (the entry is not stored)."""
 
@@ -70,6 +79,7 @@ class Problem:
     status: int
     openai: str
     anthropic: str
+    retry_after: int | None = None  # seconds a client should wait before it retries
 
 
 # The one table. The first entry an exception is an instance of wins (most specific first).
@@ -85,6 +95,10 @@ PROBLEMS: tuple[tuple[type[BaseException], Problem], ...] = (
     (UpstreamTimeoutError, Problem(504, "timeout", "timeout_error")),
     (IncompleteStreamError, Problem(502, "server_error", "api_error")),
     (ClientGoneError, Problem(499, "invalid_request_error", "invalid_request_error")),
+    (NotFoundError, Problem(404, "not_found_error", "not_found_error")),
+    (RunBusyError, Problem(409, "conflict", "invalid_request_error", retry_after=5)),
+    (RunConflictError, Problem(422, "invalid_request_error", "invalid_request_error")),
+    (StoreUnavailableError, Problem(503, "server_error", "api_error", retry_after=10)),
 )
 INTERNAL = Problem(500, "server_error", "api_error")
 # Errors that happen after the cache was asked (and missed): their answers say `miss`.
@@ -145,7 +159,23 @@ def error_response(exc: BaseException, flavour: Flavour) -> Response:
     message = internal if problem is INTERNAL else str(exc)
     kind = problem.anthropic if flavour == "anthropic" else problem.openai
     status = "miss" if isinstance(exc, _AFTER_LOOKUP) else "bypass"
-    return json_response(error_body(flavour, kind, message), problem.status, {_CACHE: status})
+    headers = {_CACHE: status}
+    if problem.retry_after is not None:
+        headers["retry-after"] = str(problem.retry_after)
+    return json_response(error_body(flavour, kind, message), problem.status, headers)
+
+
+def warm_error(exc: LLMemoError, headers: Mapping[str, str] | None = None) -> Response:
+    """The answer of the warm endpoints for an error, through the one table, in OpenAI's shape
+    (schedulers read the status; `headers`: the rate limiter's)."""
+    extra = dict(headers or {})
+    if isinstance(exc, UpstreamError):  # the limiter's 429, already in its shape
+        return Response(exc.body, exc.status, {**exc.headers, **extra})
+    problem = problem_of(exc)
+    if problem.retry_after is not None:
+        extra["retry-after"] = str(problem.retry_after)
+    body = error_body("openai", problem.openai, str(exc))
+    return json_response(body, problem.status, extra)
 
 
 def stream_error(flavour: Flavour, exc: BaseException) -> bytes:

@@ -120,8 +120,7 @@ class HotAnswers:
         try:
             head, doc = entries.decode_parts(value)
             hit = cache.hit_of(head, doc, key)
-            stale_after = head.get("s")
-            stale_after = None if stale_after is None else float(stale_after)
+            stale_after = entries.stale_after(head)
         except (CorruptEntryError, TypeError, ValueError):
             return None
         if hit.stale:

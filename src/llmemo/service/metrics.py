@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_late
 from llmemo.core import AsyncCache
 from llmemo.core.entry import Usage, usage_of
 from llmemo.core.facade import Result
-from llmemo.core.pricing import DEFAULT_PRICES, Price, cost
+from llmemo.core.pricing import DEFAULT_PRICES, Price, PriceMemo
 from llmemo.core.streaming import IncompleteStreamError
 from llmemo.errors import StoreError
 from llmemo.service.errors import (
@@ -45,7 +45,7 @@ class Metrics:
         self.max_models = max_models
         self._labels: dict[str, str] = {}  # model name -> its label (known and first-seen ones)
         self._others = 0  # labels given to names outside the price table
-        self._price: dict[str | None, tuple[float, float]] = {}
+        self._pricing = PriceMemo(prices)
         self._children: dict[tuple[str, ...], Any] = {}  # labelled children, looked up once
         # counted on the request path, applied to the metrics by drain() (see record)
         self._counts: dict[tuple[str, str, str], int] = {}
@@ -182,13 +182,7 @@ class Metrics:
             self.drain()
 
     def _dollars(self, model: str | None, usage: Usage) -> float:
-        price = self._price.get(model)
-        if price is None:
-            price = self._price[model] = (
-                cost(model, Usage(1_000_000, 0), self.prices),
-                cost(model, Usage(0, 1_000_000), self.prices),
-            )
-        return (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6
+        return self._pricing.cost(model, usage)
 
     def upstream_failed(self, route: str, exc: BaseException) -> None:
         """Count an upstream failure (a client that went away is not one)."""

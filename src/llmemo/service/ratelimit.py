@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import ConfigError
 from llmemo.service.errors import Flavour, UpstreamError, error_body
+from llmemo.stores import keys
 from llmemo.stores.base import redact
 
 log = logging.getLogger("llmemo.service.ratelimit")
@@ -82,7 +83,7 @@ class RateLimitedError(UpstreamError):
         self.decision = decision
 
 
-def storage_for(store_url: str, prefix: str = "llmemo:~limits") -> Storage:
+def storage_for(store_url: str, prefix: str = keys.limits_prefix()) -> Storage:
     """The `limits` storage for a store URL: Redis for a Redis store, memory for anything else."""
     parts = urlsplit(store_url)
     scheme = parts.scheme.lower()

@@ -1,5 +1,9 @@
 """Forwarding to the providers: one pooled httpx.AsyncClient per provider.
 
+This is llmemo's one upstream client: the service forwards through it and `llmemo warm` calls
+the providers through it (`Upstreams.to`), with the same timeouts, pool limits, header policy and
+redirects (never followed).
+
 The caller's headers (their API key included) are forwarded as they came and kept nowhere else.
 An answer that is not a success (any status outside 2xx: an error, but also a redirect) is raised as
 UpstreamError carrying the upstream's status, body and useful headers, so the cache never stores it
@@ -58,6 +62,10 @@ _ANSWER_PREFIXES = (
     "openai-",
     "x-should-retry",
 )
+_DEFAULTS: dict[str, Any] = {
+    name: Settings.model_fields[name].default
+    for name in ("upstream_timeout", "connect_timeout", "max_connections")
+}
 _ENV_HINT = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 # One segment of a model id (`gpt-4o`, `ft:gpt-4o-mini:org::id`, `meta-llama/Llama-3-8B` has two):
 # it starts with a letter or digit, so `.` and `..` never pass, nor do `%`, `\\` or spaces.
@@ -100,22 +108,46 @@ class Upstreams:
     """The HTTP clients of the configured providers (one connection pool each)."""
 
     def __init__(self, settings: Settings) -> None:
-        timeout = httpx.Timeout(settings.upstream_timeout, connect=settings.connect_timeout)
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
+        self._open(
+            {"openai": settings.openai_url, "anthropic": settings.anthropic_url},
+            settings.upstream_timeout,
+            settings.connect_timeout,
+            settings.max_connections,
         )
-        self.timeout = settings.upstream_timeout
+
+    @classmethod
+    def to(
+        cls,
+        urls: Mapping[Provider, str | None],
+        *,
+        timeout: float = _DEFAULTS["upstream_timeout"],
+        connect_timeout: float = _DEFAULTS["connect_timeout"],
+        max_connections: int = _DEFAULTS["max_connections"],
+    ) -> Upstreams:
+        """Clients of these base URLs (as the service's settings take them), without settings."""
+        upstreams = cls.__new__(cls)
+        upstreams._open(urls, timeout, connect_timeout, max_connections)
+        return upstreams
+
+    def _open(
+        self,
+        urls: Mapping[Provider, str | None],
+        timeout: float,
+        connect_timeout: float,
+        max_connections: int,
+    ) -> None:
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self.timeout = timeout
         self.bases: dict[Provider, str] = {}
         self.clients: dict[Provider, httpx.AsyncClient] = {}
-        urls: dict[Provider, str | None] = {
-            "openai": settings.openai_url,
-            "anthropic": settings.anthropic_url,
-        }
         for provider, base in urls.items():
             if base is not None:
                 self.bases[provider] = base
-                self.clients[provider] = httpx.AsyncClient(timeout=timeout, limits=limits)
+                self.clients[provider] = httpx.AsyncClient(
+                    timeout=httpx.Timeout(timeout, connect=connect_timeout), limits=limits
+                )
 
     async def aclose(self) -> None:
         for client in self.clients.values():

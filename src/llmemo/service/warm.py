@@ -1,9 +1,9 @@
 """`POST /v1/warm` and `GET /v1/warm/{id}`: warming the cache for a scheduler (QStash, cron, CI).
 
-Each delivery is authenticated (auth.py), made idempotent, rate limited, then run with
-`llmemo.warm.Warmer` through the service's own cache and upstream clients. Idempotency lives in
-the store, so it holds across instances: a message id (or the signature's `jti`) that already ran
-gets its recorded answer back; one still running is refused with 409 by a lease (`SET NX`).
+Each delivery is authenticated (auth.py), made idempotent (`llmemo.warm.runs`), rate limited,
+then run with `llmemo.warm.Warmer` through the service's own cache and upstream clients. A message
+id (or the signature's `jti`) that already ran gets its recorded answer back; one still running is
+refused with 409. Every error is answered through the one table (`service/errors.py`).
 Small batches answer when done (200); large ones answer 202 with a job whose progress and
 results any instance can report.
 """
@@ -11,7 +11,6 @@ results any instance can report.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -26,17 +25,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmemo.core import AsyncCache
-from llmemo.core.singleflight import AsyncRenewer
 from llmemo.errors import ConfigError, StoreError, UnkeyableError
-from llmemo.service.auth import AuthError, Caller, WarmAuth
+from llmemo.service.auth import Caller, WarmAuth
 from llmemo.service.controls import ANONYMOUS, tenant_id
-from llmemo.service.errors import UpstreamError, error_body, json_response
+from llmemo.service.errors import (
+    BadRequestError,
+    NotFoundError,
+    ServiceError,
+    StoreUnavailableError,
+    json_response,
+    warm_error,
+)
 from llmemo.service.metrics import Metrics
 from llmemo.service.proxy import read_body
-from llmemo.service.ratelimit import RateLimits
+from llmemo.service.ratelimit import RateLimitedError, RateLimits
 from llmemo.service.settings import Settings
 from llmemo.service.upstream import Upstreams
-from llmemo.stores.base import AsyncStore
 from llmemo.warm import (
     Batch,
     ItemResult,
@@ -45,14 +49,13 @@ from llmemo.warm import (
     Warmer,
     WarmError,
     WarmItem,
-    auth_headers,
     parse_batch,
-    upstream_body,
     warm_shared,
 )
+from llmemo.warm.runs import Recorded, Runs, digest_of
+from llmemo.warm.upstream import post_item
 
 log = logging.getLogger("llmemo.service.warm")
-LEASE_TTL = 30.0  # renewed while a run is under way; a crashed run frees its message this fast
 PROGRESS_EVERY = 0.5  # seconds between job progress writes
 
 
@@ -104,16 +107,6 @@ class WarmConfig:
         )
 
 
-def _problem(
-    status: int, kind: str, message: str, headers: Mapping[str, str] | None = None
-) -> Response:
-    return json_response(error_body("openai", kind, message), status, headers)
-
-
-def _hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
-
-
 class Warming:
     """The warm endpoints of one app: auth, limits, idempotency records and background jobs."""
 
@@ -131,6 +124,7 @@ class Warming:
         self._cache: AsyncCache | None = None
         self._upstreams: Upstreams | None = None
         self._jobs: set[asyncio.Task[None]] = set()
+        self._runs: Runs | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -161,130 +155,84 @@ class Warming:
         return self._cache
 
     @property
-    def store(self) -> AsyncStore:
-        return self.cache.backend
-
-    def _key(self, kind: str, ident: str) -> str:
-        # "~" is not allowed in a namespace: these keys never meet a cache entry's.
-        return f"{self.cache.prefix}:~warm:{kind}:{ident}"
+    def runs(self) -> Runs:
+        """The idempotent runs and job states, in the cache's store."""
+        if self._runs is None or self._runs.store is not self.cache.backend:
+            self._runs = Runs(self.cache.backend, self.cache.prefix, self.config.record_ttl)
+        return self._runs
 
     # -- handlers -----------------------------------------------------------------------------
 
     async def post(self, request: Request) -> Response:
         raw = await read_body(request, self.config.max_body_bytes)
+        headers: dict[str, str] = {}  # the rate limiter's, once it was asked
         try:
             caller = self.config.auth.authenticate(request.headers, raw, str(request.url))
-        except AuthError as exc:
-            return _problem(401, "authentication_error", str(exc))
-        try:
-            return await self._post(request, caller, raw)
+            return await self._post(request, caller, raw, headers)
         except StoreError as exc:
-            return _problem(
-                503,
-                "server_error",
-                f"the store is unavailable ({exc}): warming needs it to record its work; "
-                "retry later",
-                {"retry-after": "10"},
+            return warm_error(
+                StoreUnavailableError(
+                    f"the store is unavailable ({exc}): warming needs it to record its work; "
+                    "retry later"
+                )
             )
+        except (ServiceError, WarmError, ConfigError, UnkeyableError) as exc:
+            return warm_error(exc, headers)
 
     async def job(self, request: Request) -> Response:
-        try:
-            self.config.auth.authenticate(request.headers, b"", str(request.url))
-        except AuthError as exc:
-            return _problem(401, "authentication_error", str(exc))
         job_id = request.path_params["job"]
         try:
-            data = await self.store.get(self._key("job", _hash("job", job_id)))
+            self.config.auth.authenticate(request.headers, b"", str(request.url))
+            data = await self.runs.job(job_id)
+            if data is None:
+                raise NotFoundError(f"no warm job {job_id!r} (or it expired)")
         except StoreError as exc:
-            return _problem(503, "server_error", f"the store is unavailable ({exc})")
-        if data is None:
-            return _problem(404, "not_found_error", f"no warm job {job_id!r} (or it expired)")
+            return warm_error(StoreUnavailableError(f"the store is unavailable ({exc})"))
+        except ServiceError as exc:
+            return warm_error(exc)
         return Response(data, 200, media_type="application/json")
 
-    async def _post(self, request: Request, caller: Caller, raw: bytes) -> Response:
-        run = await self._run_of(caller)
-        digest = hashlib.sha256(raw).hexdigest()[:32]  # a run's key must come with its body
-        if run is None:
-            await self.store.ping()  # nothing could be stored: 503 now, so the caller retries
+    async def _post(
+        self, request: Request, caller: Caller, raw: bytes, headers: dict[str, str]
+    ) -> Response:
+        runs, digest = self.runs, digest_of(raw)  # a run's key must come with its body
+        run = None
+        if caller.run_id is None:  # a bearer call without `Idempotency-Key`
+            await runs.store.ping()  # nothing could be stored: 503 now, so the caller retries
         else:
-            recorded = await self.store.get(self._key("done", run))
+            run = await runs.run_of(caller.kind, caller.run_id, caller.jti, caller.expires)
+            recorded = await runs.recorded(run, digest)
             if recorded is not None:
-                return _replay(recorded, digest)
+                return _replayed(recorded)
         decision = await self.limits.check_warm(caller.name)
-        limit_headers = decision.headers() if decision is not None else {}
-        if decision is not None and not decision.allowed:
-            return _problem(
-                429,
-                "rate_limit_exceeded",
-                f"too many warm requests: the limit is {self.limits.warm_limit}; "
-                "retry after Retry-After seconds",
-                limit_headers,
-            )
+        if decision is not None:
+            headers.update(decision.headers())
+            if not decision.allowed:
+                raise RateLimitedError(
+                    decision,
+                    "openai",
+                    f"too many warm requests: the limit is {self.limits.warm_limit}; "
+                    "retry after Retry-After seconds",
+                )
         try:
             batch = parse_batch(orjson.loads(raw))
         except orjson.JSONDecodeError as exc:
-            return _problem(400, "invalid_request_error", f"the body is not valid JSON: {exc}")
-        except (ConfigError, UnkeyableError) as exc:
-            return _problem(400, "invalid_request_error", str(exc))
+            raise BadRequestError(f"the body is not valid JSON: {exc}") from None
         for index, item in enumerate(batch.items):  # an entry the proxy never reads: refused
             if isinstance(item, WarmItem):
                 try:
                     warm_shared(item, self.config.namespace, self.config.shares)
                 except ConfigError as exc:
-                    return _problem(400, "invalid_request_error", f"item {index}: {exc}")
+                    raise BadRequestError(f"item {index}: {exc}") from None
         background = _wants_background(request, len(batch.items), self.config.background_from)
         if run is None:
-            return await self._start(batch, background, limit_headers)
-        lease, token = self._key("lease", run), f"{os.urandom(12).hex()}:{digest}".encode()
-        if not await self.store.add(lease, token, LEASE_TTL):
-            holder = await self.store.get(lease)
-            if holder is not None and not holder.endswith(digest.encode()):
-                return _other_body(limit_headers)
-            return _problem(
-                409,
-                "conflict",
-                "this message is already being warmed; its result is recorded when done",
-                {"retry-after": "5", **limit_headers},
-            )
-        try:
-            recorded = await self.store.get(self._key("done", run))  # finished while we asked
-            if recorded is not None:
-                return _replay(recorded, digest)
-            async with AsyncRenewer(
-                lambda: self.store.expire_if_equal(lease, token, LEASE_TTL), LEASE_TTL / 3
-            ):
-                response = await self._start(batch, background, limit_headers)
-            record = {
-                "status": response.status_code,
-                "body": orjson.loads(response.body),
-                "digest": digest,
-            }
-            await self.store.set(
-                self._key("done", run), orjson.dumps(record), self.config.record_ttl
-            )
+            return await self._start(batch, background, headers)
+        async with runs.claim(run, digest) as recorded:
+            if recorded is not None:  # finished while we asked
+                return _replayed(recorded)
+            response = await self._start(batch, background, headers)
+            await runs.record(run, digest, response.status_code, orjson.loads(response.body))
             return response
-        finally:
-            await self.store.delete_if_equal(lease, token)
-
-    async def _run_of(self, caller: Caller) -> str | None:
-        """The run's record key, or None (a bearer call without `Idempotency-Key`).
-
-        Every signature starts at most one run: its id (`jti`) is recorded until it expires, and
-        a signature seen before, with another message id or none, is a replay that maps to the
-        run it was first used for.
-        """
-        run_id = caller.run_id
-        if run_id is None:
-            return None
-        run = _hash(caller.kind, run_id)
-        if caller.jti is not None:
-            key = self._key("jti", _hash(caller.jti))
-            ttl = max(1.0, (caller.expires or time.time()) - time.time() + 60.0)
-            if not await self.store.add(key, run.encode(), ttl):
-                first = await self.store.get(key)
-                if first is not None:
-                    return first.decode()
-        return run
 
     # -- running ------------------------------------------------------------------------------
 
@@ -308,14 +256,7 @@ class Warming:
     async def _call(self, item: WarmItem) -> Mapping[str, Any]:
         if self._upstreams is None:
             raise RuntimeError("the llmemo app is not started")
-        headers = auth_headers(item.provider, self.config.api_keys[item.provider])
-        try:
-            data, _ = await self._upstreams.post(
-                item.provider, item.path, upstream_body(item), headers
-            )
-        except UpstreamError as exc:
-            raise WarmError(f"the upstream answered {exc.status}: {_message(exc.body)}") from None
-        return data
+        return await post_item(self._upstreams, item, self.config.api_keys[item.provider])
 
     def _count(self, result: ItemResult) -> None:
         self.items.labels(result.status).inc()
@@ -370,8 +311,7 @@ class Job:
         return state
 
     async def save(self) -> None:
-        store, key = self.warming.store, self.warming._key("job", _hash("job", self.id))
-        await store.set(key, orjson.dumps(self.state()), self.warming.config.record_ttl)
+        await self.warming.runs.save_job(self.id, orjson.dumps(self.state()))
 
     def _done(self, result: ItemResult) -> None:
         self.summary.add(result)
@@ -411,30 +351,6 @@ def _wants_background(request: Request, size: int, background_from: int) -> bool
     return size > background_from
 
 
-def _replay(recorded: bytes, digest: str) -> Response:
-    """The recorded answer of a run that already happened (no upstream call); 422 when this
-    request reuses the run's key with another body."""
-    record = orjson.loads(recorded)
-    if record.get("digest", digest) != digest:
-        return _other_body({})
-    return json_response(record["body"], int(record["status"]), {"x-llmemo-warm": "replayed"})
-
-
-def _other_body(headers: Mapping[str, str]) -> Response:
-    return _problem(
-        422,
-        "invalid_request_error",
-        "this Idempotency-Key (or Upstash-Message-Id) was first used with a different body; "
-        "send a new key for a different batch",
-        headers,
-    )
-
-
-def _message(body: bytes) -> str:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body[:200].decode(errors="replace")
-    error = data.get("error") if isinstance(data, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    return message[:300] if isinstance(message, str) else "error"
+def _replayed(recorded: Recorded) -> Response:
+    """The recorded answer of a run that already happened (no upstream call)."""
+    return json_response(recorded.body, recorded.status, {"x-llmemo-warm": "replayed"})

@@ -7,7 +7,7 @@ and an upstream caller: an entry that exists is left alone (`fresh`) unless it i
 called once (single-flight) and the answer stored (`stored`). Anything else is `failed`, with a reason.
 
 Modules: `items` (parsing), `scope` (whose entry an item fills), `results` (what a run did),
-`runner` (the Warmer), `upstream` (calling the providers without a service).
+`runner` (the Warmer), `runs` (idempotent runs), `upstream` (calling the providers).
 """
 
 from llmemo.warm.items import (
@@ -30,6 +30,7 @@ from llmemo.warm.upstream import (
     HttpUpstream,
     WarmError,
     auth_headers,
+    post_item,
     upstream_body,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "check_refresh_before",
     "parse_batch",
     "parse_item",
+    "post_item",
     "refresh_due",
     "upstream_body",
     "warm_shared",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from llmemo.core.durations import seconds
+from llmemo.core.options import CacheOptions
 from llmemo.core.request import (
     DEFAULT_NORMALISATION,
     CacheRequest,
@@ -59,6 +60,16 @@ class WarmItem:
     def model(self) -> str | None:
         model = self.body.get("model")
         return model if isinstance(model, str) else None
+
+    def options(self, tenant: str | None = None) -> CacheOptions:
+        """How the item uses the cache, for the scope `tenant` (None: shared)."""
+        return CacheOptions(
+            refresh=self.refresh,
+            ttl=self.ttl,
+            namespace=self.namespace,
+            tags=self.tags,
+            tenant=tenant,
+        )
 
     def request(self, norm: Normalisation = DEFAULT_NORMALISATION) -> CacheRequest:
         """The canonical request, as the proxy computes it for the same body."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llmemo.core import AsyncCache
@@ -89,11 +89,11 @@ class Warmer:
         cache = self.cache
         request = item.request(cache.normalisation)
         tenant = self.tenant(item) if self.tenant is not None else None
-        ns, tags = item.namespace, item.tags
         done = _Done(index, item.model, item.id)
         try:
-            call = cache.prepare(request, namespace=ns, tenant=tenant, tags=tags, ttl=item.ttl)
-        except ConfigError as exc:  # a ttl over the cache's max_ttl
+            options = item.options(tenant)
+            call = cache.prepare(request, **options.storing())
+        except ConfigError as exc:  # a ttl over the cache's max_ttl (or over ten years)
             return done("failed", reason=str(exc))
         try:
             namespace = call.scope.namespace
@@ -103,7 +103,7 @@ class Warmer:
             key = cache.key_of(call, version)
             if key in self.skip_keys:
                 return done("fresh", key, reason="journal")
-            refresh = item.refresh
+            refresh = options.refresh
             if not refresh:
                 hit = await self._peek(key)
                 if hit is not None and not refresh_due(hit, self.refresh_before):
@@ -117,7 +117,7 @@ class Warmer:
 
         try:
             result = await cache.compute(
-                request, ask, refresh=refresh, ttl=item.ttl, namespace=ns, tenant=tenant, tags=tags
+                request, ask, **replace(options, refresh=refresh).options()
             )
         except Exception as exc:  # one item's failure is its result, never the batch's
             log.warning("warming item %d failed: %s", index, _reason(exc))

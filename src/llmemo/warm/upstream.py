@@ -1,14 +1,17 @@
-"""The provider upstreams: the bytes and headers they expect, and HttpUpstream to call them."""
+"""The provider upstreams: the bytes and headers they expect, and how warming calls them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from llmemo.errors import LLMemoError, require
 from llmemo.warm.items import Provider, WarmItem
+
+if TYPE_CHECKING:
+    from llmemo.service.upstream import Upstreams
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -34,8 +37,31 @@ def auth_headers(provider: Provider, api_key: str | None) -> dict[str, str]:
     return headers
 
 
+async def post_item(upstreams: Upstreams, item: WarmItem, api_key: str | None) -> Mapping[str, Any]:
+    """POST an item through llmemo's one upstream client (`service.upstream.Upstreams`): the
+    JSON answer, or WarmError saying why not."""
+    from llmemo.service.errors import ServiceError, UpstreamError
+
+    headers = auth_headers(item.provider, api_key)
+    try:
+        data, _ = await upstreams.post(item.provider, item.path, upstream_body(item), headers)
+    except UpstreamError as exc:
+        try:
+            message = _error_message(orjson.loads(exc.body))
+        except orjson.JSONDecodeError:
+            message = None
+        raise WarmError(
+            f"the {item.provider} upstream answered {exc.status}"
+            + (f": {message}" if message else "")
+        ) from None
+    except ServiceError as exc:  # unreachable, timed out, not JSON
+        raise WarmError(str(exc)) from None
+    return data
+
+
 class HttpUpstream:
-    """A Caller that POSTs items to the providers with httpx (`llmemo warm` without a service).
+    """A Caller that POSTs items to the providers (`llmemo warm` without a service), through
+    the service's upstream client with its timeouts, limits and header policy.
 
     Base URLs as `llmemo serve` takes them: OpenAI's with `/v1`, Anthropic's without.
     """
@@ -50,7 +76,7 @@ class HttpUpstream:
         timeout: float = 600.0,
     ) -> None:
         require("httpx", "server")
-        import httpx
+        from llmemo.service.upstream import Upstreams
 
         self.bases: dict[Provider, str | None] = {
             "openai": openai_base_url.rstrip("/") if openai_base_url else None,
@@ -60,7 +86,7 @@ class HttpUpstream:
             "openai": openai_api_key,
             "anthropic": anthropic_api_key,
         }
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0))
+        self._upstreams = Upstreams.to(self.bases, timeout=timeout)
 
     async def __aenter__(self) -> HttpUpstream:
         return self
@@ -69,36 +95,13 @@ class HttpUpstream:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._upstreams.aclose()
 
     async def __call__(self, item: WarmItem) -> Mapping[str, Any]:
-        import httpx
-
-        base = self.bases[item.provider]
-        if base is None:
+        if self.bases[item.provider] is None:
             flag = "--anthropic-base-url" if item.provider == "anthropic" else "--openai-base-url"
             raise WarmError(f"no {item.provider} upstream: pass {flag}")
-        headers = auth_headers(item.provider, self.keys[item.provider])
-        try:
-            response = await self._client.post(
-                base + item.path, content=upstream_body(item), headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise WarmError(
-                f"cannot reach the {item.provider} upstream at {base}: {type(exc).__name__}"
-            ) from None
-        try:
-            data = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            data = None
-        if response.status_code >= 400:
-            raise WarmError(
-                f"the {item.provider} upstream answered {response.status_code}"
-                + (f": {_error_message(data)}" if _error_message(data) else "")
-            )
-        if not isinstance(data, dict):
-            raise WarmError(f"the {item.provider} upstream answered without a JSON object")
-        return data
+        return await post_item(self._upstreams, item, self.keys[item.provider])
 
 
 def _error_message(data: Any) -> str | None:

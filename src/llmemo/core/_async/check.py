@@ -20,6 +20,7 @@ from llmemo.core.check import (
 )
 from llmemo.core.semantic import AsyncSemanticLayer
 from llmemo.errors import LLMemoError, StoreError
+from llmemo.stores import keys
 from llmemo.stores.base import AsyncStore, redact
 
 PROBE_TTL = 60.0  # seconds: a probe key left behind by a crash expires on its own
@@ -37,7 +38,7 @@ async def check_store(
     except StoreError as exc:
         return CheckReport(url, ok=False, reachable=False, error=str(exc))
     latency = watch.ms()
-    error = await _round_trip(store, f"{prefix}:check:{os.urandom(8).hex()}")
+    error = await _round_trip(store, keys.check_key(prefix, os.urandom(8).hex()))
     warnings: list[str] = []
     server, search, eviction = await _server_facts(store, warnings)
     policy = eviction_warning(eviction)

@@ -21,6 +21,7 @@ from llmemo.core.check import (
 )
 from llmemo.core.semantic import SemanticLayer
 from llmemo.errors import LLMemoError, StoreError
+from llmemo.stores import keys
 from llmemo.stores.base import Store, redact
 
 PROBE_TTL = 60.0  # seconds: a probe key left behind by a crash expires on its own
@@ -36,7 +37,7 @@ def check_store(store: Store, prefix: str, semantic: SemanticLayer | None = None
     except StoreError as exc:
         return CheckReport(url, ok=False, reachable=False, error=str(exc))
     latency = watch.ms()
-    error = _round_trip(store, f"{prefix}:check:{os.urandom(8).hex()}")
+    error = _round_trip(store, keys.check_key(prefix, os.urandom(8).hex()))
     warnings: list[str] = []
     server, search, eviction = _server_facts(store, warnings)
     policy = eviction_warning(eviction)

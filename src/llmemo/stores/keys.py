@@ -1,0 +1,109 @@
+"""Every store key llmemo writes, one function per shape. Nothing else builds a key string.
+
+A cache's keys all start with its prefix (default `llmemo`). Names that begin with `~` are the
+library's own: `~` is not allowed in a namespace, so they never meet a namespace's keys. Braces
+mark the Redis Cluster hash tag: an entry and its lease share a slot. The hashes inside the keys
+(request SHA-256, embedding digests, run ids) are made by their own modules; these functions only
+place them. Changing a shape here orphans stored data: tests/stores/test_keys.py pins each one.
+"""
+
+from __future__ import annotations
+
+_GLOB_SPECIAL = str.maketrans({c: f"\\{c}" for c in "*?[]\\"})
+# a vector dtype -> its name in keys
+DTYPES = {"float32": "f32", "float16": "f16"}
+
+# -- cache entries ------------------------------------------------------------------------------
+
+
+def exact_key(prefix: str, namespace: str, version: int, sha: str) -> str:
+    """`{prefix}:{namespace}:{version}:x:{sha}`; the braces make the sha a Redis Cluster hash tag."""
+    return f"{prefix}:{namespace}:{version}:x:{{{sha}}}"
+
+
+def lock_key(prefix: str, namespace: str, version: int, sha: str) -> str:
+    """The single-flight lease for an entry: same hash tag, so the same cluster slot."""
+    return f"{prefix}:{namespace}:{version}:l:{{{sha}}}"
+
+
+def entry_pattern(prefix: str, namespace: str | None = None, version: int | None = None) -> str:
+    """A SCAN pattern over entries of a namespace (and version), or of every namespace."""
+    ns = "*" if namespace is None else namespace
+    ver = "*" if version is None else str(version)
+    return f"{prefix}:{ns}:{ver}:x:*"
+
+
+def meta_key(prefix: str, namespace: str) -> str:
+    """A namespace's counters: its version (bumped to invalidate it all)."""
+    return f"{prefix}:{namespace}:meta"
+
+
+def stats_key(prefix: str, namespace: str) -> str:
+    """A namespace's shared hit/miss counters."""
+    return f"{prefix}:{namespace}:stats"
+
+
+def stats_pattern(prefix: str) -> str:
+    """A SCAN pattern over every namespace's stats."""
+    return f"{prefix}:*:stats"
+
+
+def check_key(prefix: str, nonce: str) -> str:
+    """The throwaway key `check()` writes, reads back and deletes."""
+    return f"{prefix}:check:{nonce}"
+
+
+# -- vectors and embeddings ---------------------------------------------------------------------
+
+
+def vector_index(prefix: str, dtype: str, dim: int) -> str:
+    """`{prefix}:~vec:{f16|f32}:{dim}`: a LocalIndex, one per vector shape."""
+    return f"{prefix}:~vec:{DTYPES[dtype]}:{dim}"
+
+
+def search_index(prefix: str, layout: int, dtype: str, dim: int) -> str:
+    """`{prefix}:~vec{layout}:{f16|f32}:{dim}`: a RediSearch index, one per shape and layout."""
+    return f"{prefix}:~vec{layout}:{DTYPES[dtype]}:{dim}"
+
+
+def vector_log(prefix: str, dtype: str, dim: int) -> str:
+    """`{prefix}:~vlog:{f16|f32}:{dim}:{llmemo-index}`: the change log of LocalIndexes of a shape."""
+    return f"{prefix}:~vlog:{DTYPES[dtype]}:{dim}:{{llmemo-index}}"
+
+
+def vector_record(index: str, key: str) -> str:
+    """The hash of `key`'s vector: `{index}:{key}` (the entry's hash tag is the first one in it)."""
+    return f"{index}:{key}"
+
+
+def record_entry(index: str, record: str) -> str:
+    """The entry key a vector record belongs to (the inverse of `vector_record`)."""
+    return record[len(index) + 1 :]
+
+
+def record_prefix(index: str) -> str:
+    """The key prefix of an index's records (RediSearch's `PREFIX`)."""
+    return f"{index}:"
+
+
+def record_pattern(index: str) -> str:
+    """A SCAN pattern over an index's records (the name's glob characters escaped)."""
+    return f"{index.translate(_GLOB_SPECIAL)}:*"
+
+
+def embedding_key(prefix: str, embedder: str, space: str, digest: str) -> str:
+    """One text's vector in one embedding space (`space`: the model fingerprint)."""
+    return f"{prefix}:emb:{embedder}:{space}:{digest}"
+
+
+# -- the service --------------------------------------------------------------------------------
+
+
+def warm_key(prefix: str, kind: str, ident: str) -> str:
+    """A warm run's record (`kind`: job, done, lease or jti)."""
+    return f"{prefix}:~warm:{kind}:{ident}"
+
+
+def limits_prefix(prefix: str = "llmemo") -> str:
+    """The prefix of the service's rate-limit counters (the `limits` library adds the rest)."""
+    return f"{prefix}:~limits"

@@ -1,0 +1,64 @@
+"""Every store key shape, pinned to its literal form: stored data must still be found."""
+
+from __future__ import annotations
+
+import hashlib
+
+from llmemo import Cache
+from llmemo.core.request import entry_pattern, exact_key, lock_key
+from llmemo.embed.cached_base import embedding_key, model_fingerprint
+from llmemo.index.base import entry_key, index_name, log_key, record_key
+from llmemo.index.local_base import record_pattern
+from llmemo.index.redisearch_base import HNSW, create_args, search_index_name
+from llmemo.service.ratelimit import storage_for
+from llmemo.stores import keys
+from llmemo.stores.memory import MemoryStore
+
+SHA = "ab" * 32
+
+
+def test_entry_keys() -> None:
+    assert exact_key("llmemo", "app", 3, SHA) == f"llmemo:app:3:x:{{{SHA}}}"
+    assert lock_key("llmemo", "app", 3, SHA) == f"llmemo:app:3:l:{{{SHA}}}"
+    assert entry_pattern("llmemo") == "llmemo:*:*:x:*"
+    assert entry_pattern("llmemo", "app", 3) == "llmemo:app:3:x:*"
+    assert keys.stats_pattern("p") == "p:*:stats"
+    assert keys.check_key("p", "00ff") == "p:check:00ff"
+
+
+def test_namespace_keys_of_a_cache() -> None:
+    cache = Cache(MemoryStore(), prefix="p")
+    assert cache.meta_key("faq") == "p:faq:meta"
+    assert cache.stats_key("faq") == "p:faq:stats"
+    cache.close()
+
+
+def test_vector_keys() -> None:
+    assert index_name("p", 384, "float32") == "p:~vec:f32:384"
+    assert index_name("p", 8, "float16") == "p:~vec:f16:8"
+    assert search_index_name("p", 384, "float16") == "p:~vec2:f16:384"
+    assert log_key("p", 384, "float32") == "p:~vlog:f32:384:{llmemo-index}"
+    entry = f"p:app:3:x:{{{SHA}}}"
+    record = record_key("p:~vec:f32:384", entry)
+    assert record == f"p:~vec:f32:384:p:app:3:x:{{{SHA}}}"
+    assert entry_key("p:~vec:f32:384", record) == entry
+    assert record_pattern("p*:~vec:f32:384") == "p\\*:~vec:f32:384:*"
+    args = create_args("p:~vec2:f32:4", 4, "float32", HNSW())
+    assert args[:7] == ["FT.CREATE", "p:~vec2:f32:4", "ON", "HASH", "PREFIX", 1, "p:~vec2:f32:4:"]
+
+
+def test_embedding_key() -> None:
+    digest = hashlib.sha256(b"hello").hexdigest()
+    space = hashlib.sha256(b"minilm\0all-MiniLM-L6-v2\x00384").hexdigest()[:16]
+    assert model_fingerprint("minilm", "all-MiniLM-L6-v2", 384) == space
+    assert embedding_key("p", "minilm", "all-MiniLM-L6-v2", 384, "hello") == (
+        f"p:emb:minilm:{space}:{digest}"
+    )
+
+
+def test_service_keys() -> None:
+    assert keys.warm_key("p", "lease", "r1") == "p:~warm:lease:r1"
+    assert keys.limits_prefix() == "llmemo:~limits"
+    assert storage_for("memory://").__class__.__name__ == "MemoryStorage"
+    redis = storage_for("redis://localhost:1")
+    assert redis.bridge.key_prefix == "llmemo:~limits"  # type: ignore[attr-defined]
