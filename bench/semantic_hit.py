@@ -100,7 +100,7 @@ def run(
     cache = Cache(store, semantic=SemanticLayer(timed, threshold=0.8))
     for i in range(entries):
         cache.store(chat(prompt(i)), answer(i))
-    index = type(cache.semantic.index).__name__ if cache.semantic else "-"
+    index = type(cache.semantic.open_index()).__name__ if cache.semantic else "-"
     hits, repeats, embeds = [], [], []
     for i in range(queries):
         before = len(timed.times)

@@ -506,17 +506,17 @@ def pad(cache: Cache, kind: str, n: int, vectors: F32, scope: IndexScope, versio
     store = cache.backend
     client: Any = store.client  # type: ignore[attr-defined]
     assert cache.semantic is not None
-    index = cache.semantic.index
+    index = cache.semantic.open_index()
     for start in range(0, n, 1000):
         items = []
         pipe = client.pipeline(transaction=False)
         for j in range(start, min(n, start + 1000)):
-            call = cache.prepare(chat(pad_prompt(j)))
-            value, ttl, _ = cache.encode_entry(call, answer(j))
+            call = cache._prepare(chat(pad_prompt(j)))
+            value, ttl, _ = cache._encode_entry(call, answer(j))
             assert value is not None and cache.semantic is not None
             if cache.semantic.scope(call, version) != scope:
                 raise SystemExit("a padding entry is out of the queries' scope")
-            key = cache.key_of(call, version)
+            key = cache._key_of(call, version)
             pipe.set(key, value, px=None if ttl is None else int(ttl * 1000))
             if kind == "local":
                 blob = encode_add(
@@ -547,8 +547,8 @@ def hit_cell(
     index = TimedIndex(open_index(store, DIM, kind=kind))  # type: ignore[arg-type]
     layer = SemanticLayer(timed, index=index, threshold=HIT_THRESHOLD)  # type: ignore[arg-type]
     cache = Cache(store, semantic=layer)
-    version = int(store.counters(cache.meta_key(cache.namespace)).get("version", 0))
-    scope = layer.scope(cache.prepare(chat(pairs[0][0])), version)
+    version = int(store.counters(cache._meta_key(cache.namespace)).get("version", 0))
+    scope = layer.scope(cache._prepare(chat(pairs[0][0])), version)
     load = os.getloadavg()[0]
     started = time.perf_counter()
     pad(cache, kind, n - len(pairs), like(real, n - len(pairs), n), scope, version)
@@ -587,7 +587,7 @@ def hit_cell(
         knns.append(sum(index.times[searches:]))
         rests.append(took - embed)
         repeats.append(repeat)
-        own += hit.key == cache.key_of(cache.prepare(chat(pairs[i][0])), version)
+        own += hit.key == cache._key_of(cache._prepare(chat(pairs[i][0])), version)
     cells = " | ".join(
         f"{pct(values, 50):.2f} | {pct(values, 99):.2f}" for values in (hits, embeds, rests, knns)
     )

@@ -34,6 +34,8 @@ RENAMES = {
     "aiter_lines": "iter_lines",
     "_acheck_status": "_check_status",
     "to_thread": "call_inline",
+    "async_embedder": "sync_embedder",
+    "aclose_embedder": "close_embedder",
     "_async": "_sync",
 }
 # Text patterns applied after the token renames: module paths of libraries whose sync and async

@@ -247,7 +247,7 @@ def test_request_types() -> None:
     assert cache.lookup({**anthropic, "system": "Be long."}) is None
     with pytest.raises(UnkeyableError):
         cache.lookup("a string")  # type: ignore[arg-type]
-    assert isinstance(cache.prepare(chat()).request, CacheRequest)
+    assert isinstance(cache._prepare(chat()).request, CacheRequest)
 
 
 @pytest.mark.asyncio
@@ -321,14 +321,14 @@ async def test_async_stale_while_revalidate() -> None:
 def test_a_repeated_body_is_prepared_from_the_memo_and_keys_as_without_it() -> None:
     cache = Cache(MemoryStore())
     body = chat("memo me")
-    first = cache.prepare(body)
-    again = cache.prepare(chat("memo me"))
+    first = cache._prepare(body)
+    again = cache._prepare(chat("memo me"))
     assert again.sha == first.sha and again.request is first.request  # served by the memo
-    fresh = Cache(MemoryStore()).prepare(to_request(body))
+    fresh = Cache(MemoryStore())._prepare(to_request(body))
     assert fresh.sha == first.sha  # the memo changes nothing about the key
     body["messages"][-1]["content"] = "something else"
-    assert cache.prepare(body).sha != first.sha  # a mutated body is a different request
-    scoped = cache.prepare(chat("memo me"), tenant="acme")
+    assert cache._prepare(body).sha != first.sha  # a mutated body is a different request
+    scoped = cache._prepare(chat("memo me"), tenant="acme")
     assert scoped.sha != first.sha and scoped.scope.tenant == "acme"  # scoped calls bypass it
 
 
@@ -337,9 +337,9 @@ def test_the_prepared_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(facade, "PREPARED_MEMO", 8)
     cache = Cache(MemoryStore())
-    shas = [cache.prepare(chat(f"question {i}")).sha for i in range(30)]
+    shas = [cache._prepare(chat(f"question {i}")).sha for i in range(30)]
     assert len(cache._prepared) <= 8
-    assert [cache.prepare(chat(f"question {i}")).sha for i in range(30)] == shas
+    assert [cache._prepare(chat(f"question {i}")).sha for i in range(30)] == shas
 
 
 def test_scoped_calls_are_memoised_without_changing_keys_or_validation() -> None:
@@ -348,16 +348,16 @@ def test_scoped_calls_are_memoised_without_changing_keys_or_validation() -> None
 
     cache = Cache(MemoryStore(), tags=("base",))
     request = to_request(chat("scoped"))
-    first = cache.prepare(request, tenant="acme", user="u1", tags=["x"])
-    again = cache.prepare(request, tenant="acme", user="u1", tags=["x"])
+    first = cache._prepare(request, tenant="acme", user="u1", tags=["x"])
+    again = cache._prepare(request, tenant="acme", user="u1", tags=["x"])
     assert again.scope is first.scope and again.sha == first.sha
     expected = Scope("default", "acme", "u1", ("base", "x"))
     assert first.scope == expected and first.sha == digest(request, expected)
-    assert cache.prepare(request, tenant="other").sha != first.sha
-    assert cache.prepare(request, tenant="acme", user="u2").sha != first.sha
+    assert cache._prepare(request, tenant="other").sha != first.sha
+    assert cache._prepare(request, tenant="acme", user="u2").sha != first.sha
     for _ in range(2):  # a bad scope is refused every time, never remembered
         with pytest.raises(ConfigError):
-            cache.prepare(request, namespace="bad namespace!")
+            cache._prepare(request, namespace="bad namespace!")
 
 
 def test_big_bodies_are_keyed_without_being_remembered() -> None:
@@ -365,8 +365,8 @@ def test_big_bodies_are_keyed_without_being_remembered() -> None:
 
     cache = Cache(MemoryStore())
     big = chat("x " * MEMO_MAX_BYTES)  # normalised each time: the memos stay small
-    first, again = cache.prepare(big), cache.prepare(chat("x " * MEMO_MAX_BYTES))
-    assert first.sha == again.sha == Cache(MemoryStore()).prepare(to_request(big)).sha
+    first, again = cache._prepare(big), cache._prepare(chat("x " * MEMO_MAX_BYTES))
+    assert first.sha == again.sha == Cache(MemoryStore())._prepare(to_request(big)).sha
     assert cache._prepared == {} and cache._shas == {}
-    small = cache.prepare(chat("small"))
-    assert cache._prepared and small.sha == cache.prepare(chat("small")).sha
+    small = cache._prepare(chat("small"))
+    assert cache._prepared and small.sha == cache._prepare(chat("small")).sha

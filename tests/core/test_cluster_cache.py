@@ -29,7 +29,7 @@ def _port_of(cache: Cache, key: str) -> int:
 
 
 def _entry_key(cache: Cache, request: dict[str, Any], **scope: Any) -> str:
-    return cache.key_of(cache.prepare(request, **scope), 0)
+    return cache._key_of(cache._prepare(request, **scope), 0)
 
 
 def test_entry_and_its_lock_share_a_slot(redis_cluster_ready: RedisClusterServer) -> None:
@@ -37,8 +37,8 @@ def test_entry_and_its_lock_share_a_slot(redis_cluster_ready: RedisClusterServer
     node = redis.Redis(port=redis_cluster_ready.ports[0])
     slots = set()
     for i in range(30):
-        call = cache.prepare(chat(f"question {i}"))
-        entry, lock = cache.key_of(call, 3), cache.lock_of(call, 3)
+        call = cache._prepare(chat(f"question {i}"))
+        entry, lock = cache._key_of(call, 3), cache._lock_of(call, 3)
         slot = node.execute_command("CLUSTER KEYSLOT", entry)
         assert node.execute_command("CLUSTER KEYSLOT", lock) == slot
         slots.add(slot)
@@ -252,7 +252,7 @@ def test_failover_under_load(failover_cluster: RedisClusterServer, victim: str) 
         return slots[key_slot(key.encode())]
 
     owner = {i: port(_entry_key(cache, r)) for i, r in enumerate(requests)}
-    meta, stats = port(cache.meta_key("default")), port(cache.stats_key("default"))
+    meta, stats = port(cache._meta_key("default")), port(cache._stats_key("default"))
     if victim == "version-primary":
         dead = meta
     else:
@@ -340,7 +340,7 @@ async def test_async_failover_under_load(failover_cluster: RedisClusterServer) -
     def port(key: str) -> int:
         return slots[key_slot(key.encode())]
 
-    taken = {port(cache.meta_key("default")), port(cache.stats_key("default"))}
+    taken = {port(cache._meta_key("default")), port(cache._stats_key("default"))}
     dead = next(p for p in cluster.primaries() if p not in taken)
     replica = cluster.replicas_of(dead)[0]
     calls: list[Call] = []
@@ -351,7 +351,7 @@ async def test_async_failover_under_load(failover_cluster: RedisClusterServer) -
         while not stop.is_set():
             n += 1
             request = requests[(n * 7 + worker) % len(requests)] if n % 4 else chat(f"{worker}/{n}")
-            failed = port(cache.key_of(cache.prepare(request), 0)) == dead
+            failed = port(cache._key_of(cache._prepare(request), 0)) == dead
             started = time.monotonic()
             if n % 4:
                 kind, ok = "lookup", await cache.lookup(request) is not None

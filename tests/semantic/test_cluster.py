@@ -39,7 +39,7 @@ def test_a_paraphrase_hits_across_processes_on_a_cluster(
     assert first.compute(chat(FRANCE), fn).status == "miss"
     hit = second.compute(chat(PARAPHRASE), fn)  # found through the stream log, not a rebuild
     assert hit.status == "semantic" and hit.response == answer("Paris.")
-    assert isinstance(second.semantic.index if second.semantic else None, LocalIndex)
+    assert isinstance(second.semantic.open_index() if second.semantic else None, LocalIndex)
     assert fn.calls == 2
     first.close()
     second.close()

@@ -154,11 +154,12 @@ async def test_an_index_whose_server_is_down_fails_open(
     redis_server.stop()
     with pytest.raises(VectorIndexError, match="cannot open the vector index"):
         await layer.open_index()
-    call = cache.prepare(chat(FRANCE))
-    assert await layer.lookup(cache, cache.backend, call, 0) is None
-    await layer.remember(cache, call, 0, "k", b"v", None)
-    assert cache._stats.peek()["semantic_errors"] == 2
+    call = cache._prepare(chat(FRANCE))
+    plan = await layer.lookup(call, 0)
+    assert plan.hit is None
+    assert plan.counts == [("semantic_errors", 1)]
+    assert await layer.remember(call, 0, "k", b"v", None) == [("semantic_errors", 1)]
     redis_server.start()
-    assert await layer.lookup(cache, cache.backend, call, 0) is None  # opens now: an empty index
+    assert (await layer.lookup(call, 0)).hit is None  # opens now: an empty index
     assert await layer.open_index() is not None
     await cache.close()

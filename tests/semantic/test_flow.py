@@ -38,7 +38,7 @@ def convo(
 async def test_the_index_matches_the_backend(make: Make, request: pytest.FixtureRequest) -> None:
     twin = make()
     layer = twin.layer
-    index = layer.index if isinstance(layer, SemanticLayer) else await layer.open_index()
+    index = layer.open_index() if isinstance(layer, SemanticLayer) else await layer.open_index()
     if request.node.callspec.params["backend"] == "stack":
         assert isinstance(index, RediSearchIndex | AsyncRediSearchIndex)
     else:  # the embedded store and a Redis without the search module

@@ -3,8 +3,8 @@ and only while they are exactly what the normal hit path would send."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -76,6 +76,23 @@ async def start(redis_url: str, upstream: UpstreamServer) -> AsyncIterator[Any]:
         yield make
 
 
+class Clocks:
+    """The service cache's wall and monotonic clocks, moved by hand from now on (both start at
+    the real time, so what the cache stamped before still reads right)."""
+
+    def __init__(self, service: Service) -> None:
+        self.wall, self.mono = time.time(), time.monotonic()
+        cache = service.proxy.cache
+        cache.clock = lambda: self.wall
+        cache.monotonic = lambda: self.mono
+        if cache.near is not None:
+            cache.near.clock = cache.monotonic
+
+    def advance(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
 async def hot_service(start: Any, **overrides: Any) -> Service:
     """A service whose BODY is hot: a miss, two normal hits (the second builds the hot answer)."""
     service = await start(**overrides)
@@ -140,7 +157,7 @@ def hot_keys(service: Service) -> list[str]:
     cache = service.proxy.cache
     hot = service.proxy.hot
     return [
-        cache.key_of(h.call, cache.last_version(h.call.scope.namespace) or 0)
+        cache._key_of(h.answer.call, cache._last_version(h.answer.call.scope.namespace) or 0)
         for h in hot._hot.values()
         if h is not None
     ]
@@ -156,11 +173,12 @@ async def test_another_process_s_change_is_seen_within_the_near_ttl(
     start: Any, redis_url: str
 ) -> None:
     service = await hot_service(start, near_ttl="0.4s")
+    clocks = Clocks(service)
     other = AsyncCache(async_from_url(redis_url), namespace="default")
     try:
         await other.bump_version()
         assert (await service.ask()).headers["x-llmemo-cache"] == "hit"  # both bounds still run
-        await asyncio.sleep(1.1)  # past the near cache's ttl and the version's (1 s)
+        clocks.advance(1.1)  # past the near cache's ttl and the version's (1 s)
         assert (await service.ask()).headers["x-llmemo-cache"] == "miss"
     finally:
         await other.close()
@@ -206,7 +224,7 @@ async def test_a_stream_request_is_not_answered_hot(start: Any) -> None:
 
 async def test_age_is_counted_at_each_use(start: Any) -> None:
     service = await hot_service(start, near_ttl="5s")
-    await asyncio.sleep(1.05)
+    Clocks(service).advance(1.05)
     await service.ask()  # the normal path: the namespace's version is read again (after 1 s)
     answer = await service.ask()
     assert service.computed == 4  # hot again: the near cache keeps the entry 5 s
@@ -215,7 +233,7 @@ async def test_age_is_counted_at_each_use(start: Any) -> None:
 
 async def test_an_entry_past_its_soft_ttl_is_stale_not_hot(start: Any) -> None:
     service = await hot_service(start, ttl="1s", stale_grace="30s", near_ttl="10s")
-    await asyncio.sleep(1.2)  # past the soft TTL (1 s +-10 %); the near cache still keeps it
+    Clocks(service).advance(1.2)  # past the soft TTL (1 s +-10 %); the near cache still keeps it
     assert (await service.ask()).headers["x-llmemo-cache"] == "stale"
     assert service.computed == 4
 

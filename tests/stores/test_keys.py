@@ -28,8 +28,8 @@ def test_entry_keys() -> None:
 
 def test_namespace_keys_of_a_cache() -> None:
     cache = Cache(MemoryStore(), prefix="p")
-    assert cache.meta_key("faq") == "p:faq:meta"
-    assert cache.stats_key("faq") == "p:faq:stats"
+    assert cache._meta_key("faq") == "p:faq:meta"
+    assert cache._stats_key("faq") == "p:faq:stats"
     cache.close()
 
 

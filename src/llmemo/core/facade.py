@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -134,6 +134,31 @@ def head_matches(
     )
 
 
+def decode_hit(head: dict[str, Any], doc: dict[str, Any], key: str, now: float) -> Hit:
+    """The Hit of a decoded entry (`entries.decode_parts`) read at `now` (the cache's clock):
+    its age, and whether it is past its soft TTL. CorruptEntryError if malformed."""
+    try:
+        created = float(head.get("c", 0.0))
+        stale_after = head.get("s")
+        usage = head.get("k") or (0, 0)
+        tags = head.get("g")
+        return Hit(  # positional: this is the hit path
+            doc["r"],
+            key,
+            created,
+            max(0.0, now - created),
+            head.get("m"),
+            entries.Usage(int(usage[0]), int(usage[1])),
+            tuple(map(str, tags)) if tags else (),
+            "exact",
+            None,
+            head.get("l"),
+            stale_after is not None and now >= float(stale_after),
+        )
+    except (TypeError, ValueError, IndexError) as exc:
+        raise CorruptEntryError(f"bad header: {exc}") from None
+
+
 class BaseCache:
     """Options and pure decisions; the twins add the store I/O around them."""
 
@@ -155,6 +180,7 @@ class BaseCache:
         wait_timeout: Duration = 60.0,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         version_ttl: float = 1.0,
         flush_interval: float = 10.0,
         stale_grace: Duration | None = None,
@@ -186,7 +212,8 @@ class BaseCache:
         self.alarm = StoreAlarm()
         if self.breaker.on_change is None:
             self.breaker.on_change = _circuit_log(self)
-        self.clock = clock
+        self.clock = clock  # wall time: entries' created and stale-after times
+        self.monotonic = monotonic  # intervals: version_ttl, flush_interval, the near cache
         self.version_ttl = version_ttl
         self.flush_interval = flush_interval
         # Stale-while-revalidate: entries live `grace` seconds past their TTL, served as stale
@@ -198,7 +225,7 @@ class BaseCache:
         )
         # The near cache (core/near.py): recent entries kept in process for about a second.
         # Off by default; `near=1` keeps them 1 s.
-        self.near = near_cache(near)
+        self.near = near_cache(near, monotonic)
         self._versions: dict[str, tuple[int, float]] = {}
         # body JSON -> (canonical request, sha) for calls in the default scope: a repeated
         # request skips normalising and hashing (bounded: emptied when full)
@@ -207,11 +234,11 @@ class BaseCache:
         self._shas: dict[tuple[bytes, str | None, str | None], str] = {}  # see _sha
         self._pricing = PriceMemo(self.prices)
         self._stats = StatsBuffer()
-        self._last_flush = time.monotonic()
+        self._last_flush = monotonic()
 
     # -- keys -------------------------------------------------------------------------------
 
-    def prepare(
+    def _prepare(
         self,
         request: CacheRequest | Mapping[str, Any],
         *,
@@ -299,71 +326,45 @@ class BaseCache:
             self._prepared[raw] = known
         return known
 
-    def key_of(self, call: Call, version: int) -> str:
+    def _key_of(self, call: Call, version: int) -> str:
         return exact_key(self.prefix, call.scope.namespace, version, call.sha)
 
-    def lock_of(self, call: Call, version: int) -> str:
+    def _lock_of(self, call: Call, version: int) -> str:
         return lock_key(self.prefix, call.scope.namespace, version, call.sha)
 
-    def meta_key(self, namespace: str) -> str:
+    def _meta_key(self, namespace: str) -> str:
         return keys.meta_key(self.prefix, namespace)
 
-    def stats_key(self, namespace: str) -> str:
+    def _stats_key(self, namespace: str) -> str:
         return keys.stats_key(self.prefix, namespace)
 
-    def cached_version(self, namespace: str) -> int | None:
+    def _cached_version(self, namespace: str) -> int | None:
         known = self._versions.get(namespace)
-        if known is not None and time.monotonic() - known[1] < self.version_ttl:
+        if known is not None and self.monotonic() - known[1] < self.version_ttl:
             return known[0]
         return None
 
-    def last_version(self, namespace: str) -> int | None:
+    def _last_version(self, namespace: str) -> int | None:
         """The version read last, however old (used when the store cannot be asked now)."""
         known = self._versions.get(namespace)
         return None if known is None else known[0]
 
-    def remember_version(self, namespace: str, version: int) -> int:
-        self._versions[namespace] = (version, time.monotonic())
+    def _remember_version(self, namespace: str, version: int) -> int:
+        self._versions[namespace] = (version, self.monotonic())
         return version
 
     # -- entries ----------------------------------------------------------------------------
 
-    def keep_near(self, key: str, value: bytes, lifetime: float | None) -> None:
-        """Keep a value read from the store in the near cache (`lifetime`: what the entry has
-        left; 0 for one that is stale), as a lookup does after decoding it."""
-        if self.near is not None:
-            self.near.put(key, value, lifetime)
-
-    def hit_from(self, data: bytes, key: str) -> Hit:
+    def _hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
         head, doc = entries.decode_parts(data)
-        return self.hit_of(head, doc, key)
+        return self._hit_of(head, doc, key)
 
-    def hit_of(self, head: dict[str, Any], doc: dict[str, Any], key: str) -> Hit:
-        """The Hit of a decoded entry (`entries.decode_parts`); CorruptEntryError if malformed."""
-        now = self.clock()
-        try:
-            created = float(head.get("c", 0.0))
-            stale_after = head.get("s")
-            usage = head.get("k") or (0, 0)
-            tags = head.get("g")
-            return Hit(  # positional: this is the hit path
-                doc["r"],
-                key,
-                created,
-                max(0.0, now - created),
-                head.get("m"),
-                entries.Usage(int(usage[0]), int(usage[1])),
-                tuple(map(str, tags)) if tags else (),
-                "exact",
-                None,
-                head.get("l"),
-                stale_after is not None and now >= float(stale_after),
-            )
-        except (TypeError, ValueError, IndexError) as exc:
-            raise CorruptEntryError(f"bad header: {exc}") from None
+    def _hit_of(self, head: dict[str, Any], doc: dict[str, Any], key: str) -> Hit:
+        """The Hit of a decoded entry, as of now on the cache's clock (`decode_hit`)."""
+        return decode_hit(head, doc, key, self.clock())
 
-    def encode_entry(
+    def _encode_entry(
         self, call: Call, response: dict[str, Any]
     ) -> tuple[bytes | None, float | None, str | None]:
         """(value, ttl, None) to store, or (None, None, reason) when the response is not cacheable."""
@@ -407,7 +408,7 @@ class BaseCache:
         layer = self.semantic
         return call.request.semantic_text if layer is not None and layer.applies(call) else None
 
-    def refresh_ttl(self) -> float | None:
+    def _refresh_ttl(self) -> float | None:
         """The TTL a hit resets (rolling refresh), or None when hits do not touch the TTL."""
         if not self.policy.rolling:
             return None
@@ -431,35 +432,35 @@ class BaseCache:
     def count(self, name: str, amount: float = 1) -> None:
         self._stats.add(name, amount)
 
-    def count_hit(self, hit: Hit, kind: str = "hits") -> None:
-        self._stats.add_many(self.hit_counts(hit, kind))
+    def _count_hit(self, hit: Hit, kind: str = "hits") -> None:
+        self._stats.add_many(self._hit_counts(hit, kind))
 
-    def hit_counts(self, hit: Hit, kind: str = "hits") -> tuple[tuple[str, float], ...]:
+    def _hit_counts(self, hit: Hit, kind: str = "hits") -> tuple[tuple[str, float], ...]:
         """What one such hit adds to the stats (`count_many` adds it again)."""
         dollars = self._pricing.cost(hit.model, hit.usage)
         return (kind, 1), ("tokens_saved", hit.usage.total), ("dollars_saved", dollars)
 
-    def count_many(self, counts: tuple[tuple[str, float], ...]) -> None:
+    def _count_many(self, counts: Iterable[tuple[str, float]]) -> None:
         self._stats.add_many(counts)
 
-    def store_name(self) -> str:
+    def _store_name(self) -> str:
         """The store's URL with any password redacted (for logs)."""
         from llmemo.stores.base import redact
 
         url = getattr(getattr(self, "backend", None), "url", None)
         return redact(url) if isinstance(url, str) else "(no store)"
 
-    def count_store_error(self, error: StoreError) -> None:
+    def _count_store_error(self, error: StoreError) -> None:
         self._stats.add("store_errors")
-        self.alarm.error(error, self.store_name)
+        self.alarm.error(error, self._store_name)
         if not error.partial:  # one dead cluster node must not turn the healthy ones off
             self.breaker.failure()
 
-    def count_corrupt(self, error: CorruptEntryError) -> None:
+    def _count_corrupt(self, error: CorruptEntryError) -> None:
         self._stats.add("corrupt")
 
-    def flush_due(self) -> bool:
-        return time.monotonic() - self._last_flush >= self.flush_interval
+    def _flush_due(self) -> bool:
+        return self.monotonic() - self._last_flush >= self.flush_interval
 
     def local_stats(self) -> CacheStats:
         return CacheStats.from_counters(self._stats.peek(), source="local")
@@ -473,7 +474,7 @@ def _circuit_log(cache: BaseCache) -> Callable[[bool], None]:
     def changed(opened: bool) -> None:
         owner = ref()
         if owner is not None:
-            owner.alarm.circuit(opened, owner.breaker.reset, owner.store_name)
+            owner.alarm.circuit(opened, owner.breaker.reset, owner._store_name)
 
     return changed
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from llmemo.core.durations import Duration, seconds
 from llmemo.errors import ConfigError
@@ -24,12 +25,17 @@ class NearCache:
     """Bounded in-process copies of store values: `ttl` seconds each, `max_bytes` in all.
 
     Thread-safe: reads are single dict operations; writes and evictions take a lock. When full,
-    the entries put in longest ago go first.
+    the entries put in longest ago go first. `clock`: seconds, monotonic (injected in tests).
     """
 
-    __slots__ = ("_bytes", "_entries", "_lock", "max_bytes", "max_entry", "ttl")
+    __slots__ = ("_bytes", "_entries", "_lock", "clock", "max_bytes", "max_entry", "ttl")
 
-    def __init__(self, ttl: float = 1.0, max_bytes: int = 32 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        ttl: float = 1.0,
+        max_bytes: int = 32 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not ttl > 0:
             raise ConfigError(f"the near cache's ttl must be positive, got {ttl!r}")
         if max_bytes < 1024:
@@ -40,13 +46,14 @@ class NearCache:
         self._entries: dict[str, tuple[bytes, float]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
+        self.clock = clock
 
     def get(self, key: str) -> bytes | None:
         """The value kept for key, or None (never kept, expired, or evicted)."""
         item = self._entries.get(key)
         if item is None:
             return None
-        if item[1] > time.monotonic():
+        if item[1] > self.clock():
             return item[0]
         self.discard(key)
         return None
@@ -61,7 +68,7 @@ class NearCache:
             old = self._entries.pop(key, None)
             if old is not None:
                 self._bytes -= len(old[0])
-            self._entries[key] = (value, time.monotonic() + keep)
+            self._entries[key] = (value, self.clock() + keep)
             self._bytes += len(value)
             while self._bytes > self.max_bytes:
                 oldest = next(iter(self._entries))
@@ -87,10 +94,12 @@ class NearCache:
         return self._bytes
 
 
-def near_cache(option: NearCache | Duration | None) -> NearCache | None:
+def near_cache(
+    option: NearCache | Duration | None, clock: Callable[[], float] = time.monotonic
+) -> NearCache | None:
     """The near cache an option asks for: a NearCache as it is; a duration (seconds or "1s")
-    for one keeping entries that long; None or 0 for none."""
+    for one keeping entries that long (on `clock`); None or 0 for none."""
     if option is None or isinstance(option, NearCache):
         return option
     ttl = seconds(option)
-    return NearCache(ttl) if ttl else None
+    return NearCache(ttl, clock=clock) if ttl else None

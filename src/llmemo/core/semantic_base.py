@@ -1,6 +1,8 @@
-"""What both semantic layers share: the shipped thresholds, the one similarity scale, and the
-pure decisions (is a call semantic, its index scope, does a candidate pass, the backfill TTL, when
-to renew a vector under a rolling TTL). The layers in core/semantic.py do the I/O around them.
+"""The semantic layer's engine, without I/O: the shipped thresholds, the one similarity scale, and
+the decisions (is a call semantic, its index scope, does a candidate pass, the backfill TTL, when
+to renew a vector under a rolling TTL). A lookup's outcome is a `SemanticPlan` (the hit, counters,
+the backfill write, the lease to renew) that the cache carries out: the layer never calls the
+cache. The layer's I/O is written once, in core/_async/semantic.py (sync twin generated).
 """
 
 from __future__ import annotations
@@ -9,17 +11,18 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmemo.core import entry as entries
+from llmemo.core.facade import Call, Hit, decode_hit
 from llmemo.core.guard import Guard
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError
 
 if TYPE_CHECKING:
-    from llmemo.core.facade import BaseCache, Call, Hit
     from llmemo.core.verify import Verdict
+    from llmemo.embed import Unsaved
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
     from llmemo.index import Kind
     from llmemo.index.base import IndexScope, Match
@@ -56,6 +59,29 @@ LAYER_OPTIONS = (
 )
 """The options `Cache.from_url(..., semantic=True, **options)` hands to the semantic layer."""
 L = TypeVar("L", bound="SemanticBase")
+Counts = list[tuple[str, float]]
+"""Counters to add to the cache's stats (name, amount), in the order they happened."""
+
+
+@dataclass(slots=True)
+class SemanticPlan:
+    """What a semantic lookup decided, for the cache to carry out (the layer never calls it).
+
+    hit: the semantic hit (None: a miss); counts: counters to add; errors: store errors to count
+    (the cache's breaker and alarm); backfill: (value, TTL) to write at the request's exact key;
+    renew: (the matched entry's key, its rolling TTL) to renew, entry and vector; unsaved: the
+    query's vector, for the embedding cache unless the backfill answers that text from now on.
+    """
+
+    hit: Hit | None = None
+    counts: Counts = field(default_factory=list)
+    errors: list[StoreError] = field(default_factory=list)
+    backfill: tuple[bytes, float | None] | None = None
+    renew: tuple[str, float] | None = None
+    unsaved: Unsaved = ()
+
+    def count(self, name: str, amount: float = 1) -> None:
+        self.counts.append((name, amount))
 
 
 def check_threshold(value: float) -> float:
@@ -110,6 +136,8 @@ class SemanticBase:
         self.k = k
         self.backfill = backfill
         self._touched: dict[str, float] = {}  # entry key -> when its vector was last touched
+        self._clock: Callable[[], float] = time.time  # the cache's clock, once bound
+        self._monotonic: Callable[[], float] = time.monotonic
         self.space = ""
         self.threshold = EXACT_ONLY if self._threshold is None else self._threshold
 
@@ -150,13 +178,13 @@ class SemanticBase:
             and (self.namespaces is None or call.scope.namespace in self.namespaces)
         )
 
-    def skips(self, cache: BaseCache, call: Call) -> bool:
+    def skips(self, call: Call, counts: Counts) -> bool:
         """Does this call's lookup skip the layer? A text over `max_chars` is counted."""
         if self.applies(call):
             return False
         text = call.request.semantic_text
         if text is not None and self._eligible(call):
-            cache.count("semantic_skipped:too_long")
+            counts.append(("semantic_skipped:too_long", 1))
         return True
 
     def scope(self, call: Call, version: int) -> IndexScope:
@@ -180,13 +208,15 @@ class SemanticBase:
             return "no_prompt"  # indexed without its prompt: the guard cannot vouch for it
         return self.guard.reject(query, candidate)
 
-    def candidate(self, cache: BaseCache, data: bytes, key: str) -> tuple[Hit, str | None] | None:
+    def candidate(
+        self, data: bytes, key: str, now: float, counts: Counts
+    ) -> tuple[Hit, str | None] | None:
         """The entry a match points at, as (hit, its prompt); None if unreadable or stale."""
         try:
             head, doc = entries.decode_parts(data)
-            hit = cache.hit_of(head, doc, key)
-        except CorruptEntryError as exc:
-            cache.count_corrupt(exc)
+            hit = decode_hit(head, doc, key, now)
+        except CorruptEntryError:
+            counts.append(("corrupt", 1))
             return None
         if hit.stale:  # its refresh needs its own request: let this one go upstream
             return None
@@ -194,39 +224,58 @@ class SemanticBase:
         return hit, prompt if isinstance(prompt, str) else None
 
     def accept(
-        self, cache: BaseCache, call: Call, match: Match, data: bytes
+        self, call: Call, match: Match, data: bytes, counts: Counts
     ) -> tuple[Hit, str | None] | None:
         """The semantic hit `match` makes for `call` and the candidate's prompt, or None (the
         reason is counted). A borderline hit still goes to the verifier, if there is one."""
-        found = self.candidate(cache, data, match.key)
+        found = self.candidate(data, match.key, self._clock(), counts)
         if found is None:
             return None
         hit, prompt = found
         assert call.request.semantic_text is not None
         reason = self.judge(call.request.semantic_text, match.similarity, prompt)
         if reason is not None:
-            cache.count(f"semantic_rejected:{reason}")
+            counts.append((f"semantic_rejected:{reason}", 1))
             return None
         return replace(hit, kind="semantic", similarity=match.similarity), prompt
 
-    def verified(self, cache: BaseCache, verdict: Verdict) -> bool:
+    def verified(self, verdict: Verdict, counts: Counts) -> bool:
         """Count a verifier's verdict; True only for a clear yes (anything else is a miss)."""
         if verdict.asked:
-            cache.count("verifier_calls")
-            cache.count("verifier_tokens", verdict.usage.total)
-            cache.count("verifier_dollars", verdict.dollars)
+            counts.append(("verifier_calls", 1))
+            counts.append(("verifier_tokens", verdict.usage.total))
+            counts.append(("verifier_dollars", verdict.dollars))
         if verdict.error is not None:
-            cache.count("verifier_errors")
+            counts.append(("verifier_errors", 1))
             log.warning("llmemo: semantic verifier failed, treated as a miss: %s", verdict.error)
         if verdict.same is not True:
-            cache.count("semantic_rejected:verifier")
+            counts.append(("semantic_rejected:verifier", 1))
             return False
         return True
+
+    def decide(
+        self,
+        plan: SemanticPlan,
+        hit: Hit,
+        data: bytes,
+        key: str,
+        rolling: float | None,
+        backfill: bool,
+    ) -> SemanticPlan:
+        """A candidate answers: the plan's hit, its backfill write and (rolling TTL) the lease
+        the hit renews, the matched entry's and its vector's."""
+        plan.hit = hit
+        wanted, ttl = self.backfill_ttl(hit, rolling)
+        if backfill and self.backfill and wanted:
+            plan.backfill = (data, ttl)
+        if rolling is not None:
+            plan.renew = (key, rolling)
+        return plan
 
     def touch_due(self, key: str, ttl: float) -> bool:
         """Rolling TTL: is it time to give this entry's vector its entry's new lease? At most once
         per quarter of the TTL per key and process, so a hot entry does not touch it on every hit."""
-        now = time.monotonic()
+        now = self._monotonic()
         last = self._touched.get(key)
         if last is not None and now - last < ttl / 4:
             return False
@@ -246,9 +295,40 @@ class SemanticBase:
             return True, None
         return remaining > 0.001, remaining
 
-    def failed(self, cache: BaseCache, action: str, exc: Exception) -> None:
-        cache.count("semantic_errors")
+    def failed(self, counts: Counts, action: str, exc: Exception) -> None:
+        """An embedder or index failure: a counted, logged miss."""
+        counts.append(("semantic_errors", 1))
         log.warning("llmemo: semantic %s failed, treated as a miss: %s", action, exc)
+
+
+def misuse(layer: object, problem: str) -> ConfigError:
+    """A layer used with the wrong kind of cache ("pairing") or a second cache ("shared")."""
+    aio = inspect.iscoroutinefunction(getattr(layer, "lookup", None))
+    this, owner = ("an AsyncSemanticLayer", "AsyncCache") if aio else ("a SemanticLayer", "Cache")
+    if problem == "pairing":
+        other = "a Cache takes SemanticLayer" if aio else "an AsyncCache takes AsyncSemanticLayer"
+        return ConfigError(f"{this} is for {'an' if aio else 'a'} {owner}; {other}")
+    if problem == "unbound":
+        return ConfigError(
+            f"this {this.split()[1]} is not attached to {'an' if aio else 'a'} {owner} yet"
+        )
+    return ConfigError(f"{this} belongs to one {owner}: make one per cache")
+
+
+def close_embedder(embedder: object) -> None:
+    """Close an embedder's client, if it has one."""
+    close = getattr(embedder, "close", None)
+    if callable(close):
+        close()
+
+
+async def aclose_embedder(embedder: object) -> None:
+    """Close an embedder's client, if it has one (its close may be a coroutine)."""
+    close = getattr(embedder, "close", None)
+    if callable(close):
+        result = close()
+        if inspect.isawaitable(result):
+            await result
 
 
 def sync_embedder(spec: Embedder | Spec) -> Embedder:

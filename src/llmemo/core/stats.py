@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -83,7 +84,7 @@ class StatsBuffer:
         with self._lock:
             self._pending[name] = self._pending.get(name, 0) + amount
 
-    def add_many(self, amounts: tuple[tuple[str, float], ...]) -> None:
+    def add_many(self, amounts: Iterable[tuple[str, float]]) -> None:
         with self._lock:
             for name, amount in amounts:
                 self._pending[name] = self._pending.get(name, 0) + amount

@@ -215,6 +215,6 @@ class MeteredCache(AsyncCache):
         super().__init__(*args, **options)
         self.metrics = metrics
 
-    def count_store_error(self, error: StoreError) -> None:
-        super().count_store_error(error)
+    def _count_store_error(self, error: StoreError) -> None:
+        super()._count_store_error(error)
         self.metrics.store_errors.inc()

@@ -92,15 +92,12 @@ class Warmer:
         done = _Done(index, item.model, item.id)
         try:
             options = item.options(tenant)
-            call = cache.prepare(request, **options.storing())
+            key = await cache.entry_key(request, **options.storing())
         except ConfigError as exc:  # a ttl over the cache's max_ttl (or over ten years)
             return done("failed", reason=str(exc))
+        except StoreError as exc:  # nothing could be stored: do not pay for the upstream call
+            return done("failed", reason=f"store unavailable: {exc}")
         try:
-            namespace = call.scope.namespace
-            version = cache.cached_version(namespace)
-            if version is None:
-                version = await cache.version(namespace)
-            key = cache.key_of(call, version)
             if key in self.skip_keys:
                 return done("fresh", key, reason="journal")
             refresh = options.refresh

@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from llmemo.core import hot
 from llmemo.core._async.check import check_store
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
+from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.semantic import AsyncSemanticLayer
@@ -54,7 +56,7 @@ class AsyncCache(BaseCache):
         self.backend = store
         self.semantic = semantic
         if semantic is not None:
-            semantic.bind(store, self.prefix)
+            semantic.bind(store, self.prefix, self.clock, self.monotonic)
         self._flights = AsyncFlights()
         self._revalidating: set[str] = set()
         self._background = AsyncBackground()
@@ -93,7 +95,7 @@ class AsyncCache(BaseCache):
         try:
             await close()
         except StoreError as exc:  # fail open: counted, never raised from close()
-            self.count_store_error(exc)
+            self._count_store_error(exc)
 
     async def check(self) -> CheckReport:
         """Probe the store (write, read back, delete a key; for Redis its version, search module
@@ -110,7 +112,7 @@ class AsyncCache(BaseCache):
         try:
             result = await op()
         except StoreError as exc:
-            self.count_store_error(exc)
+            self._count_store_error(exc)
             return default
         self.breaker.success()
         return result
@@ -121,7 +123,7 @@ class AsyncCache(BaseCache):
         try:
             await self.backend.set(key, value, ttl)
         except StoreError as exc:
-            self.count_store_error(exc)
+            self._count_store_error(exc)
             return False
         self.breaker.success()
         if self.near is not None:
@@ -129,56 +131,58 @@ class AsyncCache(BaseCache):
         return True
 
     async def _version(self, namespace: str) -> int | None:
-        known = self.cached_version(namespace)
+        known = self._cached_version(namespace)
         if known is not None:
             return known
-        counters = await self._safely(lambda: self.backend.counters(self.meta_key(namespace)), None)
+        counters = await self._safely(
+            lambda: self.backend.counters(self._meta_key(namespace)), None
+        )
         if counters is None:  # keep using the last version seen: the rest of the store may work
-            return self.last_version(namespace)
-        return self.remember_version(namespace, int(counters.get("version", 0)))
+            return self._last_version(namespace)
+        return self._remember_version(namespace, int(counters.get("version", 0)))
 
     async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
         near = self.near
         if near is not None:
             kept = near.get(key)
             if kept is not None:
-                return self.hit_from(kept, key)  # read and decoded before: not corrupt
+                return self._hit_from(kept, key)  # read and decoded before: not corrupt
         if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
             return None
         try:
             data = await self.backend.get(key, refresh)
         except StoreError as exc:
-            self.count_store_error(exc)
+            self._count_store_error(exc)
             return None
         self.breaker.success()
         if data is None:
             return None
         try:
-            hit = self.hit_from(data, key)
+            hit = self._hit_from(data, key)
         except CorruptEntryError as exc:
-            self.count_corrupt(exc)
+            self._count_corrupt(exc)
             await self._safely(lambda: self.backend.delete([key]), 0)
             return None
         if near is not None:
             near.put(key, data, 0.0 if hit.stale else hit.remaining)
         return hit
 
-    async def current_value(self, call: Call) -> tuple[str, bytes, bool] | None:
+    async def _current_value(self, call: Call) -> tuple[str, bytes, bool] | None:
         """(key, value, read from the store) of the entry a lookup of this call would decode now,
         not decoded: the near cache's value, else the store's (a rolling TTL renewed as a lookup
-        renews it). For callers that keep what they made of a value (the service's hot answers).
+        renews it). For kept answers (`answer_bytes`, `still_current`).
 
         None leaves the call to a lookup: no entry, the namespace's version not known lately, the
         store's circuit not closed, a store error (not counted: the lookup that follows counts its
         own), or a hit that must do more than read (a semantic lease under a rolling TTL). A value
-        read from the store is not put in the near cache: `keep_near` it once it is known good.
+        read from the store is not put in the near cache: keep it there once it is known good.
         """
         if self.semantic is not None and self.policy.rolling:
             return None
-        version = self.cached_version(call.scope.namespace)
+        version = self._cached_version(call.scope.namespace)
         if version is None:
             return None
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         near = self.near
         if near is not None:
             kept = near.get(key)
@@ -187,41 +191,108 @@ class AsyncCache(BaseCache):
         if not self.breaker.closed:
             return None
         try:
-            data = await self.backend.get(key, self.refresh_ttl())
+            data = await self.backend.get(key, self._refresh_ttl())
         except StoreError:
             return None
         return None if data is None else (key, data, True)
 
+    # -- kept answers (core/hot.py) ---------------------------------------------------------
+
+    async def answer_bytes(self, request: Request, **scope: Any) -> HotAnswer | None:
+        """This request's current hit as finished JSON bytes, to keep and serve again while
+        `still_current` says so (each use counted by `count_served`); nothing is counted here.
+        None when a lookup must decide: no entry, a stale or unreadable one, the namespace's
+        version not known lately, the store's circuit not closed, a store error."""
+        call = self._prepare(request, **scope)
+        found = await self._current_value(call)
+        if found is None:
+            return None
+        key, value, _ = found
+        decoded = hot.decode_answer(key, value, self.clock())
+        if decoded is None:
+            return None
+        hit, stale_after, body = decoded
+        return HotAnswer(call, value, body, hit, stale_after, self._hit_counts(hit))
+
+    async def still_current(self, answer: HotAnswer) -> bool:
+        """Is `answer` still what a lookup would return now, byte for byte? Reads the entry as a
+        lookup does (the near cache, else the store, a rolling TTL renewed) and keeps it in the
+        near cache as a lookup would; a stale entry is left to a lookup."""
+        found = await self._current_value(answer.call)
+        if found is None:
+            return False
+        key, value, from_store = found
+        now = self.clock()
+        if not hot.is_current(answer, value, now):
+            return False
+        if from_store and self.near is not None:  # the kept copy: the same bytes
+            self.near.put(key, answer.value, hot.near_lifetime(answer, now))
+        return True
+
+    async def count_served(self, answer: HotAnswer) -> float:
+        """Count a use of a kept answer as the hit it is (flushing the counters when due);
+        returns its age in seconds (the `Age` header)."""
+        seconds = hot.age(answer, self.clock())
+        self._count_many(answer.counts)
+        if self._flush_due():
+            await self.flush()
+        return seconds
+
     async def _read_live(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
-        rolling = self.refresh_ttl()
+        rolling = self._refresh_ttl()
         hit = await self._read(key, rolling)
         if hit is not None and rolling is not None and self.semantic is not None:
-            await self.semantic.touch(self, call, key, rolling)
+            self._count_many(await self.semantic.touch(call, key, rolling))
+        return hit
+
+    async def _semantic_lookup(
+        self, layer: AsyncSemanticLayer, call: Call, version: int, backfill: bool = True
+    ) -> Hit | None:
+        """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
+        plan = await layer.lookup(call, version, self._refresh_ttl(), backfill)
+        self._count_many(plan.counts)
+        for error in plan.errors:
+            self._count_store_error(error)
+        hit = plan.hit
+        backfilled = False
+        if hit is not None:
+            try:
+                if plan.backfill is not None:
+                    await self.backend.set(self._key_of(call, version), *plan.backfill)
+                    backfilled = True
+                if plan.renew is not None:  # a hit renews its entry's lease, and its vector's
+                    key, lease = plan.renew
+                    await self.backend.get(key, lease)
+                    self._count_many(await layer.touch(call, key, lease))
+            except StoreError as exc:
+                self._count_store_error(exc)
+            self._count_hit(hit, "semantic_hits")
+        await layer.settle(plan, backfilled)
         return hit
 
     # -- the API ----------------------------------------------------------------------------
 
     async def lookup(self, request: Request, **scope: Any) -> Hit | None:
         """The cached answer for this request, or None (a store failure is a miss)."""
-        call = self.prepare(request, **scope)
+        call = self._prepare(request, **scope)
         version = await self._version(call.scope.namespace)
-        hit = None if version is None else await self._read_live(call, self.key_of(call, version))
+        hit = None if version is None else await self._read_live(call, self._key_of(call, version))
         if hit is None and version is not None and self.semantic is not None:
-            hit = await self.semantic.lookup(self, self.backend, call, version)
+            hit = await self._semantic_lookup(self.semantic, call, version)
             if hit is not None:
                 return hit  # counted by the layer
         if hit is None:
             self.count("misses")
         else:
-            self.count_hit(hit)
-            if self.flush_due():
+            self._count_hit(hit)
+            if self._flush_due():
                 await self.flush()
         return hit
 
     async def store(self, request: Request, response: Any, **options: Any) -> bool:
         """Store a response for this request; False when it is not cacheable or the store failed."""
-        call = self.prepare(request, **options)
+        call = self._prepare(request, **options)
         version = await self._version(call.scope.namespace)
         if version is None:
             return False
@@ -231,12 +302,12 @@ class AsyncCache(BaseCache):
         self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"
     ) -> tuple[bool, str | None]:
         """Store (and index) a response: (stored, None), or (False, why it is not cacheable)."""
-        value, ttl, reason = self.encode_entry(call, response)
+        value, ttl, reason = self._encode_entry(call, response)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
             return False, reason
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         ok = await self._put(key, value, ttl)
         self.count(counter if ok else "store_failed")
         if ok:
@@ -248,7 +319,7 @@ class AsyncCache(BaseCache):
     ) -> None:
         """A fresh answer was stored: give the semantic layer its vector."""
         if self.semantic is not None:
-            await self.semantic.remember(self, call, version, key, value, ttl)
+            self._count_many(await self.semantic.remember(call, version, key, value, ttl))
 
     async def get_or_compute(
         self, request: Request, fn: Callable[[], Any], **options: Any
@@ -275,19 +346,19 @@ class AsyncCache(BaseCache):
         background call refreshes it (stale-while-revalidate); the cache's default otherwise.
         cacheable=False: neither look up nor store (counted as a bypass).
         """
-        call = self.prepare(request, ttl=ttl, cacheable=cacheable, **scope)
+        call = self._prepare(request, ttl=ttl, cacheable=cacheable, **scope)
         if not cacheable:
             self.count("bypasses")
             return Result(response_dict(await ainvoke(fn)), "bypass")
         version = await self._version(call.scope.namespace)
         if version is None:  # store down: fail open, still one call per key in this process
             return await self._flight(f"down:{call.sha}", lambda: self._call_only(fn))
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         if not refresh:
             hit = await self._read_live(call, key)
             if hit is not None:
-                self.count_hit(hit)
-                if self.flush_due():
+                self._count_hit(hit)
+                if self._flush_due():
                     await self.flush()
                 if hit.stale:
                     self.count("stale_hits")
@@ -295,7 +366,7 @@ class AsyncCache(BaseCache):
                     return Result(hit.response, "stale", hit)
                 return Result(hit.response, "hit", hit)
             if self.semantic is not None:
-                hit = await self.semantic.lookup(self, self.backend, call, version, not no_store)
+                hit = await self._semantic_lookup(self.semantic, call, version, not no_store)
                 if hit is not None:
                     return Result(hit.response, "semantic", hit)
         self.count("misses")
@@ -335,13 +406,13 @@ class AsyncCache(BaseCache):
         self, call: Call, version: int, fn: Callable[[], Any], store: bool, refresh: bool
     ) -> Result:
         """Cross-process single-flight: hold the lease while calling fn, or wait for its holder."""
-        key, lock = self.key_of(call, version), self.lock_of(call, version)
+        key, lock = self._key_of(call, version), self._lock_of(call, version)
         token = os.urandom(12).hex().encode()
         acquired = await self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), None)
         if acquired is False:
             hit = await self._await_leader(key, lock, token, refresh)
             if hit is not None:
-                self.count_hit(hit)
+                self._count_hit(hit)
                 return Result(hit.response, "hit", hit, shared=True)
         try:
             async with AsyncRenewer(
@@ -353,12 +424,12 @@ class AsyncCache(BaseCache):
         finally:
             if acquired is not None:
                 await self._safely(lambda: self.backend.delete_if_equal(lock, token), False)
-            if self.flush_due():
+            if self._flush_due():
                 await self.flush()
 
     def _revalidate_later(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
         """Refresh a stale entry in the background, once: one task per key here, one lease overall."""
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         if key in self._revalidating:
             return
         self._revalidating.add(key)
@@ -372,7 +443,7 @@ class AsyncCache(BaseCache):
         self._background.spawn(refresh)
 
     async def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
-        lock = self.lock_of(call, version)
+        lock = self._lock_of(call, version)
         token = os.urandom(12).hex().encode()
         if not await self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), False):
             return  # another process is refreshing it (or the store is down): keep serving stale
@@ -404,11 +475,11 @@ class AsyncCache(BaseCache):
 
     async def delete(self, request: Request, **scope: Any) -> bool:
         """Delete this request's entry (current version)."""
-        call = self.prepare(request, **scope)
+        call = self._prepare(request, **scope)
         version = await self._version(call.scope.namespace)
         if version is None:
             return False
-        return await self.delete_key(self.key_of(call, version))
+        return await self.delete_key(self._key_of(call, version))
 
     async def delete_key(self, key: str) -> bool:
         """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
@@ -418,22 +489,33 @@ class AsyncCache(BaseCache):
             self.near.discard(key)
         return await self.backend.delete([key]) > 0
 
+    async def entry_key(self, request: Request, **options: Any) -> str:
+        """The store key of this request's entry in the namespace's current version (the version
+        the cache knows, else read). ConfigError for a bad option (a TTL over `max_ttl`) before
+        any I/O; store errors are raised."""
+        call = self._prepare(request, **options)
+        namespace = call.scope.namespace
+        version = self._cached_version(namespace)
+        if version is None:
+            version = await self.version(namespace)
+        return self._key_of(call, version)
+
     async def get_key(self, key: str) -> Hit | None:
         """Read one entry by its store key (for tools: `llmemo get`). Store errors are raised."""
         data = await self.backend.get(key)
-        return None if data is None else self.hit_from(data, key)
+        return None if data is None else self._hit_from(data, key)
 
     async def bump_version(self, namespace: str | None = None) -> int:
         """Invalidate a whole namespace at once, in every process: its version goes up by one."""
         ns = namespace or self.namespace
-        values = await self.backend.incr(self.meta_key(ns), {"version": 1})
-        return self.remember_version(ns, int(values["version"]))
+        values = await self.backend.incr(self._meta_key(ns), {"version": 1})
+        return self._remember_version(ns, int(values["version"]))
 
     async def version(self, namespace: str | None = None) -> int:
         """The namespace's current version (read from the store)."""
         ns = namespace or self.namespace
-        counters = await self.backend.counters(self.meta_key(ns))
-        return self.remember_version(ns, int(counters.get("version", 0)))
+        counters = await self.backend.counters(self._meta_key(ns))
+        return self._remember_version(ns, int(counters.get("version", 0)))
 
     async def invalidate(
         self,
@@ -474,12 +556,12 @@ class AsyncCache(BaseCache):
 
     async def flush(self) -> bool:
         """Send pending counters to the store in one round trip; kept for later if it fails."""
-        self._last_flush = time.monotonic()
+        self._last_flush = self.monotonic()
         pending = self._stats.drain()
         if not pending:
             return True
         try:
-            await self.backend.incr(self.stats_key(self.namespace), pending)
+            await self.backend.incr(self._stats_key(self.namespace), pending)
         except StoreError:
             self._stats.restore(pending)
             return False
@@ -489,7 +571,7 @@ class AsyncCache(BaseCache):
         """Totals for this namespace across every process (local counters when the store is down)."""
         if await self.flush():
             counters = await self._safely(
-                lambda: self.backend.counters(self.stats_key(self.namespace)), None
+                lambda: self.backend.counters(self._stats_key(self.namespace)), None
             )
             if counters is not None:
                 return CacheStats.from_counters(counters)

@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from llmemo.core import hot
 from llmemo.core._sync.check import check_store
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
+from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
 from llmemo.core.semantic import SemanticLayer
@@ -55,7 +57,7 @@ class Cache(BaseCache):
         self.backend = store
         self.semantic = semantic
         if semantic is not None:
-            semantic.bind(store, self.prefix)
+            semantic.bind(store, self.prefix, self.clock, self.monotonic)
         self._flights = Flights()
         self._revalidating: set[str] = set()
         self._background = Background()
@@ -94,7 +96,7 @@ class Cache(BaseCache):
         try:
             close()
         except StoreError as exc:  # fail open: counted, never raised from close()
-            self.count_store_error(exc)
+            self._count_store_error(exc)
 
     def check(self) -> CheckReport:
         """Probe the store (write, read back, delete a key; for Redis its version, search module
@@ -111,7 +113,7 @@ class Cache(BaseCache):
         try:
             result = op()
         except StoreError as exc:
-            self.count_store_error(exc)
+            self._count_store_error(exc)
             return default
         self.breaker.success()
         return result
@@ -122,7 +124,7 @@ class Cache(BaseCache):
         try:
             self.backend.set(key, value, ttl)
         except StoreError as exc:
-            self.count_store_error(exc)
+            self._count_store_error(exc)
             return False
         self.breaker.success()
         if self.near is not None:
@@ -130,56 +132,56 @@ class Cache(BaseCache):
         return True
 
     def _version(self, namespace: str) -> int | None:
-        known = self.cached_version(namespace)
+        known = self._cached_version(namespace)
         if known is not None:
             return known
-        counters = self._safely(lambda: self.backend.counters(self.meta_key(namespace)), None)
+        counters = self._safely(lambda: self.backend.counters(self._meta_key(namespace)), None)
         if counters is None:  # keep using the last version seen: the rest of the store may work
-            return self.last_version(namespace)
-        return self.remember_version(namespace, int(counters.get("version", 0)))
+            return self._last_version(namespace)
+        return self._remember_version(namespace, int(counters.get("version", 0)))
 
     def _read(self, key: str, refresh: float | None = None) -> Hit | None:
         near = self.near
         if near is not None:
             kept = near.get(key)
             if kept is not None:
-                return self.hit_from(kept, key)  # read and decoded before: not corrupt
+                return self._hit_from(kept, key)  # read and decoded before: not corrupt
         if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
             return None
         try:
             data = self.backend.get(key, refresh)
         except StoreError as exc:
-            self.count_store_error(exc)
+            self._count_store_error(exc)
             return None
         self.breaker.success()
         if data is None:
             return None
         try:
-            hit = self.hit_from(data, key)
+            hit = self._hit_from(data, key)
         except CorruptEntryError as exc:
-            self.count_corrupt(exc)
+            self._count_corrupt(exc)
             self._safely(lambda: self.backend.delete([key]), 0)
             return None
         if near is not None:
             near.put(key, data, 0.0 if hit.stale else hit.remaining)
         return hit
 
-    def current_value(self, call: Call) -> tuple[str, bytes, bool] | None:
+    def _current_value(self, call: Call) -> tuple[str, bytes, bool] | None:
         """(key, value, read from the store) of the entry a lookup of this call would decode now,
         not decoded: the near cache's value, else the store's (a rolling TTL renewed as a lookup
-        renews it). For callers that keep what they made of a value (the service's hot answers).
+        renews it). For kept answers (`answer_bytes`, `still_current`).
 
         None leaves the call to a lookup: no entry, the namespace's version not known lately, the
         store's circuit not closed, a store error (not counted: the lookup that follows counts its
         own), or a hit that must do more than read (a semantic lease under a rolling TTL). A value
-        read from the store is not put in the near cache: `keep_near` it once it is known good.
+        read from the store is not put in the near cache: keep it there once it is known good.
         """
         if self.semantic is not None and self.policy.rolling:
             return None
-        version = self.cached_version(call.scope.namespace)
+        version = self._cached_version(call.scope.namespace)
         if version is None:
             return None
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         near = self.near
         if near is not None:
             kept = near.get(key)
@@ -188,41 +190,108 @@ class Cache(BaseCache):
         if not self.breaker.closed:
             return None
         try:
-            data = self.backend.get(key, self.refresh_ttl())
+            data = self.backend.get(key, self._refresh_ttl())
         except StoreError:
             return None
         return None if data is None else (key, data, True)
 
+    # -- kept answers (core/hot.py) ---------------------------------------------------------
+
+    def answer_bytes(self, request: Request, **scope: Any) -> HotAnswer | None:
+        """This request's current hit as finished JSON bytes, to keep and serve again while
+        `still_current` says so (each use counted by `count_served`); nothing is counted here.
+        None when a lookup must decide: no entry, a stale or unreadable one, the namespace's
+        version not known lately, the store's circuit not closed, a store error."""
+        call = self._prepare(request, **scope)
+        found = self._current_value(call)
+        if found is None:
+            return None
+        key, value, _ = found
+        decoded = hot.decode_answer(key, value, self.clock())
+        if decoded is None:
+            return None
+        hit, stale_after, body = decoded
+        return HotAnswer(call, value, body, hit, stale_after, self._hit_counts(hit))
+
+    def still_current(self, answer: HotAnswer) -> bool:
+        """Is `answer` still what a lookup would return now, byte for byte? Reads the entry as a
+        lookup does (the near cache, else the store, a rolling TTL renewed) and keeps it in the
+        near cache as a lookup would; a stale entry is left to a lookup."""
+        found = self._current_value(answer.call)
+        if found is None:
+            return False
+        key, value, from_store = found
+        now = self.clock()
+        if not hot.is_current(answer, value, now):
+            return False
+        if from_store and self.near is not None:  # the kept copy: the same bytes
+            self.near.put(key, answer.value, hot.near_lifetime(answer, now))
+        return True
+
+    def count_served(self, answer: HotAnswer) -> float:
+        """Count a use of a kept answer as the hit it is (flushing the counters when due);
+        returns its age in seconds (the `Age` header)."""
+        seconds = hot.age(answer, self.clock())
+        self._count_many(answer.counts)
+        if self._flush_due():
+            self.flush()
+        return seconds
+
     def _read_live(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
-        rolling = self.refresh_ttl()
+        rolling = self._refresh_ttl()
         hit = self._read(key, rolling)
         if hit is not None and rolling is not None and self.semantic is not None:
-            self.semantic.touch(self, call, key, rolling)
+            self._count_many(self.semantic.touch(call, key, rolling))
+        return hit
+
+    def _semantic_lookup(
+        self, layer: SemanticLayer, call: Call, version: int, backfill: bool = True
+    ) -> Hit | None:
+        """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
+        plan = layer.lookup(call, version, self._refresh_ttl(), backfill)
+        self._count_many(plan.counts)
+        for error in plan.errors:
+            self._count_store_error(error)
+        hit = plan.hit
+        backfilled = False
+        if hit is not None:
+            try:
+                if plan.backfill is not None:
+                    self.backend.set(self._key_of(call, version), *plan.backfill)
+                    backfilled = True
+                if plan.renew is not None:  # a hit renews its entry's lease, and its vector's
+                    key, lease = plan.renew
+                    self.backend.get(key, lease)
+                    self._count_many(layer.touch(call, key, lease))
+            except StoreError as exc:
+                self._count_store_error(exc)
+            self._count_hit(hit, "semantic_hits")
+        layer.settle(plan, backfilled)
         return hit
 
     # -- the API ----------------------------------------------------------------------------
 
     def lookup(self, request: Request, **scope: Any) -> Hit | None:
         """The cached answer for this request, or None (a store failure is a miss)."""
-        call = self.prepare(request, **scope)
+        call = self._prepare(request, **scope)
         version = self._version(call.scope.namespace)
-        hit = None if version is None else self._read_live(call, self.key_of(call, version))
+        hit = None if version is None else self._read_live(call, self._key_of(call, version))
         if hit is None and version is not None and self.semantic is not None:
-            hit = self.semantic.lookup(self, self.backend, call, version)
+            hit = self._semantic_lookup(self.semantic, call, version)
             if hit is not None:
                 return hit  # counted by the layer
         if hit is None:
             self.count("misses")
         else:
-            self.count_hit(hit)
-            if self.flush_due():
+            self._count_hit(hit)
+            if self._flush_due():
                 self.flush()
         return hit
 
     def store(self, request: Request, response: Any, **options: Any) -> bool:
         """Store a response for this request; False when it is not cacheable or the store failed."""
-        call = self.prepare(request, **options)
+        call = self._prepare(request, **options)
         version = self._version(call.scope.namespace)
         if version is None:
             return False
@@ -232,12 +301,12 @@ class Cache(BaseCache):
         self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"
     ) -> tuple[bool, str | None]:
         """Store (and index) a response: (stored, None), or (False, why it is not cacheable)."""
-        value, ttl, reason = self.encode_entry(call, response)
+        value, ttl, reason = self._encode_entry(call, response)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
             return False, reason
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         ok = self._put(key, value, ttl)
         self.count(counter if ok else "store_failed")
         if ok:
@@ -247,7 +316,7 @@ class Cache(BaseCache):
     def _index(self, call: Call, version: int, key: str, value: bytes, ttl: float | None) -> None:
         """A fresh answer was stored: give the semantic layer its vector."""
         if self.semantic is not None:
-            self.semantic.remember(self, call, version, key, value, ttl)
+            self._count_many(self.semantic.remember(call, version, key, value, ttl))
 
     def get_or_compute(
         self, request: Request, fn: Callable[[], Any], **options: Any
@@ -274,19 +343,19 @@ class Cache(BaseCache):
         background call refreshes it (stale-while-revalidate); the cache's default otherwise.
         cacheable=False: neither look up nor store (counted as a bypass).
         """
-        call = self.prepare(request, ttl=ttl, cacheable=cacheable, **scope)
+        call = self._prepare(request, ttl=ttl, cacheable=cacheable, **scope)
         if not cacheable:
             self.count("bypasses")
             return Result(response_dict(invoke(fn)), "bypass")
         version = self._version(call.scope.namespace)
         if version is None:  # store down: fail open, still one call per key in this process
             return self._flight(f"down:{call.sha}", lambda: self._call_only(fn))
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         if not refresh:
             hit = self._read_live(call, key)
             if hit is not None:
-                self.count_hit(hit)
-                if self.flush_due():
+                self._count_hit(hit)
+                if self._flush_due():
                     self.flush()
                 if hit.stale:
                     self.count("stale_hits")
@@ -294,7 +363,7 @@ class Cache(BaseCache):
                     return Result(hit.response, "stale", hit)
                 return Result(hit.response, "hit", hit)
             if self.semantic is not None:
-                hit = self.semantic.lookup(self, self.backend, call, version, not no_store)
+                hit = self._semantic_lookup(self.semantic, call, version, not no_store)
                 if hit is not None:
                     return Result(hit.response, "semantic", hit)
         self.count("misses")
@@ -334,13 +403,13 @@ class Cache(BaseCache):
         self, call: Call, version: int, fn: Callable[[], Any], store: bool, refresh: bool
     ) -> Result:
         """Cross-process single-flight: hold the lease while calling fn, or wait for its holder."""
-        key, lock = self.key_of(call, version), self.lock_of(call, version)
+        key, lock = self._key_of(call, version), self._lock_of(call, version)
         token = os.urandom(12).hex().encode()
         acquired = self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), None)
         if acquired is False:
             hit = self._await_leader(key, lock, token, refresh)
             if hit is not None:
-                self.count_hit(hit)
+                self._count_hit(hit)
                 return Result(hit.response, "hit", hit, shared=True)
         try:
             with Renewer(
@@ -352,12 +421,12 @@ class Cache(BaseCache):
         finally:
             if acquired is not None:
                 self._safely(lambda: self.backend.delete_if_equal(lock, token), False)
-            if self.flush_due():
+            if self._flush_due():
                 self.flush()
 
     def _revalidate_later(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
         """Refresh a stale entry in the background, once: one task per key here, one lease overall."""
-        key = self.key_of(call, version)
+        key = self._key_of(call, version)
         if key in self._revalidating:
             return
         self._revalidating.add(key)
@@ -371,7 +440,7 @@ class Cache(BaseCache):
         self._background.spawn(refresh)
 
     def _revalidate(self, call: Call, version: int, fn: Callable[[], Any]) -> None:
-        lock = self.lock_of(call, version)
+        lock = self._lock_of(call, version)
         token = os.urandom(12).hex().encode()
         if not self._safely(lambda: self.backend.add(lock, token, self.lock_ttl), False):
             return  # another process is refreshing it (or the store is down): keep serving stale
@@ -403,11 +472,11 @@ class Cache(BaseCache):
 
     def delete(self, request: Request, **scope: Any) -> bool:
         """Delete this request's entry (current version)."""
-        call = self.prepare(request, **scope)
+        call = self._prepare(request, **scope)
         version = self._version(call.scope.namespace)
         if version is None:
             return False
-        return self.delete_key(self.key_of(call, version))
+        return self.delete_key(self._key_of(call, version))
 
     def delete_key(self, key: str) -> bool:
         """Delete one entry by its store key. Store errors are raised (an explicit admin action)."""
@@ -417,22 +486,33 @@ class Cache(BaseCache):
             self.near.discard(key)
         return self.backend.delete([key]) > 0
 
+    def entry_key(self, request: Request, **options: Any) -> str:
+        """The store key of this request's entry in the namespace's current version (the version
+        the cache knows, else read). ConfigError for a bad option (a TTL over `max_ttl`) before
+        any I/O; store errors are raised."""
+        call = self._prepare(request, **options)
+        namespace = call.scope.namespace
+        version = self._cached_version(namespace)
+        if version is None:
+            version = self.version(namespace)
+        return self._key_of(call, version)
+
     def get_key(self, key: str) -> Hit | None:
         """Read one entry by its store key (for tools: `llmemo get`). Store errors are raised."""
         data = self.backend.get(key)
-        return None if data is None else self.hit_from(data, key)
+        return None if data is None else self._hit_from(data, key)
 
     def bump_version(self, namespace: str | None = None) -> int:
         """Invalidate a whole namespace at once, in every process: its version goes up by one."""
         ns = namespace or self.namespace
-        values = self.backend.incr(self.meta_key(ns), {"version": 1})
-        return self.remember_version(ns, int(values["version"]))
+        values = self.backend.incr(self._meta_key(ns), {"version": 1})
+        return self._remember_version(ns, int(values["version"]))
 
     def version(self, namespace: str | None = None) -> int:
         """The namespace's current version (read from the store)."""
         ns = namespace or self.namespace
-        counters = self.backend.counters(self.meta_key(ns))
-        return self.remember_version(ns, int(counters.get("version", 0)))
+        counters = self.backend.counters(self._meta_key(ns))
+        return self._remember_version(ns, int(counters.get("version", 0)))
 
     def invalidate(
         self,
@@ -473,12 +553,12 @@ class Cache(BaseCache):
 
     def flush(self) -> bool:
         """Send pending counters to the store in one round trip; kept for later if it fails."""
-        self._last_flush = time.monotonic()
+        self._last_flush = self.monotonic()
         pending = self._stats.drain()
         if not pending:
             return True
         try:
-            self.backend.incr(self.stats_key(self.namespace), pending)
+            self.backend.incr(self._stats_key(self.namespace), pending)
         except StoreError:
             self._stats.restore(pending)
             return False
@@ -488,7 +568,7 @@ class Cache(BaseCache):
         """Totals for this namespace across every process (local counters when the store is down)."""
         if self.flush():
             counters = self._safely(
-                lambda: self.backend.counters(self.stats_key(self.namespace)), None
+                lambda: self.backend.counters(self._stats_key(self.namespace)), None
             )
             if counters is not None:
                 return CacheStats.from_counters(counters)

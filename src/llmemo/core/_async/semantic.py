@@ -1,0 +1,244 @@
+"""The semantic layer's I/O: embed, KNN in scope, read candidates, index and forget vectors.
+
+Written once: the sync `SemanticLayer` in `core/_sync/semantic.py` is GENERATED from this file by
+`scripts/gen_sync.py` (a test fails when it is out of date): edit this file, then run the script.
+Every decision is in `core/semantic_base.py` (no I/O); a lookup returns a `SemanticPlan` (the hit,
+counters, the backfill write, the lease to renew) that the cache carries out, so the layer never
+calls the cache. See `core/semantic.py` for the flow, the scope and fail-open rules.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llmemo.core import semantic_base as engine
+from llmemo.core.guard import Guard
+from llmemo.core.semantic_base import DEFAULT_K, MAX_CHARS, Counts, SemanticBase, SemanticPlan
+from llmemo.errors import StoreError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from llmemo.core.facade import Call
+    from llmemo.core.verify import AsyncLLMVerifier
+    from llmemo.embed import AsyncCachedEmbedder, Unsaved
+    from llmemo.embed import base as embedders
+    from llmemo.index import base as indexes
+    from llmemo.stores.base import AsyncStore
+
+
+class AsyncSemanticLayer(SemanticBase):
+    """A cache's semantic layer: `AsyncCache(store, semantic=AsyncSemanticLayer())`.
+
+    embedder: an embedder or a spec ("minilm", "openai:MODEL[@URL]", "ollama:MODEL[@URL]"), its
+    vectors cached in the cache's store (so a text is embedded once); in the async layer a sync
+    embedder (the local MiniLM) runs in a worker thread, so it never blocks the loop. index: a
+    vector index, or "auto" (RediSearch when the store's server has it, else a local index),
+    "redisearch", "local". threshold: cosine similarity in [0, 1]; None takes the embedder's
+    shipped default; 1.0 means exact only. guard: see `llmemo.core.guard` (None: the threshold
+    alone decides). namespaces: where the layer is on (None: every namespace). k: neighbours tried
+    per lookup. verifier: an LLM verifier that must say yes to borderline matches
+    (`llmemo.core.verify`; off by default). max_chars: a last user message longer than this is
+    matched exactly only (`MAX_CHARS`).
+    """
+
+    def __init__(
+        self,
+        embedder: embedders.AsyncEmbedder | embedders.Embedder | embedders.Spec = "minilm",
+        index: indexes.AsyncVectorIndex | str = "auto",
+        *,
+        threshold: float | None = None,
+        guard: Guard | None = Guard(),  # noqa: B008  (frozen, so sharing it is safe)
+        namespaces: Sequence[str] | None = None,
+        k: int = DEFAULT_K,
+        backfill: bool = True,
+        cache_embeddings: bool = True,
+        verifier: AsyncLLMVerifier | None = None,
+        max_chars: int = MAX_CHARS,
+    ) -> None:
+        super().__init__(
+            threshold=threshold,
+            guard=guard,
+            namespaces=namespaces,
+            k=k,
+            backfill=backfill,
+            max_chars=max_chars,
+        )
+        self.verifier = verifier
+        engine.check_index(index)
+        self.raw_embedder = engine.async_embedder(embedder)
+        self.embedder: embedders.AsyncEmbedder = self.raw_embedder
+        self._settle(self.raw_embedder)
+        self._index_arg = index
+        self._index: indexes.AsyncVectorIndex | None = None if isinstance(index, str) else index
+        self._cache_embeddings = cache_embeddings
+        self._cached: AsyncCachedEmbedder | None = None  # the embedding cache, once bound
+        self._store: AsyncStore | None = None
+        self._prefix = "llmemo"
+
+    def bind(
+        self,
+        store: AsyncStore,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Attach to the cache's store and clocks (called by the cache; one cache per layer)."""
+        from llmemo.embed import AsyncCachedEmbedder
+
+        if inspect.iscoroutinefunction(getattr(store, "get", None)) != (
+            inspect.iscoroutinefunction(self.lookup)
+        ):
+            raise engine.misuse(self, "pairing")
+        if self._store is not None and self._store is not store:
+            raise engine.misuse(self, "shared")
+        self._store, self._prefix = store, prefix
+        self._clock, self._monotonic = clock, monotonic
+        if self._cache_embeddings and not isinstance(self.raw_embedder, AsyncCachedEmbedder):
+            self.embedder = AsyncCachedEmbedder(self.raw_embedder, store, prefix=prefix)
+        self._cached = self.embedder if isinstance(self.embedder, AsyncCachedEmbedder) else None
+
+    async def open_index(self) -> indexes.AsyncVectorIndex:
+        """The vector index (opened on first use when given as a kind: the server is asked)."""
+        if self._index is None:
+            from llmemo.index import open_async_index
+
+            if self._store is None:
+                raise engine.misuse(self, "unbound")
+            with engine.opening_index():
+                self._index = await open_async_index(
+                    self._store,
+                    self.embedder.dim,
+                    kind=engine.index_kind(self._index_arg),
+                    prefix=self._prefix,
+                )
+        return self._index
+
+    async def _vector(self, text: str) -> npt.NDArray[Any]:
+        vector: npt.NDArray[Any] = (await self.embedder.embed([text]))[0]
+        return vector
+
+    async def _query_vector(self, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
+        """The text's vector, and what the embedding cache has not written of it yet."""
+        if self._cached is None:
+            return await self._vector(text), ()
+        vectors, unsaved = await self._cached.embed_unsaved([text])
+        return vectors[0], unsaved
+
+    async def lookup(
+        self, call: Call, version: int, rolling: float | None = None, backfill: bool = True
+    ) -> SemanticPlan:
+        """The plan for an exact miss: a semantic hit (or none), what to count, the backfill of
+        the exact key (unless `backfill` is False) and, under a rolling TTL (`rolling`), the lease
+        the hit renews. The cache carries it out, then hands it to `settle`."""
+        from llmemo.embed.base import EmbedderError
+
+        plan = SemanticPlan()
+        text = call.request.semantic_text
+        if text is None or self.skips(call, plan.counts):
+            return plan
+        try:
+            index = await self.open_index()
+            vector, plan.unsaved = await self._query_vector(text)
+            matches = await index.search(vector, self.scope(call, version), self.k, self.threshold)
+        except (EmbedderError, StoreError) as exc:
+            self.failed(plan.counts, "lookup", exc)
+            return plan
+        return await self._answer(plan, index, call, rolling, backfill, text, matches)
+
+    async def _answer(
+        self,
+        plan: SemanticPlan,
+        index: indexes.AsyncVectorIndex,
+        call: Call,
+        rolling: float | None,
+        backfill: bool,
+        text: str,
+        matches: list[indexes.Match],
+    ) -> SemanticPlan:
+        """The plan of the first match that answers (none: a miss)."""
+        assert self._store is not None  # an index is open, so the layer is bound
+        for match in matches:
+            data = match.payload
+            if data is None:
+                try:
+                    data = await self._store.get(match.key)
+                except StoreError as exc:
+                    plan.errors.append(exc)
+                    return plan
+                if data is None:  # the answer expired or was deleted: drop its vector
+                    await self._drop(plan.counts, index, match.key)
+                    continue
+            accepted = self.accept(call, match, data, plan.counts)
+            if accepted is None:
+                continue
+            hit, prompt = accepted
+            verifier = self.verifier  # borderline matches need its yes
+            if (
+                verifier is not None
+                and prompt is not None
+                and verifier.needed(match.similarity)
+                and not self.verified(await verifier.verify(text, prompt), plan.counts)
+            ):
+                continue
+            return self.decide(plan, hit, data, match.key, rolling, backfill)
+        return plan
+
+    async def settle(self, plan: SemanticPlan, backfilled: bool) -> None:
+        """After the cache carried out `plan`: the query's vector goes to the embedding cache
+        unless the hit was backfilled (the exact key answers that text from then on, so the write
+        would cost a round trip for nothing)."""
+        if plan.unsaved and not backfilled and self._cached is not None:
+            await self._cached.save(plan.unsaved)
+
+    async def touch(self, call: Call, key: str, ttl: float) -> Counts:
+        """Rolling TTL: the entry at `key` got `ttl` more seconds, so does its vector. Returns
+        what to count (an index failure)."""
+        counts: Counts = []
+        if self.applies(call) and self.touch_due(key, ttl):
+            try:
+                await (await self.open_index()).touch(key, ttl)
+            except StoreError as exc:
+                self.failed(counts, "touch", exc)
+        return counts
+
+    async def remember(
+        self, call: Call, version: int, key: str, value: bytes, ttl: float | None
+    ) -> Counts:
+        """Index a freshly stored answer (its vector expires with it). Returns what to count."""
+        from llmemo.embed.base import EmbedderError
+        from llmemo.index.base import IndexItem
+
+        counts: Counts = []
+        text = call.request.semantic_text
+        if text is None or not self.applies(call):
+            return counts
+        try:
+            index = await self.open_index()
+            item = IndexItem(key, await self._vector(text), self.scope(call, version), value, ttl)
+            await index.add(item)
+        except (EmbedderError, StoreError) as exc:
+            self.failed(counts, "index add", exc)
+        return counts
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        """Delete these entries' vectors (store errors are raised, as for any deletion)."""
+        if keys:
+            await (await self.open_index()).delete(keys)
+
+    async def _drop(self, counts: Counts, index: indexes.AsyncVectorIndex, key: str) -> None:
+        try:
+            await index.delete([key])
+        except StoreError as exc:
+            self.failed(counts, "cleanup", exc)
+
+    async def close(self) -> None:
+        """Close the index (the store is the cache's), the verifier, and an embedder's client."""
+        if self._index is not None:
+            await self._index.close()
+        if self.verifier is not None:
+            await self.verifier.close()
+        await engine.aclose_embedder(self.raw_embedder)
