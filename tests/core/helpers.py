@@ -30,6 +30,19 @@ def answer(
     }
 
 
+class Clock:
+    """A clock that moves only when told to (inject it as a cache's `monotonic` or `clock`)."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class Upstream:
     """A counting stand-in for the provider call (what `fn` does in get_or_compute)."""
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from devtools.redis_server import RedisServer
 from llmemo import AsyncCache, Cache, CircuitBreaker
-from tests.core.helpers import Upstream, answer, chat
+from tests.core.helpers import Clock, Upstream, answer, chat
 
 
 def test_sync_cache_fails_open_and_recovers(redis_url: str, redis_server: RedisServer) -> None:
-    cache = Cache.from_url(redis_url, breaker=CircuitBreaker(threshold=2, reset=0.3), version_ttl=0)
+    mono = Clock()
+    breaker = CircuitBreaker(threshold=2, reset=0.3, clock=mono)
+    cache = Cache.from_url(redis_url, breaker=breaker, version_ttl=0)
     upstream = Upstream()
     assert cache.compute(chat(), upstream).status == "miss"
     assert cache.compute(chat(), upstream).status == "hit"
@@ -30,7 +31,7 @@ def test_sync_cache_fails_open_and_recovers(redis_url: str, redis_server: RedisS
     assert cache.stats().store_errors >= 2  # local counters: the store is down
 
     redis_server.start()
-    time.sleep(0.35)  # the breaker's reset: the next call is the probe
+    mono.advance(0.35)  # the breaker's reset: the next call is the probe
     assert cache.compute(chat(), upstream).status == "miss"  # the restarted server is empty
     assert cache.compute(chat(), upstream).status == "hit"
     assert cache.breaker.state == "closed"
@@ -41,9 +42,9 @@ def test_sync_cache_fails_open_and_recovers(redis_url: str, redis_server: RedisS
 async def test_async_cache_fails_open_and_recovers(
     redis_url: str, redis_server: RedisServer
 ) -> None:
-    cache = AsyncCache.from_url(
-        redis_url, breaker=CircuitBreaker(threshold=2, reset=0.3), version_ttl=0
-    )
+    mono = Clock()
+    breaker = CircuitBreaker(threshold=2, reset=0.3, clock=mono)
+    cache = AsyncCache.from_url(redis_url, breaker=breaker, version_ttl=0)
     upstream = Upstream()
     await cache.compute(chat(), upstream.acall)
     assert (await cache.lookup(chat())) is not None
@@ -53,7 +54,7 @@ async def test_async_cache_fails_open_and_recovers(
         assert result.response == answer()
     assert (await cache.lookup(chat())) is None
     redis_server.start()
-    await asyncio.sleep(0.35)
+    mono.advance(0.35)  # the breaker's reset: the next call is the probe
     await cache.compute(chat(), upstream.acall)
     assert (await cache.compute(chat(), upstream.acall)).status == "hit"
     await cache.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from devtools.redis_server import RedisServer
@@ -11,11 +9,12 @@ from llmemo import AsyncCache, Cache
 from llmemo.core.near import NearCache, near_cache
 from llmemo.errors import ConfigError
 from llmemo.stores import RedisStore
-from tests.core.helpers import CountingStore, Upstream, answer, chat
+from tests.core.helpers import Clock, CountingStore, Upstream, answer, chat
 
 
 def test_values_live_for_the_shorter_of_ttl_and_their_own_lifetime() -> None:
-    near = NearCache(ttl=0.2)
+    mono = Clock()
+    near = NearCache(ttl=0.2, clock=mono)
     near.put("a", b"A")
     near.put("b", b"B", lifetime=0.05)
     near.put("gone", b"G", lifetime=0.0)  # expired or stale: not kept
@@ -26,9 +25,9 @@ def test_values_live_for_the_shorter_of_ttl_and_their_own_lifetime() -> None:
         None,
         b"N",
     )
-    time.sleep(0.1)
+    mono.advance(0.1)
     assert (near.get("a"), near.get("b")) == (b"A", None)
-    time.sleep(0.15)
+    mono.advance(0.15)
     assert near.get("a") is None
     assert len(near) == 1 and near.size == 1  # "none" is left until read or pushed out
 
@@ -64,7 +63,8 @@ def test_options() -> None:
 
 def test_a_hot_entry_costs_one_store_read_per_ttl(redis_url: str) -> None:
     store = CountingStore(RedisStore.from_url(redis_url))
-    cache = Cache(store, near=0.3)  # type: ignore[arg-type]
+    mono = Clock()
+    cache = Cache(store, near=0.3, monotonic=mono)  # type: ignore[arg-type]
     upstream = Upstream()
     assert cache.compute(chat(), upstream).status == "miss"
     store.ops.clear()
@@ -72,7 +72,7 @@ def test_a_hot_entry_costs_one_store_read_per_ttl(redis_url: str) -> None:
     assert {r.status for r in results} == {"hit"}
     assert all(r.response == answer() for r in results)
     assert store.ops["get"] == 0  # the miss's own store put it in the near cache
-    time.sleep(0.35)
+    mono.advance(0.35)
     assert cache.compute(chat(), upstream).status == "hit"
     assert store.ops["get"] == 1  # expired from the near cache: read from Redis again
     assert upstream.calls == 1
@@ -83,7 +83,8 @@ def test_a_hot_entry_costs_one_store_read_per_ttl(redis_url: str) -> None:
 
 
 def test_changes_made_here_are_seen_at_once_and_elsewhere_within_the_ttl(redis_url: str) -> None:
-    here = Cache.from_url(redis_url, near=0.4)
+    mono = Clock()
+    here = Cache.from_url(redis_url, near=0.4, monotonic=mono)
     elsewhere = Cache.from_url(redis_url)  # another process's cache, without a near cache
     upstream = Upstream()
     here.compute(chat(), upstream)
@@ -98,7 +99,7 @@ def test_changes_made_here_are_seen_at_once_and_elsewhere_within_the_ttl(redis_u
     here.compute(chat(), upstream)
     assert elsewhere.delete(chat())
     assert here.lookup(chat()) is not None  # another process's delete: not seen yet ...
-    time.sleep(0.45)
+    mono.advance(0.45)
     assert here.lookup(chat()) is None  # ... until the near copy's time is up
     here.close()
     elsewhere.close()
