@@ -358,10 +358,6 @@ class BaseCache:
     def _hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
         head, doc = entries.decode_parts(data)
-        return self._hit_of(head, doc, key)
-
-    def _hit_of(self, head: dict[str, Any], doc: dict[str, Any], key: str) -> Hit:
-        """The Hit of a decoded entry, as of now on the cache's clock (`decode_hit`)."""
         return decode_hit(head, doc, key, self.clock())
 
     def _encode_entry(
