@@ -125,7 +125,7 @@ def stages(
         "to_request (normalise, canonical JSON)": timed(lambda i: to_request(requests[i])),
         "digest (SHA-256 of the canonical bytes)": timed(lambda i: digest(canonical[i], scope)),
         "decode_parts (header, zstd, orjson.loads)": timed(lambda i: decode_parts(values[i])),
-        "hit_from (decode + the Hit)": timed(lambda i: cache.hit_from(values[i], keys[i])),
+        "hit_from (decode + the Hit)": timed(lambda i: cache._hit_from(values[i], keys[i])),
     }
 
 
