@@ -41,9 +41,7 @@ TESTING_MAY_IMPORT = 3
 TESTING_IMPORTED_BY = {"cli", TESTING}
 
 # Known exceptions: (importing package, imported package) -> why. Remove an entry with its cause.
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("core", "integrations"): "Cache.memoize delegates to integrations/memoize.py",
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

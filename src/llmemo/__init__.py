@@ -16,6 +16,7 @@ from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import Entry, Usage
 from llmemo.core.facade import Hit, Result
+from llmemo.core.memoize import UnstorableValueError, memoize
 from llmemo.core.near import NearCache
 
 # The options type of a call, shared by wrap(), the service and warm.
@@ -32,7 +33,6 @@ from llmemo.errors import (
     StoreError,
     UnkeyableError,
 )
-from llmemo.integrations.memoize import UnstorableValueError, memoize
 from llmemo.integrations.wrap import last_status, wrap
 from llmemo.stores.base import AsyncStore, Store
 

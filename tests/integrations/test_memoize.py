@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from llmemo import AsyncCache, Cache, ConfigError, TtlPolicy, UnkeyableError
-from llmemo.integrations.memoize import UnstorableValueError
+from llmemo.core.memoize import UnstorableValueError
 from llmemo.stores.memory import MemoryStore
 from tests.integrations.conftest import Clock
 

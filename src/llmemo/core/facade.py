@@ -42,8 +42,8 @@ from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableE
 from llmemo.stores import keys
 
 if TYPE_CHECKING:
+    from llmemo.core.memoize import F, KeyFn
     from llmemo.core.semantic import SemanticBase
-    from llmemo.integrations.memoize import F, KeyFn
 
 MAX_ENTRY_BYTES = 1024 * 1024
 """An encoded (compressed) entry bigger than this is not stored: the answer is returned, and the
@@ -418,8 +418,8 @@ class BaseCache:
         key: KeyFn | None = None,
         tags: tuple[str, ...] | list[str] = (),
     ) -> Callable[[F], F]:
-        """Cache a function's JSON result by its name and arguments (see integrations.memoize)."""
-        from llmemo.integrations.memoize import memoize
+        """Cache a function's JSON result by its name and arguments (see core/memoize.py)."""
+        from llmemo.core.memoize import memoize
 
         return memoize(self, ttl=ttl, namespace=namespace, key=key, tags=tags)
 
