@@ -143,3 +143,30 @@ def test_workers_get_the_exact_settings_including_secrets(
     assert len(built) == 1 and built[0].model_dump() == settings.model_dump()
     assert built[0].warm_token is not None
     assert built[0].warm_token.get_secret_value() == "s3cret-token"
+
+
+def test_sensitive_policy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmemo.core.sensitive import DEFAULT_SKIP, SECRETS
+
+    assert load_settings().sensitive_policy().skips("default") == DEFAULT_SKIP
+    monkeypatch.setenv("LLMEMO_SENSITIVE_SKIP", "email, faq:phone")
+    monkeypatch.setenv("LLMEMO_SENSITIVE_ALLOW", "card")
+    monkeypatch.setenv("LLMEMO_SENSITIVE_PATTERNS", '{"employee": "EMP-[0-9]{6}"}')
+    policy = load_settings().sensitive_policy()
+    assert policy.skips("default") == SECRETS | {"email", "employee"}
+    assert policy.skips("faq") == SECRETS | {"email", "employee", "phone"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("LLMEMO_SENSITIVE_SKIP", "passwords", "unknown sensitive category 'passwords'"),
+        ("LLMEMO_SENSITIVE_PATTERNS", '{"broken": "("}', "bad regex"),
+    ],
+)
+def test_a_bad_sensitive_setting_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()

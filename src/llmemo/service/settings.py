@@ -26,6 +26,7 @@ from pydantic_settings import (
 from llmemo.core.durations import seconds
 from llmemo.core.policy import TtlPolicy
 from llmemo.core.request import check_name
+from llmemo.core.sensitive import SensitivePolicy
 from llmemo.errors import ConfigError
 
 Preset = Literal["demo", "openai", "anthropic", "providers"]
@@ -133,6 +134,16 @@ class Settings(BaseSettings):
     (`gc.freeze`, once per process). Requests that wait on the store keep their objects alive
     across many allocations, so the collector runs often; without this each full collection
     re-scans the whole imported heap (~50 ms each here, the service's p99). docs/service.md."""
+    # -- sensitive content (docs/privacy.md) --
+    sensitive_skip: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Categories whose answers are served but never stored nor embedded, on top of the defaults
+    (secrets and card numbers): email, phone, card, iban, ssn, api_key, aws_key, jwt, private_key,
+    `secrets`, `personal`, `all`, or a custom pattern's name; `NAMESPACE:CATEGORY` for one
+    namespace only. Environment: comma-separated."""
+    sensitive_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Categories that may be stored after all (same names; `all` turns the check off)."""
+    sensitive_patterns: dict[str, str] = Field(default_factory=dict)
+    """Custom categories, name -> regex, skipped unless allowed. Environment: a JSON object."""
     # -- semantic layer (docs/semantic.md) --
     semantic: bool = False
     """Answer paraphrases too: exact miss -> embed -> KNN in the same context -> threshold -> guard."""
@@ -188,6 +199,26 @@ class Settings(BaseSettings):
             for name in value
             if not isinstance(name, str) or name.strip()
         ]
+
+    @field_validator("sensitive_skip", "sensitive_allow", mode="before")
+    @classmethod
+    def _categories(cls, value: Any) -> Any:
+        if isinstance(value, str):  # the environment's form: "email,faq:phone"
+            value = value.split(",")
+        if not isinstance(value, list | tuple):
+            return value
+        return [item.strip() if isinstance(item, str) else item for item in value if item != ""]
+
+    @model_validator(mode="after")
+    def _sensitive(self) -> Settings:
+        self.sensitive_policy()  # ConfigError: an unknown category or a bad regex, at start
+        return self
+
+    def sensitive_policy(self) -> SensitivePolicy:
+        """The do-not-cache policy these settings describe."""
+        return SensitivePolicy.parse(
+            self.sensitive_skip, self.sensitive_allow, self.sensitive_patterns
+        )
 
     @field_validator("client_keys", "shared_writers")
     @classmethod
