@@ -53,6 +53,8 @@ FOUND = [
     ("github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUV", "api_key"),
     ("slack xoxb-1234567890-abcdefghij", "api_key"),
     ("stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc", "api_key"),
+    ("stripe sk_live_eEgPHRALUhcYRGGMkOdnSaqN", "api_key"),  # no digit
+    ("key sk-abcdefghijklmnopqrstuvwxyzABCDEF", "api_key"),
     ("maps AIzaSyA1234567890abcdefghijklmnopqrstuv", "api_key"),
     ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "aws_key"),
     ("ASIAY34FZKBOKMUTVV7A is the session key", "aws_key"),
@@ -68,6 +70,7 @@ NOT_FOUND = [
     "ISBN 978-3-16-148410-0 and build 10.0.19041.1234",
     "Call 1-800-FLOWERS. The year 2024. Pi is 3.14159265358979",
     "use scikit-learn and sk-learn; the sk-ant prefix",
+    "sk-learn-pipeline-for-classification and Sk-Learn-Pipeline-For-Classification",
     "the sum 1234 5678 is 6912, dates 01.02.2023 and 03/04/2023",
     "card 4111 1111 1111 1112",  # Luhn fails
     "card 1234 5678 9012 3452",  # Luhn-valid, no card network starts with 1

@@ -52,7 +52,7 @@ _API_KEYS = (
     ("xox", re.compile(r"xox[abposre]-(?<![\w]xox[abposre]-)[A-Za-z0-9\-]{10,}", re.A)),
     ("AIza", re.compile(r"AIza(?<![\w\-]AIza)[\w\-]{35}(?![\w\-])", re.A)),
 )
-_DIGIT = re.compile(r"[0-9]")
+_RANDOM = re.compile(r"[0-9]|[a-z][^-]*[A-Z]")  # a digit, or an upper case letter after a lower
 _AWS = re.compile(r"A[KS]IA(?<![A-Z0-9]A[KS]IA)[A-Z0-9]{16}(?![A-Z0-9])")
 _JWT = re.compile(r"(eyJ(?<![\w\-]eyJ)[\w\-]{8,})\.eyJ[\w\-]{4,}\.[\w\-]*", re.A)
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
@@ -173,7 +173,7 @@ def _number_kinds(candidate: str) -> set[str]:
     elif candidate.startswith("00"):
         if 10 <= n <= 15 and n != len(candidate):  # "0044 20 7946 0958": international prefix
             kinds.add(PHONE)
-    elif _NANP.fullmatch(candidate) or (9 <= n <= 12 and _TRUNK.fullmatch(candidate)):
+    elif _NANP.fullmatch(candidate) or (10 <= n <= 12 and _TRUNK.fullmatch(candidate)):
         kinds.add(PHONE)
     return kinds
 
@@ -192,7 +192,8 @@ def _secrets(text: str, wanted: frozenset[str], found: set[str]) -> None:
         for needle, pattern in _API_KEYS:
             if needle in text:
                 for match in pattern.finditer(text):
-                    if _DIGIT.search(match[0]):
+                    # "sk-" also starts hyphenated words ("sk-learn-..."): a key looks random
+                    if needle != "sk-" or _RANDOM.search(match[0], 3):
                         found.add(API_KEY)
                         break
     if AWS_KEY in wanted and ("AKIA" in text or "ASIA" in text) and _AWS.search(text):
