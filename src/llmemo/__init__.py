@@ -24,6 +24,7 @@ from llmemo.core.options import CacheOptions
 from llmemo.core.policy import NO_EXPIRY, TtlPolicy
 from llmemo.core.pricing import Price
 from llmemo.core.request import CacheRequest, Normalisation, Scope
+from llmemo.core.sensitive import SensitivePolicy
 from llmemo.core.stats import CacheStats
 from llmemo.errors import (
     ConfigError,
@@ -169,6 +170,7 @@ __all__ = [
     "SQLiteStore",
     "Scope",
     "SemanticLayer",
+    "SensitivePolicy",
     "Store",
     "StoreError",
     "TtlPolicy",

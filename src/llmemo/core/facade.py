@@ -37,6 +37,7 @@ from llmemo.core.request import (
     to_request,
     to_request_cached,
 )
+from llmemo.core.sensitive import SKIP_SENSITIVE, SensitivePolicy
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
 from llmemo.stores import keys
@@ -48,6 +49,9 @@ if TYPE_CHECKING:
 MAX_ENTRY_BYTES = 1024 * 1024
 """An encoded (compressed) entry bigger than this is not stored: the answer is returned, and the
 skip is counted as `too_large`. `max_entry_bytes=None` lifts the limit."""
+DEFAULT_SENSITIVE = SensitivePolicy()
+"""Skip secrets and card numbers (core/sensitive.py)."""
+NOTHING: frozenset[str] = frozenset()
 PREPARED_MEMO = 1024  # request bodies (up to MEMO_MAX_BYTES each) whose key parts a cache remembers
 
 Status = Literal["hit", "semantic", "stale", "miss", "bypass"]
@@ -101,6 +105,7 @@ class Call:
     ttl: TtlArg
     cacheable: bool
     grace: float | None = None  # stale-while-revalidate grace period, seconds
+    sensitive: frozenset[str] | None = None  # skipped categories in the request, once checked
 
 
 def response_dict(response: Any) -> dict[str, Any]:
@@ -187,6 +192,7 @@ class BaseCache:
         near: NearCache | Duration | None = None,
         max_ttl: Duration | None = None,
         max_entry_bytes: int | None = MAX_ENTRY_BYTES,
+        sensitive: SensitivePolicy | None = DEFAULT_SENSITIVE,
     ) -> None:
         self.namespace = check_name("namespace", namespace)
         check_name("prefix", prefix)
@@ -198,6 +204,9 @@ class BaseCache:
         if max_entry_bytes is not None and max_entry_bytes <= 0:
             raise ConfigError(f"max_entry_bytes must be positive, got {max_entry_bytes!r}")
         self.max_entry_bytes = max_entry_bytes
+        # Do-not-cache rules (core/sensitive.py): a request or answer holding a category the
+        # namespace skips is served, never stored nor embedded. None: no check.
+        self.sensitive = sensitive
         self.defaults = Scope(namespace, tenant, user, tuple(tags))
         self.normalisation = normalisation
         self.max_temperature = max_temperature
@@ -373,6 +382,10 @@ class BaseCache:
         )
         if reason is not None:
             return None, None, reason
+        found = self.sensitive_found(call, response)
+        if found:
+            self.count_sensitive(found)
+            return None, None, SKIP_SENSITIVE
         ttl = self.policy.choose(call.ttl, call.scope.tags)
         now = self.clock()
         stale_after = None
@@ -398,6 +411,43 @@ class BaseCache:
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
             return None, None, SKIP_TOO_LARGE
         return value, ttl, None
+
+    def sensitive_request(self, call: Call) -> frozenset[str]:
+        """The categories the namespace skips found in the request (all of its text, as keyed);
+        checked once per call. Not on the exact-hit path: on a miss, before embedding or storing."""
+        found = call.sensitive
+        if found is None:
+            policy = self.sensitive
+            found = NOTHING
+            if policy is not None and policy.skips(call.scope.namespace):
+                text = call.request.canonical.decode("utf-8", "replace")
+                found = policy.reasons(text, call.scope.namespace)
+            call.sensitive = found
+        return found
+
+    def sensitive_found(self, call: Call, response: dict[str, Any]) -> frozenset[str]:
+        """The skipped categories in the request, else in its answer (empty: it may be stored)."""
+        found = self.sensitive_request(call)
+        policy = self.sensitive
+        if found or policy is None or not policy.skips(call.scope.namespace):
+            return found
+        try:
+            text = orjson.dumps(response).decode("utf-8", "replace")
+        except TypeError:  # not JSON: the entry cannot be encoded either (SKIP_UNENCODABLE)
+            return NOTHING
+        return policy.reasons(text, call.scope.namespace)
+
+    def _may_embed(self, call: Call) -> bool:
+        """May this request's text be embedded (no category the namespace skips in it)? One that
+        may not is counted `semantic_skipped:sensitive`."""
+        if self.sensitive_request(call):
+            self.count("semantic_skipped:sensitive")
+            return False
+        return True
+
+    def count_sensitive(self, found: frozenset[str]) -> None:
+        """Count an answer not stored for what it holds, once per category found."""
+        self._stats.add_many(tuple((f"sensitive:{name}", 1) for name in sorted(found)))
 
     def _prompt(self, call: Call) -> str | None:
         """The prompt kept in a semantic entry (the guard compares it with later queries)."""

@@ -248,6 +248,8 @@ def _mask_ibans(text: str, start: int, wanted: frozenset[str], found: set[str]) 
     return text
 
 
+SKIP_SENSITIVE = "sensitive"
+"""The skip reason of an answer not stored for what it or its request holds."""
 DEFAULT_SKIP = SECRETS | {CARD}
 """What is never stored unless allowed: secrets and payment card numbers."""
 ALIASES: Mapping[str, frozenset[str]] = {"secrets": SECRETS, "personal": PERSONAL}

@@ -25,6 +25,8 @@ class CacheStats:
     tokens_saved: int = 0
     dollars_saved: float = 0.0
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    skipped_sensitive: dict[str, int] = field(default_factory=dict)
+    """Answers not stored for sensitive content, by category found (core/sensitive.py)."""
     source: str = "store"
 
     @property
@@ -38,6 +40,7 @@ class CacheStats:
     @classmethod
     def from_counters(cls, counters: dict[str, float], source: str = "store") -> CacheStats:
         reasons = {k[5:]: int(v) for k, v in counters.items() if k.startswith("skip:")}
+        sensitive = {k[10:]: int(v) for k, v in counters.items() if k.startswith("sensitive:")}
         ints = {
             name: int(counters.get(name, 0))
             for name in (
@@ -49,6 +52,7 @@ class CacheStats:
             **ints,
             dollars_saved=float(counters.get("dollars_saved", 0.0)),
             skip_reasons=reasons,
+            skipped_sensitive=sensitive,
             source=source,
         )
 
@@ -64,6 +68,7 @@ class CacheStats:
             "stores": self.stores,
             "skips": self.skips,
             "skip_reasons": dict(self.skip_reasons),
+            "skipped_sensitive": dict(self.skipped_sensitive),
             "bypasses": self.bypasses,
             "store_errors": self.store_errors,
             "corrupt": self.corrupt,

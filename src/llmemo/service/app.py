@@ -66,6 +66,7 @@ class Service:
             "near": self.settings.near_ttl,
             "max_ttl": self.settings.max_ttl,
             "max_entry_bytes": self.settings.max_entry_bytes,
+            "sensitive": self.settings.sensitive_policy(),
         }
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl

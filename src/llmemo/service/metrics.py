@@ -92,6 +92,12 @@ class Metrics:
             ["route", "reason"],
             registry=r,
         )
+        self.skipped_sensitive = Counter(
+            "llmemo_skipped_sensitive",
+            "Answers served but not stored for sensitive content, by category found.",
+            ["category"],
+            registry=r,
+        )
         self.circuit_open = Gauge(
             "llmemo_store_circuit_open",
             "1 while the store's circuit breaker is open (requests skip the store).",
@@ -218,3 +224,8 @@ class MeteredCache(AsyncCache):
     def _count_store_error(self, error: StoreError) -> None:
         super()._count_store_error(error)
         self.metrics.store_errors.inc()
+
+    def count_sensitive(self, found: frozenset[str]) -> None:
+        super().count_sensitive(found)
+        for category in found:
+            self.metrics.skipped_sensitive.labels(category).inc()

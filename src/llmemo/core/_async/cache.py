@@ -250,6 +250,8 @@ class AsyncCache(BaseCache):
         self, layer: AsyncSemanticLayer, call: Call, version: int, backfill: bool = True
     ) -> Hit | None:
         """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
+        if not self._may_embed(call):  # a skipped category in the request: never embedded
+            return None
         plan = await layer.lookup(call, version, self._refresh_ttl(), backfill)
         self._count_many(plan.counts)
         for error in plan.errors:

@@ -249,6 +249,8 @@ class Cache(BaseCache):
         self, layer: SemanticLayer, call: Call, version: int, backfill: bool = True
     ) -> Hit | None:
         """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
+        if not self._may_embed(call):  # a skipped category in the request: never embedded
+            return None
         plan = layer.lookup(call, version, self._refresh_ttl(), backfill)
         self._count_many(plan.counts)
         for error in plan.errors:
