@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import random
+import re
 import string
 import time
 from collections import Counter
@@ -29,7 +30,8 @@ from collections.abc import Callable
 import orjson
 from workload import Workload, add_arguments, default_data, read_questions
 
-from llmemo.core.sensitive import CATEGORIES, DEFAULT_SKIP, SensitivePolicy, find
+from llmemo.core.request import to_request
+from llmemo.core.sensitive import CATEGORIES, DEFAULT_SKIP, SensitivePolicy, find, text_of
 
 ALNUM = string.ascii_letters + string.digits
 UPPER = string.ascii_uppercase + string.digits
@@ -276,8 +278,8 @@ def main() -> None:
     bodies: Counter[str] = Counter()
     answers: Counter[str] = Counter()
     for request, response in zip(work.requests, work.responses, strict=True):
-        bodies.update(find(orjson.dumps(request).decode()))
-        answers.update(find(orjson.dumps(response).decode()))
+        bodies.update(find(text_of(request)))
+        answers.update(find(text_of(response)))
     print(f"Wrongly flagged (share of texts; {len(questions):,} QQP questions, ", end="")
     print(f"{len(work.requests):,} workload bodies and answers):")
     print("| category | QQP questions | workload bodies | workload answers |")
@@ -305,14 +307,19 @@ def main() -> None:
     print(f"\nMissed (share of {args.positives:,} generated values per category, in context):")
     print("| category | missed | found as another category too |")
     print("|---|---|---|")
+    shapes: Counter[str] = Counter()
     for category in order:
         missed = other = 0
         for _ in range(args.positives):
-            text = in_context(rng, category, GENERATORS[category](rng))
-            found = find(text)
-            missed += category not in found
+            value = GENERATORS[category](rng)
+            found = find(in_context(rng, category, value))
+            if category not in found:
+                missed += 1
+                shapes[f"{category} {re.sub('[0-9]', '9', value)[:40]}"] += 1
             other += bool(found - {category})
         print(f"| {category} | {missed / args.positives:.2%} ({missed}) | {other} |")
+    for shape, count in shapes.most_common(10):
+        print(f"  missed {count}: {shape}")
 
     prompt = ""
     for question in questions:
@@ -336,6 +343,24 @@ def main() -> None:
             cells.append(f"{p50:.1f} / {p99:.1f}")
         print(f"| {label} | {cells[0]} | {cells[1]} |")
     assert policy.reasons(with_find, "default") == {"card", "api_key"}
+
+    # What a miss costs the cache: its request's canonical JSON, then the answer's JSON
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": plain}]}
+    canonical = to_request(request).canonical
+    response = work.responses[0]
+    response["choices"][0]["message"]["content"] = plain[:1024]
+    samples = []
+    clock = time.perf_counter_ns
+    for _ in range(args.rounds + 1000):
+        start = clock()
+        policy.reasons(text_of(orjson.loads(canonical)), "default")
+        policy.reasons(text_of(response), "default")
+        samples.append(clock() - start)
+    samples = sorted(samples[1000:])
+    print(
+        f"| a miss as the cache checks it (2 KB request body + 1 KB answer, default policy) "
+        f"| {pct(samples, 0.5):.1f} / {pct(samples, 0.99):.1f} | |"
+    )
 
 
 if __name__ == "__main__":

@@ -93,3 +93,17 @@ def test_a_skipped_request_is_never_embedded() -> None:
     cache.compute(chat("What is the capital of France?"), Upstream())
     assert embed.texts  # an ordinary request still is embedded, its vector and row kept
     assert any(":emb:" in key for key in stored(store)) and len(keys(store)) == 2  # entry, vector
+
+
+def test_text_on_its_own_line_and_in_content_parts_is_checked() -> None:
+    store = MemoryStore()
+    cache = Cache(store)
+    on_a_line = chat("My card:\n4111 1111 1111 1111\nthanks")
+    parts = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": f"key:\n{KEY}"}]}],
+    }
+    assert cache.compute(on_a_line, Upstream()).skipped == "sensitive"
+    assert cache.compute(parts, Upstream()).skipped == "sensitive"
+    assert keys(store) == []
+    assert cache.local_stats().skipped_sensitive == {"card": 1, "api_key": 1}

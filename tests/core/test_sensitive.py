@@ -12,6 +12,7 @@ from llmemo.core.sensitive import (
     find,
     iban_ok,
     luhn,
+    text_of,
 )
 from llmemo.errors import ConfigError
 
@@ -150,3 +151,14 @@ def test_parse_refuses_what_it_cannot_use(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         SensitivePolicy.parse(skip=skip, patterns=patterns)
+
+
+def test_text_of_keeps_the_strings_and_leaves_bookkeeping_out() -> None:
+    response = {
+        "id": "chatcmpl-12345678901234",
+        "created": 1700000000,
+        "model": "gpt-4o-mini",
+        "choices": [{"message": {"role": "assistant", "content": "Call +44 20 7946 0958"}}],
+    }
+    assert text_of(response) == "Call +44 20 7946 0958"
+    assert text_of({"a": ["x", {"b": "y"}], "n": 1}) == "x\ny"

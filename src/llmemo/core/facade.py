@@ -37,7 +37,7 @@ from llmemo.core.request import (
     to_request,
     to_request_cached,
 )
-from llmemo.core.sensitive import SKIP_SENSITIVE, SensitivePolicy
+from llmemo.core.sensitive import SKIP_SENSITIVE, SensitivePolicy, text_of
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
 from llmemo.stores import keys
@@ -420,7 +420,7 @@ class BaseCache:
             policy = self.sensitive
             found = NOTHING
             if policy is not None and policy.skips(call.scope.namespace):
-                text = call.request.canonical.decode("utf-8", "replace")
+                text = text_of(orjson.loads(call.request.canonical))
                 found = policy.reasons(text, call.scope.namespace)
             call.sensitive = found
         return found
@@ -431,11 +431,7 @@ class BaseCache:
         policy = self.sensitive
         if found or policy is None or not policy.skips(call.scope.namespace):
             return found
-        try:
-            text = orjson.dumps(response).decode("utf-8", "replace")
-        except TypeError:  # not JSON: the entry cannot be encoded either (SKIP_UNENCODABLE)
-            return NOTHING
-        return policy.reasons(text, call.scope.namespace)
+        return policy.reasons(text_of(response), call.scope.namespace)
 
     def _may_embed(self, call: Call) -> bool:
         """May this request's text be embedded (no category the namespace skips in it)? One that
