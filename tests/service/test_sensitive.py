@@ -80,3 +80,23 @@ def test_settings_choose_per_namespace(
     support = {"x-llmemo-namespace": "support"}
     statuses = [post(service, text, **support).headers["x-llmemo-cache"] for _ in range(2)]
     assert statuses == ["miss", "hit"] and len(entries(redis_url)) == 1
+
+
+def test_a_streamed_answer_with_a_key_is_not_stored(
+    serve: Serve, upstream: UpstreamServer, redis_url: str
+) -> None:
+    service = serve()
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": f"Is {KEY} still valid?"}],
+    }
+    headers = {"authorization": f"Bearer {ALICE}"}
+    for _ in range(2):
+        with httpx.stream(
+            "POST", service.url + CHAT, json=body, headers=headers, timeout=30
+        ) as response:
+            assert response.headers["x-llmemo-cache"] == "miss"
+            assert "data: [DONE]" in response.read().decode()
+    assert upstream.stats().count(CHAT) == 2 and entries(redis_url) == []
+    assert metric(service, "api_key") == 2.0
