@@ -41,7 +41,6 @@ _EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
 )
 
-# Provider API keys: a fixed prefix, then the key's own alphabet and length.
 # Provider API keys: a fixed prefix, then the key's own alphabet and length. The lookbehinds come
 # after the literal prefix, so the regex engine searches for the prefix first (fast).
 _API_KEYS = (
@@ -58,7 +57,7 @@ _JWT = re.compile(r"(eyJ(?<![\w\-]eyJ)[\w\-]{8,})\.eyJ[\w\-]{4,}\.[\w\-]*", re.A
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")
 
 # Runs of at least 7 digits with single separators (space, dash, dot, slash, parentheses) between
-# them, and an optional leading "+": the candidates for cards, phone numbers and SSNs.
+# them: the candidates for cards, phone numbers and SSNs (a "+" or "(" before one is added to it).
 _NUMBER = re.compile(r"[0-9](?:(?:[ \-./]|\) ?|\.? )?\(?[0-9]){6,22}(?![\w\-]|[.,][0-9])", re.A)
 _SEVEN_DIGITS = re.compile(r"[0-9](?:[^0-9]{0,2}[0-9]){6}")
 _BEFORE_NUMBER = (
@@ -66,10 +65,10 @@ _BEFORE_NUMBER = (
     | frozenset("0123456789")
     | frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 )  # a digit run right after one of these is part of a word, a version or a sum
-_NANP = re.compile(r"(?:1[ .\-])?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{4}")
-_TRUNK = re.compile(r"\(?0[1-9]\d{0,4}\)?(?:[ \-./]\d{2,8}){1,4}")
-_SSN = re.compile(r"(\d{3})([ \-])(\d{2})\2(\d{4})")
-_CARD_GROUPS = re.compile(r"\d{13,19}|\d{4,6}([ \-])\d{4,6}(?:\1\d{1,6}){1,3}")
+_NANP = re.compile(r"(?:1[ .\-])?(?:\([2-9]\d\d\) ?|[2-9]\d\d[ .\-])[2-9]\d\d[ .\-]\d{4}", re.A)
+_TRUNK = re.compile(r"\(?0[1-9]\d{0,4}\)?(?:[ \-./]\d{2,8}){1,4}", re.A)
+_SSN = re.compile(r"(\d{3})([ \-])(\d{2})\2(\d{4})", re.A)
+_CARD_GROUPS = re.compile(r"\d{13,19}|\d{4,6}([ \-])\d{4,6}(?:\1\d{1,6}){1,3}", re.A)
 _IBAN = re.compile(r"([A-Z]{2}[0-9]{2}(?<![A-Za-z0-9][A-Z]{2}[0-9]{2})(?: ?[A-Z0-9]){11,32})")
 
 # ISO 13616 lengths by country (SWIFT's IBAN registry).
@@ -99,20 +98,18 @@ def luhn(digits: str) -> bool:
 
 def card_brand_ok(digits: str) -> bool:
     """Does a number's issuer prefix (IIN) and length fit a card network?"""
-    n, two, four = len(digits), int(digits[:2]), int(digits[:4])
+    n, two, three, four = len(digits), int(digits[:2]), int(digits[:3]), int(digits[:4])
     if digits[0] == "4":  # Visa
         return n in (13, 16, 19)
     if 51 <= two <= 55 or 2221 <= four <= 2720:  # Mastercard
         return n == 16
     if two in (34, 37):  # American Express
         return n == 15
-    if (
-        four == 6011 or two == 65 or 644 <= int(digits[:3]) <= 649 or two == 62
-    ):  # Discover, UnionPay
+    if four == 6011 or two in (62, 65) or 644 <= three <= 649:  # Discover, UnionPay
         return 16 <= n <= 19
     if 3528 <= four <= 3589:  # JCB
         return 16 <= n <= 19
-    if 300 <= int(digits[:3]) <= 305 or two in (36, 38, 39):  # Diners Club
+    if 300 <= three <= 305 or two in (36, 38, 39):  # Diners Club
         return 14 <= n <= 19
     if two == 50 or 56 <= two <= 69:  # Maestro
         return 12 <= n <= 19
