@@ -382,9 +382,9 @@ class BaseCache:
         )
         if reason is not None:
             return None, None, reason
-        found = self.sensitive_found(call, response)
+        found = self._sensitive_found(call, response)
         if found:
-            self.count_sensitive(found)
+            self._count_sensitive(found)
             return None, None, SKIP_SENSITIVE
         ttl = self.policy.choose(call.ttl, call.scope.tags)
         now = self.clock()
@@ -412,7 +412,7 @@ class BaseCache:
             return None, None, SKIP_TOO_LARGE
         return value, ttl, None
 
-    def sensitive_request(self, call: Call) -> frozenset[str]:
+    def _sensitive_request(self, call: Call) -> frozenset[str]:
         """The categories the namespace skips found in the request (all of its text, as keyed);
         checked once per call. Not on the exact-hit path: on a miss, before embedding or storing."""
         found = call.sensitive
@@ -425,9 +425,9 @@ class BaseCache:
             call.sensitive = found
         return found
 
-    def sensitive_found(self, call: Call, response: dict[str, Any]) -> frozenset[str]:
+    def _sensitive_found(self, call: Call, response: dict[str, Any]) -> frozenset[str]:
         """The skipped categories in the request, else in its answer (empty: it may be stored)."""
-        found = self.sensitive_request(call)
+        found = self._sensitive_request(call)
         policy = self.sensitive
         if found or policy is None or not policy.skips(call.scope.namespace):
             return found
@@ -436,12 +436,12 @@ class BaseCache:
     def _may_embed(self, call: Call) -> bool:
         """May this request's text be embedded (no category the namespace skips in it)? One that
         may not is counted `semantic_skipped:sensitive`."""
-        if self.sensitive_request(call):
+        if self._sensitive_request(call):
             self.count("semantic_skipped:sensitive")
             return False
         return True
 
-    def count_sensitive(self, found: frozenset[str]) -> None:
+    def _count_sensitive(self, found: frozenset[str]) -> None:
         """Count an answer not stored for what it holds, once per category found."""
         self._stats.add_many(tuple((f"sensitive:{name}", 1) for name in sorted(found)))
 

@@ -225,7 +225,7 @@ class MeteredCache(AsyncCache):
         super()._count_store_error(error)
         self.metrics.store_errors.inc()
 
-    def count_sensitive(self, found: frozenset[str]) -> None:
-        super().count_sensitive(found)
+    def _count_sensitive(self, found: frozenset[str]) -> None:
+        super()._count_sensitive(found)
         for category in found:
             self.metrics.skipped_sensitive.labels(category).inc()
