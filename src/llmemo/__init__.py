@@ -54,9 +54,15 @@ if TYPE_CHECKING:
     from llmemo.embed.onnx import OnnxMiniLMEmbedder
     from llmemo.index import AsyncLocalIndex, AsyncRediSearchIndex, LocalIndex, RediSearchIndex
     from llmemo.index.base import AsyncVectorIndex, VectorIndex, VectorIndexError
-    from llmemo.stores import AsyncRedisStore, AsyncUpstashStore, RedisStore, UpstashStore
+    from llmemo.stores import (
+        AsyncRedisClusterStore,
+        AsyncRedisStore,
+        AsyncUpstashStore,
+        RedisClusterStore,
+        RedisStore,
+        UpstashStore,
+    )
     from llmemo.stores.memory import AsyncMemoryStore, MemoryStore
-    from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
     from llmemo.stores.sqlite import AsyncSQLiteStore, SQLiteStore
 
 __version__ = "0.1.0"
@@ -77,8 +83,8 @@ _LAZY: dict[str, str] = {
     "AsyncSQLiteStore": "llmemo.stores.sqlite",
     "RedisStore": "llmemo.stores",
     "AsyncRedisStore": "llmemo.stores",
-    "RedisClusterStore": "llmemo.stores.redis_cluster",
-    "AsyncRedisClusterStore": "llmemo.stores.redis_cluster",
+    "RedisClusterStore": "llmemo.stores",
+    "AsyncRedisClusterStore": "llmemo.stores",
     "UpstashStore": "llmemo.stores",
     "AsyncUpstashStore": "llmemo.stores",
     "VectorIndex": "llmemo.index.base",

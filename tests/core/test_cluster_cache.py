@@ -18,7 +18,7 @@ from redis.crc import key_slot
 
 from devtools.redis_cluster import RedisClusterServer, command, parse_info
 from llmemo import AsyncCache, Cache, CircuitBreaker
-from llmemo.stores.redis_cluster import RedisClusterStore
+from llmemo.stores import RedisClusterStore
 from tests.core.helpers import Upstream, answer, chat
 
 

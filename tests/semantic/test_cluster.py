@@ -8,7 +8,7 @@ import pytest
 from llmemo import AsyncCache, Cache
 from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
 from llmemo.index import AsyncLocalIndex, LocalIndex
-from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
+from llmemo.stores import AsyncRedisClusterStore, RedisClusterStore
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder
 

@@ -11,8 +11,7 @@ import asyncio
 
 import pytest
 
-from llmemo.stores import AsyncStore
-from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
+from llmemo.stores import AsyncRedisClusterStore, AsyncStore, RedisClusterStore
 from tests.stores.conftest import Awaited, Backend
 from tests.stores.test_contract import (
     test_add_is_set_if_absent,

@@ -16,13 +16,9 @@ import redis.asyncio.retry
 from devtools.redis_cluster import RedisClusterServer, command
 from llmemo import stores as base
 from llmemo.errors import ConfigError, StoreError
-from llmemo.stores.redis_cluster import (
-    AsyncRedisClusterStore,
-    NodeDownError,
-    NodeGate,
-    RedisClusterStore,
-    cluster_options,
-)
+from llmemo.stores import AsyncRedisClusterStore, RedisClusterStore
+from llmemo.stores.cluster_gate import NodeDownError, NodeGate
+from llmemo.stores.cluster_url import cluster_options
 
 # -- URLs ---------------------------------------------------------------------------------------
 

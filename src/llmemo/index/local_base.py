@@ -81,14 +81,14 @@ def _async_upstash_log(store: Any, key: str, maxlen: int) -> AsyncChangeLog:
 # Store class (dotted path, so no backend is imported to look it up) -> how its processes sync.
 SYNC_LOGS: dict[str, LogFactory] = {
     "llmemo.stores._sync.redis.RedisStore": _redis_log,
-    "llmemo.stores.redis_cluster.RedisClusterStore": _redis_log,  # the stream's key has a hash tag
+    "llmemo.stores._sync.redis_cluster.RedisClusterStore": _redis_log,  # the stream's key has a hash tag
     "llmemo.stores.sqlite.SQLiteStore": _sqlite_log,
     "llmemo.stores.memory.MemoryStore": _one_process,
     "llmemo.stores._sync.upstash.UpstashStore": _upstash_log,
 }
 ASYNC_LOGS: dict[str, AsyncLogFactory] = {
     "llmemo.stores._async.redis.AsyncRedisStore": _async_redis_log,
-    "llmemo.stores.redis_cluster.AsyncRedisClusterStore": _async_redis_log,
+    "llmemo.stores._async.redis_cluster.AsyncRedisClusterStore": _async_redis_log,
     "llmemo.stores.sqlite.AsyncSQLiteStore": _async_sqlite_log,
     "llmemo.stores.memory.AsyncMemoryStore": _one_process,
     "llmemo.stores._async.upstash.AsyncUpstashStore": _async_upstash_log,

@@ -23,10 +23,11 @@ from llmemo.stores.urls import default_url, redact, store_url
 
 if TYPE_CHECKING:
     from llmemo.stores._async.redis import AsyncRedisStore
+    from llmemo.stores._async.redis_cluster import AsyncRedisClusterStore
     from llmemo.stores._async.upstash import AsyncUpstashStore
     from llmemo.stores._sync.redis import RedisStore
+    from llmemo.stores._sync.redis_cluster import RedisClusterStore
     from llmemo.stores._sync.upstash import UpstashStore
-    from llmemo.stores.redis_cluster import AsyncRedisClusterStore, RedisClusterStore
 
 __all__ = [
     "ASYNC_SCHEMES",
@@ -57,8 +58,8 @@ __all__ = [
 _LAZY = {
     "RedisStore": "llmemo.stores._sync.redis",
     "AsyncRedisStore": "llmemo.stores._async.redis",
-    "RedisClusterStore": "llmemo.stores.redis_cluster",
-    "AsyncRedisClusterStore": "llmemo.stores.redis_cluster",
+    "RedisClusterStore": "llmemo.stores._sync.redis_cluster",
+    "AsyncRedisClusterStore": "llmemo.stores._async.redis_cluster",
     "UpstashStore": "llmemo.stores._sync.upstash",
     "AsyncUpstashStore": "llmemo.stores._async.upstash",
 }

@@ -40,7 +40,14 @@ def _pipeline(client: Any) -> Any:
     return client.pipeline(transaction=False)
 
 
-def _primaries(client: Any) -> list[Any]:
+async def async_primaries(client: Any) -> list[Any]:
+    """Async: the primaries, once the slot map is loaded (the async client loads it lazily)."""
+    await client.initialize()
+    return list(client.get_primaries())
+
+
+def primaries(client: Any) -> list[Any]:
+    """Sync: the primaries (the sync client loaded the slot map when it was built)."""
     return list(client.get_primaries())
 
 

@@ -31,7 +31,7 @@ def _redis(url: str) -> Store:
 
 
 def _redis_cluster(url: str) -> Store:
-    from llmemo.stores.redis_cluster import RedisClusterStore
+    from llmemo.stores._sync.redis_cluster import RedisClusterStore
 
     return RedisClusterStore.from_url(url)
 
@@ -55,7 +55,7 @@ def _async_redis(url: str) -> AsyncStore:
 
 
 def _async_redis_cluster(url: str) -> AsyncStore:
-    from llmemo.stores.redis_cluster import AsyncRedisClusterStore
+    from llmemo.stores._async.redis_cluster import AsyncRedisClusterStore
 
     return AsyncRedisClusterStore.from_url(url)
 
