@@ -203,6 +203,26 @@ def test_non_evicting_policy_is_warned_once(
     assert "maxmemory-policy noeviction" in warnings[0]
 
 
+@pytest.mark.asyncio
+async def test_async_store_reads_the_policy_on_its_first_call(
+    redis_cluster_ready: RedisClusterServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another node order of its own (the warning is once per cluster URL in a process).
+    ports = redis_cluster_ready.ports
+    url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports[1:] + ports[:1])
+    for port in redis_cluster_ready.primaries():
+        command(port, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+    caplog.set_level(logging.WARNING, logger="llmemo.stores")
+    for warned in (0, 1):
+        store = AsyncRedisClusterStore.from_url(url)  # no connection, so nothing read yet
+        assert len(caplog.records) == warned
+        await store.ping()  # any first call, as the sync store
+        await store.close()
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "maxmemory-policy noeviction" in warnings[0]
+
+
 # -- the node gate -------------------------------------------------------------------------------
 
 
