@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
@@ -41,10 +41,12 @@ class Traced:
             base_url=server.url, headers={"authorization": f"Bearer {ALICE}"}, timeout=30
         )
 
-    def chat(self, prompt: str = PROMPT, **headers: str) -> httpx.Response:
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+    def chat(
+        self, prompt: str = PROMPT, model: str = "gpt-4o-mini", status: int = 200, **headers: str
+    ) -> httpx.Response:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
         response = self.http.post("/v1/chat/completions", json=body, headers=headers)
-        assert response.status_code == 200, response.text
+        assert response.status_code == status, response.text
         return response
 
     def finished(self) -> list[ReadableSpan]:
@@ -166,6 +168,26 @@ def test_a_stream_miss_sends_the_trace_and_records_the_client_span(
     assert len(sent) == 1 and sent[0].split("-")[2] == format(client.context.span_id, "016x")
 
 
+def test_an_upstream_failure_is_an_error_on_both_spans(traced: Traced) -> None:
+    traced.chat(model="fail-503", status=503)
+    spans = traced.finished()
+    server = by_name(spans, "POST /v1/chat/completions")
+    client = by_name(spans, "chat fail-503")
+    assert server.attributes is not None and client.attributes is not None
+    assert server.attributes["http.response.status_code"] == 503
+    assert server.status.status_code is StatusCode.ERROR
+    assert client.attributes["http.response.status_code"] == 503
+    assert client.attributes["error.type"] == "503"
+    assert client.status.status_code is StatusCode.ERROR
+
+
+def test_routed_requests_are_named_by_their_route_template(traced: Traced) -> None:
+    assert traced.http.get("/v1/models/gpt-4o-mini").status_code == 200
+    assert traced.http.get("/healthz").status_code == 200
+    names = [span.name for span in traced.finished() if span.kind is SpanKind.SERVER]
+    assert names == ["GET /v1/models/{model:path}", "GET /healthz"]
+
+
 def test_no_attribute_holds_the_prompt_the_answer_or_a_credential(traced: Traced) -> None:
     answer = traced.chat().json()["choices"][0]["message"]["content"]
     traced.chat()
@@ -180,6 +202,7 @@ def test_no_attribute_holds_the_prompt_the_answer_or_a_credential(traced: Traced
 def test_otel_metrics_equal_the_prometheus_page(traced: Traced) -> None:
     for prompt in ("one", "two", "one", "one", "two", "three"):
         traced.chat(prompt)
+    traced.chat("four", model="fail-503", status=503)
     page = traced.http.get("/metrics").text
     prometheus: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for family in text_string_to_metric_families(page):
@@ -192,6 +215,13 @@ def test_otel_metrics_equal_the_prometheus_page(traced: Traced) -> None:
         if name == "llmemo_requests_total"
     }
     assert sum(point.value for point in requests.values()) == 6
+    errors = traced.points("llmemo.upstream_errors")
+    assert {key: point.value for key, point in errors.items()} == {
+        labels: value
+        for (name, labels), value in prometheus.items()
+        if name == "llmemo_upstream_errors_total"
+    }
+    assert [point.value for point in errors.values()] == [1]
     tokens = traced.points("llmemo.tokens_saved")
     assert {key: point.value for key, point in tokens.items()} == {
         labels: value

@@ -324,6 +324,8 @@ def create_app(
     ones, which `llmemo serve --otel` sets up; docs/service.md, "OpenTelemetry")."""
     service = Service(settings, tracer_provider, meter_provider)
     cached = [CachedRoute(service, e) for e in ENDPOINTS]
+    if service.telemetry is not None:
+        service.telemetry.cached_routes = frozenset(e.path for e in ENDPOINTS)
     routes = [Route(route.endpoint.path, route, methods=["POST"]) for route in cached]
     routes += [
         Route("/v1/models", service.models, methods=["GET"]),

@@ -328,9 +328,7 @@ class Proxy:
         """The request's attributes on its server span (with `otel` on)."""
         assert self.telemetry is not None
         namespace = namespace_of(received) or self.settings.namespace
-        self.telemetry.annotate(
-            endpoint.path, endpoint.kind, endpoint.provider, model, namespace, tenant, result
-        )
+        self.telemetry.annotate(endpoint.kind, endpoint.provider, model, namespace, tenant, result)
 
     @contextlib.contextmanager
     def _upstream_span(

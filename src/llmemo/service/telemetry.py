@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -39,6 +39,13 @@ OPERATIONS = {  # endpoint kind -> gen_ai.operation.name
     "completions": "text_completion",
     "embeddings": "embeddings",
 }
+_BRIDGED = (  # Prometheus counters published as they are (name, unit, description)
+    ("store_errors", "{error}", "Store operations that failed (the cache failed open)."),
+    ("upstream_errors", "{error}", "Upstream failures by route and reason."),
+    ("rate_limited", "{request}", "Requests answered 429 by llmemo's own rate limits, by limit."),
+    ("ratelimit_errors", "{error}", "Rate-limit checks that failed (the request was let through)."),
+    ("warm_items", "{item}", "Items handled by /v1/warm, by result (stored, fresh, failed)."),
+)
 _HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -59,6 +66,7 @@ class Telemetry:
         self.trace = trace
         self.propagate = propagate
         self.tracer: Tracer = tracer_of(tracer_provider)
+        self.cached_routes: frozenset[str] = frozenset()  # paths served before the router
         from llmemo import __version__
 
         meter: Meter = otel_metrics.get_meter("llmemo", __version__, meter_provider=meter_provider)
@@ -83,24 +91,16 @@ class Telemetry:
             "Time the upstream took (to the end of the stream for streams).",
             explicit_bucket_boundaries_advisory=_UPSTREAM_BUCKETS,
         )
-        self._metrics = metrics
-        meter.create_observable_counter(
-            "llmemo.store_errors",
-            [self._store_errors],
-            "{error}",
-            "Store operations that failed (the cache failed open).",
-        )
-        meter.create_observable_counter(
-            "llmemo.upstream_errors",
-            [self._upstream_errors],
-            "{error}",
-            "Upstream failures by route and reason.",
-        )
+        self._registry = metrics.registry
+        for name, unit, description in _BRIDGED:  # counted as they happen: read at export
+            meter.create_observable_counter(
+                f"llmemo.{name}", [self._reader(f"llmemo_{name}_total")], unit, description
+            )
         meter.create_observable_gauge(
             "llmemo.store_circuit_open",
-            [self._circuit],
+            [self._reader("llmemo_store_circuit_open")],
             "1",
-            "1 while the store's circuit breaker is open.",
+            "1 while the store's circuit breaker is open (requests skip the store).",
         )
 
     # -- metrics --
@@ -118,24 +118,20 @@ class Telemetry:
         if saved[1]:
             self.dollars_saved.add(saved[1], {"route": route, "model": model})
 
-    def _samples(self, metric: Any, name: str) -> list[Any]:
+    def _reader(self, name: str) -> Callable[[Any], list[Any]]:
+        """An observable instrument's callback: the Prometheus samples called `name` (their
+        counters are thread-safe; the exporter reads them from its own thread)."""
         from opentelemetry.metrics import Observation
 
-        return [
-            Observation(sample.value, dict(sample.labels))
-            for family in metric.collect()
-            for sample in family.samples
-            if sample.name == name
-        ]
+        def observe(options: Any) -> list[Any]:
+            return [
+                Observation(sample.value, dict(sample.labels))
+                for family in self._registry.collect()
+                for sample in family.samples
+                if sample.name == name
+            ]
 
-    def _store_errors(self, options: Any) -> list[Any]:
-        return self._samples(self._metrics.store_errors, "llmemo_store_errors_total")
-
-    def _upstream_errors(self, options: Any) -> list[Any]:
-        return self._samples(self._metrics.upstream_errors, "llmemo_upstream_errors_total")
-
-    def _circuit(self, options: Any) -> list[Any]:
-        return self._samples(self._metrics.circuit_open, "llmemo_store_circuit_open")
+        return observe
 
     # -- spans --
 
@@ -195,13 +191,14 @@ class Telemetry:
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None)
+                if template is None and scope["path"] in self.cached_routes:
+                    template = scope["path"]  # dispatched before the router (ServiceApp)
                 if template is not None:
                     span.set_attribute("http.route", template)
                     span.update_name(f"{method} {template}")
 
     def annotate(
         self,
-        route: str,
         kind: str,
         provider: str,
         model: str | None,
@@ -214,7 +211,6 @@ class Telemetry:
         if not span.is_recording():
             return
         attributes: dict[str, Any] = {
-            "http.route": route,
             "gen_ai.operation.name": OPERATIONS.get(kind, kind),
             "gen_ai.provider.name": provider,
             "gen_ai.system": provider,
@@ -239,7 +235,6 @@ class Telemetry:
                 attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
                 attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         span.set_attributes(attributes)
-        span.update_name(f"POST {route}")
 
     @contextlib.contextmanager
     def upstream(
