@@ -70,14 +70,28 @@ class Telemetry:
         from llmemo import __version__
 
         meter: Meter = otel_metrics.get_meter("llmemo", __version__, meter_provider=meter_provider)
-        self.requests = meter.create_counter(
-            "llmemo.requests", "{request}", "Answers by route, model and cache result."
+        # Answers are counted in these dicts (plain arithmetic on the request's path: an SDK
+        # counter's add() costs ~10 us) and read by observable counters at export.
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._tokens: dict[tuple[str, str], int] = {}
+        self._dollars: dict[tuple[str, str], float] = {}
+        meter.create_observable_counter(
+            "llmemo.requests",
+            [self._observer(self._requests, ("route", "model", "cache"))],
+            "{request}",
+            "Answers by route, model and cache result.",
         )
-        self.tokens_saved = meter.create_counter(
-            "llmemo.tokens_saved", "{token}", "Tokens answered from the cache."
+        meter.create_observable_counter(
+            "llmemo.tokens_saved",
+            [self._observer(self._tokens, ("route", "model"))],
+            "{token}",
+            "Tokens answered from the cache.",
         )
-        self.dollars_saved = meter.create_counter(
-            "llmemo.dollars_saved", "USD", "List-price USD of the tokens answered from the cache."
+        meter.create_observable_counter(
+            "llmemo.dollars_saved",
+            [self._observer(self._dollars, ("route", "model"))],
+            "USD",
+            "List-price USD of the tokens answered from the cache.",
         )
         self.hit_latency = meter.create_histogram(
             "llmemo.hit_latency",
@@ -92,6 +106,7 @@ class Telemetry:
             explicit_bucket_boundaries_advisory=_UPSTREAM_BUCKETS,
         )
         self._registry = metrics.registry
+        self._routes: dict[str, dict[str, str]] = {}  # route -> its attributes, built once
         for name, unit, description in _BRIDGED:  # counted as they happen: read at export
             meter.create_observable_counter(
                 f"llmemo.{name}", [self._reader(f"llmemo_{name}_total")], unit, description
@@ -106,17 +121,38 @@ class Telemetry:
     # -- metrics --
 
     def count(self, route: str, model: str, status: str) -> None:
-        self.requests.add(1, {"route": route, "model": model, "cache": status})
+        labels = (route, model, status)
+        self._requests[labels] = self._requests.get(labels, 0) + 1
 
     def count_cached(
         self, route: str, model: str, status: str, saved: tuple[int, float], seconds: float
     ) -> None:
         self.count(route, model, status)
-        self.hit_latency.record(seconds, {"route": route})
+        attributes = self._routes.get(route)
+        if attributes is None:
+            attributes = self._routes[route] = {"route": route}
+        self.hit_latency.record(seconds, attributes)
         if saved[0]:
-            self.tokens_saved.add(saved[0], {"route": route, "model": model})
-        if saved[1]:
-            self.dollars_saved.add(saved[1], {"route": route, "model": model})
+            labels = (route, model)
+            self._tokens[labels] = self._tokens.get(labels, 0) + saved[0]
+            if saved[1]:
+                self._dollars[labels] = self._dollars.get(labels, 0.0) + saved[1]
+
+    @staticmethod
+    def _observer(
+        counts: dict[Any, int] | dict[Any, float], names: tuple[str, ...]
+    ) -> Callable[[Any], list[Any]]:
+        """An observable counter's callback over one of the dicts answers are counted in (read
+        from the exporter's thread: `dict.copy` is atomic under the GIL)."""
+        from opentelemetry.metrics import Observation
+
+        def observe(options: Any) -> list[Any]:
+            return [
+                Observation(value, dict(zip(names, labels, strict=True)))
+                for labels, value in counts.copy().items()
+            ]
+
+        return observe
 
     def _reader(self, name: str) -> Callable[[Any], list[Any]]:
         """An observable instrument's callback: the Prometheus samples called `name` (their
@@ -162,7 +198,6 @@ class Telemetry:
                 "http.request.method": method,
                 "url.path": scope["path"],
                 "url.scheme": scope.get("scheme", "http"),
-                "network.protocol.version": scope.get("http_version", "1.1"),
             },
         )
         sent = False
@@ -220,8 +255,7 @@ class Telemetry:
             attributes["gen_ai.request.model"] = model
         if tenant is not None:
             attributes["llmemo.tenant"] = tenant
-        if result is not None:
-            attributes["llmemo.cache.status"] = result.status
+        if result is not None:  # llmemo.cache.status: from the answer's X-LLMemo-Cache (serve)
             hit = result.hit
             if hit is not None:
                 attributes["llmemo.cache.age"] = float(hit.age)
