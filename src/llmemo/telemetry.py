@@ -8,18 +8,22 @@ provider of its own before the cache is built (then OpenTelemetry is already imp
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from llmemo.errors import MissingExtraError
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Tracer
+    from opentelemetry.trace import Span, Tracer
 
 HINT = "OpenTelemetry is not installed: pip install 'llmemo[otel]'"
 SCOPE = "llmemo"
 
 _enabled = False
+_OFF: AbstractContextManager[None] = contextlib.nullcontext()
 
 
 def load() -> Any:
@@ -51,10 +55,49 @@ def library_tracer() -> Tracer | None:
     return tracer_of(None)
 
 
-def tracer_of(provider: Any) -> Tracer:
+def tracer_of(provider: Any, version: str | None = None) -> Tracer:
     """llmemo's tracer from `provider` (None: the global one)."""
-    from llmemo import __version__
-
     trace = load()
-    tracer: Tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=provider)
+    tracer: Tracer = trace.get_tracer(SCOPE, version, tracer_provider=provider)
     return tracer
+
+
+def span(
+    tracer: Tracer | None, name: str, attributes: Mapping[str, Any] | None = None
+) -> AbstractContextManager[Span | None]:
+    """A span made current for the `with` block, or nothing (None) when `tracer` is None."""
+    if tracer is None:
+        return _OFF
+    return tracer.start_as_current_span(name, attributes=attributes)
+
+
+def looked_up(span: Span, namespace: str, hit: Any) -> None:
+    """A lookup span's result: hit (or stale, semantic) or miss, and a semantic hit's similarity."""
+    if hit is None:
+        span.set_attributes({"llmemo.namespace": namespace, "llmemo.cache.status": "miss"})
+        return
+    status = "semantic" if hit.kind == "semantic" else "stale" if hit.stale else "hit"
+    attributes: dict[str, Any] = {"llmemo.namespace": namespace, "llmemo.cache.status": status}
+    if hit.similarity is not None:
+        attributes["llmemo.semantic.similarity"] = float(hit.similarity)
+    span.set_attributes(attributes)
+
+
+def searched(span: Span, k: int, similarities: list[float]) -> None:
+    """A vector search span's result: how many neighbours were asked for and found, the best."""
+    attributes: dict[str, Any] = {
+        "llmemo.semantic.k": k,
+        "llmemo.semantic.matches": len(similarities),
+    }
+    if similarities:
+        attributes["llmemo.semantic.best_similarity"] = float(max(similarities))
+    span.set_attributes(attributes)
+
+
+def embed_attributes(name: str, model: str) -> dict[str, str]:
+    """An embedding span's attributes: which embedder (never the text)."""
+    return {
+        "gen_ai.operation.name": "embeddings",
+        "gen_ai.request.model": model,
+        "llmemo.embedder": name,
+    }

@@ -119,6 +119,11 @@ def test_a_miss_has_a_server_span_with_an_upstream_client_span_under_it(traced: 
         "gen_ai.provider.name": "openai",
         "gen_ai.request.model": "gpt-4o-mini",
     }
+    lookup = by_name(spans, "llmemo.lookup")
+    assert lookup.parent is not None and lookup.parent.span_id == server.context.span_id
+    assert lookup.attributes == {"llmemo.namespace": "default", "llmemo.cache.status": "miss"}
+    assert lookup.end_time is not None and client.start_time is not None
+    assert lookup.end_time <= client.start_time  # looked up, then called the upstream
     assert server.attributes["gen_ai.usage.input_tokens"] > 0
     assert client.attributes["gen_ai.usage.output_tokens"] > 0
     assert client.attributes["server.address"] == "127.0.0.1"
@@ -136,6 +141,9 @@ def test_a_hit_has_a_server_span_without_an_upstream_call(traced: Traced) -> Non
     assert server.attributes["llmemo.tokens_saved"] > 0
     assert server.attributes["llmemo.cache.age"] >= 0
     assert not [span for span in spans if span.kind is SpanKind.CLIENT]
+    lookup = by_name(spans, "llmemo.lookup")
+    assert lookup.parent is not None and lookup.parent.span_id == server.context.span_id
+    assert lookup.attributes is not None and lookup.attributes["llmemo.cache.status"] == "hit"
 
 
 def test_the_callers_trace_is_joined_and_sent_on_to_the_upstream(

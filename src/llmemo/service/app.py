@@ -97,6 +97,8 @@ class Service:
                 verifier=self._verifier(),
             )
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
+        if self.telemetry is not None:  # the lookup's spans go to the service's provider
+            cache.tracer = self.telemetry.tracer
         self.metrics.watch_circuit(lambda: cache.breaker.state)
         upstreams = Upstreams(self.settings)
         await self.warming.open(cache, upstreams)

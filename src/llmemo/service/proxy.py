@@ -261,7 +261,10 @@ class Proxy:
         if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
             tenant = tenant_of(received, shared)
             hot_key = (endpoint.path, raw, tenant, _answer_headers(received))
+            looked = 0 if self.telemetry is None else time.time_ns()
             hot = await self.hot.get(hot_key)
+            if hot is not None and self.telemetry is not None:  # its lookup span, after the fact
+                self.telemetry.hot_lookup(looked, namespace_of(received) or self.settings.namespace)
             if hot is not None:
                 body, headers = await self.hot.answer(
                     endpoint.path, hot, time.perf_counter() - started

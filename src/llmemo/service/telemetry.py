@@ -65,9 +65,10 @@ class Telemetry:
 
         self.trace = trace
         self.propagate = propagate
-        self.tracer: Tracer = tracer_of(tracer_provider)
-        self.cached_routes: frozenset[str] = frozenset()  # paths served before the router
         from llmemo import __version__
+
+        self.tracer: Tracer = tracer_of(tracer_provider, __version__)
+        self.cached_routes: frozenset[str] = frozenset()  # paths served before the router
 
         meter: Meter = otel_metrics.get_meter("llmemo", __version__, meter_provider=meter_provider)
         # Answers are counted in these dicts (plain arithmetic on the request's path: an SDK
@@ -269,6 +270,16 @@ class Telemetry:
                 attributes["gen_ai.usage.input_tokens"] = usage.input_tokens
                 attributes["gen_ai.usage.output_tokens"] = usage.output_tokens
         span.set_attributes(attributes)
+
+    def hot_lookup(self, started: int, namespace: str) -> None:
+        """The `llmemo.lookup` span of a hit answered from its kept bytes (service/hot.py),
+        from `started` (ns) to now. A miss there records none: the cache's lookup follows."""
+        span = self.tracer.start_span(
+            "llmemo.lookup",
+            attributes={"llmemo.namespace": namespace, "llmemo.cache.status": "hit"},
+            start_time=started,
+        )
+        span.end()
 
     @contextlib.contextmanager
     def upstream(
