@@ -18,8 +18,12 @@ again and again) is one extra labelled row. Rounds rotate who goes first.
 Miss path: `--misses` requests not seen before, one at a time, each sent straight to the upstream
 app and then through llmemo (a miss that calls the same upstream), timed back to back.
 
+`--otel` adds a side: llmemo as shipped with `otel` on, under the OpenTelemetry SDK (every span
+built and batched, then dropped by a no-op exporter; metrics aggregated in memory), to price the
+tracing of a hit.
+
 Run: .venv/bin/python bench/service.py [--concurrency 32] [--seconds 5] [--rounds 3]
-     [--orders zipf:10000,uniform:10000,uniform:100000] [--data PATH]
+     [--orders zipf:10000,uniform:10000,uniform:100000] [--data PATH] [--otel]
 A private redis-server is started. Not a test: nothing is asserted. Prints a Markdown table.
 """
 
@@ -80,21 +84,39 @@ def answers_app(pairs_file: str) -> Any:
     return Starlette(routes=[Route(PATH, answer, methods=["POST"])])
 
 
-def llmemo_app(store: str, upstream: str, near_ttl: str) -> Any:
+def llmemo_app(store: str, upstream: str, near_ttl: str, otel: bool = False) -> Any:
     from llmemo.service import create_app, load_settings
 
     near = {"near_ttl": near_ttl} if near_ttl else {}  # "": the shipped default
     settings = load_settings(
-        store=store, openai_base_url=upstream + "/v1", anthropic_base_url=upstream, **near
+        store=store,
+        openai_base_url=upstream + "/v1",
+        anthropic_base_url=upstream,
+        otel=otel,
+        **near,
     )
-    return create_app(settings)
+    if not otel:
+        return create_app(settings)
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return create_app(settings, tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
 def run_child(args: argparse.Namespace) -> None:
     import uvicorn
 
     if args.child == "llmemo":
-        app = llmemo_app(args.redis_url, args.upstream, args.near_ttl)
+        app = llmemo_app(args.redis_url, args.upstream, args.near_ttl, args.child_otel == "1")
     else:
         app = answers_app(args.pairs_file)
         from llmemo.service.app import freeze_heap  # llmemo freezes its heap in its lifespan
@@ -364,7 +386,12 @@ def main() -> None:
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     parser.add_argument("--pairs-file", help=argparse.SUPPRESS)
     parser.add_argument("--near-ttl", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--otel", action="store_true", help="add llmemo with otel on (SDK)")
+    parser.add_argument("--child-otel", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.otel:
+        NAMES["otel"] = "llmemo, Redis, --otel (SDK, spans dropped)"
+        NEAR["otel"] = ""
     if args.child:
         run_child(args)
         return
@@ -398,13 +425,14 @@ def run(args: argparse.Namespace, orders: list[tuple[str, int]]) -> None:
             )
         )
         redis_server = stack.enter_context(RedisServer())
-        ports = {name: free_port() for name in ("upstream", "bare", "llmemo", "far")}
+        sides = [name for name in NAMES if name != "bare"]  # the llmemo servers
+        ports = {name: free_port() for name in ("upstream", "bare", *sides)}
         servers = {}
         for name in ("upstream", "bare"):
             servers[name] = start("answers", ports[name], args, pairs_file=pairs_file)
             stack.callback(servers[name].terminate)
         upstream = f"http://127.0.0.1:{ports['upstream']}"
-        for name in ("llmemo", "far"):
+        for name in sides:
             servers[name] = start(
                 "llmemo",
                 ports[name],
@@ -412,6 +440,7 @@ def run(args: argparse.Namespace, orders: list[tuple[str, int]]) -> None:
                 redis_url=redis_server.url,
                 upstream=upstream,
                 near_ttl=NEAR[name],
+                **({"child_otel": "1"} if name == "otel" else {}),
             )
             stack.callback(servers[name].terminate)
         redis_pid = redis_server.process.pid if redis_server.process else os.getpid()

@@ -20,7 +20,16 @@ from packaging.requirements import Requirement
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 HEAVY = re.compile(r"^(torch|triton|sentence-transformers|nvidia-.*|cuda-.*)$")
-USER_EXTRAS = ["redis", "server", "semantic", "langchain", "upstash", "calibrate", "examples"]
+USER_EXTRAS = [
+    "redis",
+    "server",
+    "semantic",
+    "langchain",
+    "upstash",
+    "calibrate",
+    "otel",
+    "examples",
+]
 
 
 def canonical(name: str) -> str:

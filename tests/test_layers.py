@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "errors": 0,
     "_synchronization": 0,
     "_lazy": 0,
+    "telemetry": 0,
     "stores": 1,
     "index": 2,
     "embed": 2,

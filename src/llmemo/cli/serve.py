@@ -113,6 +113,14 @@ def serve(
             "by default."
         ),
     ] = None,
+    otel: Annotated[
+        bool | None,
+        typer.Option(
+            "--otel/--no-otel",
+            help="OpenTelemetry spans and metrics, exported over OTLP (OTEL_EXPORTER_OTLP_*) "
+            "(env LLMEMO_OTEL). Off by default. Needs the otel extra.",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of settings (env LLMEMO_CONFIG).")
     ] = None,
@@ -184,6 +192,7 @@ def serve(
         semantic_threshold=semantic_threshold,
         semantic_embedder=semantic_embedder,
         semantic_verifier=semantic_verifier,
+        otel=otel,
         log_level=log_level,
         workers=workers,
         max_header_bytes=max_header_bytes,
@@ -222,6 +231,8 @@ def serve(
             threshold = default_threshold(settings.semantic_embedder)
         mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g})"
         _check_embedder(settings.semantic_embedder)
+    if settings.otel:
+        mode += f", OpenTelemetry ({_install_otel()})"
     demo = None
     if settings.upstream == "demo":
         from llmemo.testing.server import UpstreamServer
@@ -288,6 +299,18 @@ def _check_store(url: str) -> None:
     finally:
         with contextlib.suppress(StoreError):
             store.close()
+
+
+def _install_otel() -> str:
+    """The global OpenTelemetry providers, before binding: a missing extra is one line (exit 2)."""
+    from llmemo.errors import MissingExtraError
+
+    try:
+        from llmemo.service.telemetry import install_sdk
+
+        return install_sdk()
+    except MissingExtraError as exc:
+        fail(f"--otel: {exc}", 2)
 
 
 def _check_embedder(spec: str) -> None:

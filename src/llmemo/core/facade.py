@@ -41,8 +41,11 @@ from llmemo.core.sensitive import SKIP_SENSITIVE, SensitivePolicy, text_of
 from llmemo.core.stats import CacheStats, StatsBuffer
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
 from llmemo.stores import keys
+from llmemo.telemetry import library_tracer
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from llmemo.core.memoize import F, KeyFn
     from llmemo.core.semantic import SemanticBase
 
@@ -244,6 +247,20 @@ class BaseCache:
         self._pricing = PriceMemo(self.prices)
         self._stats = StatsBuffer()
         self._last_flush = monotonic()
+        # OpenTelemetry (llmemo/telemetry.py): None unless tracing is configured, and then the
+        # lookups build no span object.
+        self._tracer: Tracer | None = library_tracer()
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """The OpenTelemetry tracer of this cache's spans (lookup, semantic layer); None: none."""
+        return self._tracer
+
+    @tracer.setter
+    def tracer(self, tracer: Tracer | None) -> None:
+        self._tracer = tracer
+        if self.semantic is not None:
+            self.semantic.tracer = tracer
 
     # -- keys -------------------------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from llmemo.core.guard import Guard
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from llmemo.core.verify import Verdict
     from llmemo.embed import Unsaved
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
@@ -114,6 +116,8 @@ def embedding_space(embedder: Embedder | AsyncEmbedder) -> str:
 
 class SemanticBase:
     """Settings and the pure decisions both layers share."""
+
+    tracer: Tracer | None = None  # the cache's (llmemo/telemetry.py): spans of embed and search
 
     def __init__(
         self,

@@ -38,15 +38,31 @@ from llmemo.service.warm import Warming
 from llmemo.stores.base import async_from_url, redact, store_url
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from llmemo.core.verify import AsyncLLMVerifier
+    from llmemo.service.telemetry import Telemetry
 
 
 class Service:
     """What one running app holds; `proxy` exists between lifespan start and end."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
         self.settings = settings
+        self.telemetry: Telemetry | None = None
         self.metrics = Metrics(max_models=settings.max_model_labels)
+        if settings.otel:  # MissingExtraError (a one-line hint) without the `otel` extra
+            from llmemo.service.telemetry import Telemetry, TracedMetrics
+
+            traced = TracedMetrics(max_models=settings.max_model_labels)
+            self.telemetry = traced.telemetry = Telemetry(traced, tracer_provider, meter_provider)
+            self.metrics = traced
         self.store_url = store_url(settings.store)
         self.warming = Warming(settings, self.metrics, self.store_url)
         self._proxy: Proxy | None = None
@@ -81,10 +97,13 @@ class Service:
                 verifier=self._verifier(),
             )
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
+        if self.telemetry is not None:  # the lookup's spans go to the service's provider
+            cache.tracer = self.telemetry.tracer
         self.metrics.watch_circuit(lambda: cache.breaker.state)
         upstreams = Upstreams(self.settings)
         await self.warming.open(cache, upstreams)
         self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)
+        self._proxy.telemetry = self.telemetry
         if self.settings.gc_freeze:
             freeze_heap()
         try:
@@ -203,9 +222,15 @@ class ServiceApp(Starlette):
     """
 
     def __init__(
-        self, cached: list[CachedRoute], *, max_header_bytes: int = 64 * 1024, **options: Any
+        self,
+        cached: list[CachedRoute],
+        *,
+        max_header_bytes: int = 64 * 1024,
+        telemetry: Telemetry | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(**options)
+        self.telemetry = telemetry  # None: no span object is built (service/telemetry.py)
         self.cached = {route.endpoint.path: route for route in cached}
         # Starlette's own redirect builds an absolute Location from the Host header; ours is a
         # relative one (`slash_redirect`).
@@ -213,6 +238,10 @@ class ServiceApp(Starlette):
         self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.telemetry is not None and scope["type"] == "http" and _TRACED not in scope:
+            scope[_TRACED] = True  # the server span is open: dispatch below
+            await self.telemetry.serve(self, scope, receive, send)
+            return
         if scope["type"] == "http":
             size = 0
             for name, value in scope["headers"]:  # ~1 us for a dozen headers (a generator: 1.3)
@@ -251,6 +280,7 @@ class ServiceApp(Starlette):
         return target + (f"?{query}" if query else "")
 
 
+_TRACED = "llmemo.traced"
 _frozen = False
 
 
@@ -276,13 +306,28 @@ def worker_environment(settings: Settings) -> dict[str, str]:
 def worker_app() -> Starlette:
     """The app of one `llmemo serve --workers N` process (a uvicorn factory)."""
     raw = os.environ.get(WORKER_SETTINGS)
-    return create_app(Settings(**json.loads(raw)) if raw else load_settings())
+    settings = Settings(**json.loads(raw)) if raw else load_settings()
+    if settings.otel:  # each process exports its own spans and metrics
+        from llmemo.service.telemetry import install_sdk
+
+        install_sdk()
+    return create_app(settings)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The llmemo service as an ASGI app (run it with uvicorn, lifespan on)."""
-    service = Service(settings)
+def create_app(
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> Starlette:
+    """The llmemo service as an ASGI app (run it with uvicorn, lifespan on).
+
+    With `settings.otel`, spans and metrics go to these OpenTelemetry providers (None: the global
+    ones, which `llmemo serve --otel` sets up; docs/service.md, "OpenTelemetry")."""
+    service = Service(settings, tracer_provider, meter_provider)
     cached = [CachedRoute(service, e) for e in ENDPOINTS]
+    if service.telemetry is not None:
+        service.telemetry.cached_routes = frozenset(e.path for e in ENDPOINTS)
     routes = [Route(route.endpoint.path, route, methods=["POST"]) for route in cached]
     routes += [
         Route("/v1/models", service.models, methods=["GET"]),
@@ -296,6 +341,7 @@ def create_app(settings: Settings) -> Starlette:
     app = ServiceApp(
         cached,
         max_header_bytes=settings.max_header_bytes,
+        telemetry=service.telemetry,
         routes=routes,
         lifespan=service.lifespan,
         exception_handlers={

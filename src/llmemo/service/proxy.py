@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -47,7 +48,13 @@ from llmemo.service.metrics import Metrics
 from llmemo.service.ratelimit import RateLimits
 from llmemo.service.relay import SSE_TYPE, Relay, RelayResponse
 from llmemo.service.settings import Settings
+from llmemo.service.telemetry import answered
 from llmemo.service.upstream import Provider, Upstreams, forward_headers
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from llmemo.service.telemetry import Telemetry
 
 log = logging.getLogger("llmemo.service")
 
@@ -228,6 +235,7 @@ class Proxy:
         self.hot = HotAnswers(cache, metrics)
         self.access = SharedAccess(settings, upstreams)
         self.shared_names = frozenset(settings.shared_namespaces)
+        self.telemetry: Telemetry | None = None  # set by the app with `otel` on
 
     def shares(self, headers: Mapping[str, str]) -> bool:
         """The request's namespace is shared (`--shared`, or one of `shared_namespaces`)."""
@@ -253,11 +261,16 @@ class Proxy:
         if plain_request(received):  # no control header: maybe a hot answer (service/hot.py)
             tenant = tenant_of(received, shared)
             hot_key = (endpoint.path, raw, tenant, _answer_headers(received))
+            looked = 0 if self.telemetry is None else time.time_ns()
             hot = await self.hot.get(hot_key)
+            if hot is not None and self.telemetry is not None:  # its lookup span, after the fact
+                self.telemetry.hot_lookup(looked, namespace_of(received) or self.settings.namespace)
             if hot is not None:
                 body, headers = await self.hot.answer(
                     endpoint.path, hot, time.perf_counter() - started
                 )
+                if self.telemetry is not None:
+                    self._annotate(endpoint, received, tenant, hot.model, None)
                 return Answer(body, 200, headers)
             controls = plain_controls(tenant)
         parsed = read_request(endpoint, raw)  # a bad body is reported before a bad header
@@ -281,10 +294,14 @@ class Proxy:
             if self.limits is not None:
                 await self.limits.check_miss(controls.tenant, endpoint.flavour)
             sent = time.perf_counter()
+            headers = forward_headers(received)
             try:
-                data, answer = await self.upstreams.post(
-                    endpoint.provider, endpoint.upstream_path, raw, forward_headers(received)
-                )
+                with self._upstream_span(endpoint, canonical.model, headers) as span:
+                    data, answer = await self.upstreams.post(
+                        endpoint.provider, endpoint.upstream_path, raw, headers
+                    )
+                    if span is not None:
+                        answered(span, data)
             except ServiceError as exc:
                 self.metrics.upstream_failed(endpoint.path, exc)
                 raise
@@ -297,9 +314,38 @@ class Proxy:
 
         result = await self.compute(parsed, controls, call)
         self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
+        if self.telemetry is not None:
+            self._annotate(endpoint, received, controls.tenant, canonical.model, result)
         if hot_key is not None and not parsed.bypass:
             await self.hot.learn(hot_key, canonical, controls.tenant, result)
         return Answer.of(result.response, 200, {**passed, **cache_headers(result)})
+
+    def _annotate(
+        self,
+        endpoint: Endpoint,
+        received: Mapping[str, str],
+        tenant: str | None,
+        model: str | None,
+        result: Result | None,
+    ) -> None:
+        """The request's attributes on its server span (with `otel` on)."""
+        assert self.telemetry is not None
+        namespace = namespace_of(received) or self.settings.namespace
+        self.telemetry.annotate(endpoint.kind, endpoint.provider, model, namespace, tenant, result)
+
+    @contextlib.contextmanager
+    def _upstream_span(
+        self, endpoint: Endpoint, model: str | None, headers: dict[str, str]
+    ) -> Iterator[Span | None]:
+        """The upstream call's CLIENT span (None with `otel` off); `headers` get its traceparent."""
+        if self.telemetry is None:
+            yield None
+            return
+        base = self.upstreams.bases.get(endpoint.provider)
+        with self.telemetry.upstream(
+            endpoint.path, endpoint.kind, endpoint.provider, base, model, headers
+        ) as span:
+            yield span
 
     async def compute(
         self, parsed: Parsed, controls: Controls, call: Callable[[], Awaitable[dict[str, Any]]]
@@ -352,7 +398,7 @@ class Proxy:
             hide_usage,
         )
         task = asyncio.ensure_future(
-            self._compute_stream(endpoint, parsed, controls, relay, started)
+            self._compute_stream(endpoint, parsed, controls, relay, received, started)
         )
         task.add_done_callback(_consume)
         waiting: list[asyncio.Future[Any]] = [task, relay.started]
@@ -370,14 +416,21 @@ class Proxy:
         parsed: Parsed,
         controls: Controls,
         relay: Relay,
+        received: Mapping[str, str],
         started: float,
     ) -> Result:
         async def call() -> dict[str, Any]:
             if self.limits is not None:
                 await self.limits.check_miss(controls.tenant, endpoint.flavour)
             sent = time.perf_counter()
+            headers = dict(relay.headers)
             try:
-                return await relay()
+                with self._upstream_span(endpoint, parsed.canonical.model, headers) as span:
+                    relay.headers = headers
+                    data = await relay()
+                    if span is not None:
+                        answered(span, data)
+                    return data
             except Exception as exc:
                 self.metrics.upstream_failed(endpoint.path, exc)
                 raise
@@ -390,4 +443,6 @@ class Proxy:
         self.metrics.record(
             endpoint.path, parsed.canonical.model, result, time.perf_counter() - started
         )
+        if self.telemetry is not None:
+            self._annotate(endpoint, received, controls.tenant, parsed.canonical.model, result)
         return result

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     (`gc.freeze`, once per process). Requests that wait on the store keep their objects alive
     across many allocations, so the collector runs often; without this each full collection
     re-scans the whole imported heap (~50 ms each here, the service's p99). docs/service.md."""
+    otel: bool = False
+    """OpenTelemetry (extra `otel`): a span per request, in the caller's trace, and the /metrics
+    figures through an OTel Meter (docs/service.md, "OpenTelemetry"). Off: no span is built."""
     # -- sensitive content (docs/privacy.md) --
     sensitive_skip: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Categories whose answers are served but never stored nor embedded, on top of the defaults

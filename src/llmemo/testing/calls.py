@@ -1,4 +1,5 @@
-"""What the test upstream counts: calls by route and model, and the credentials seen (hashed)."""
+"""What the test upstream counts: calls by route and model, the credentials seen (hashed), and the
+W3C `traceparent` headers received (to check that a proxy propagates the trace)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class UpstreamStats:
 
     calls: Mapping[str, Mapping[str, int]]
     credentials: Mapping[str, Mapping[str, int]]
+    traceparents: tuple[str, ...] = ()
+    """The `traceparent` header of each call that had one, in order (the last 1000)."""
 
     @property
     def total(self) -> int:
@@ -47,9 +50,18 @@ class CallLog:
         self._lock = threading.Lock()
         self._calls: dict[str, dict[str, int]] = {}
         self._credentials: dict[str, dict[str, int]] = {}
+        self._traceparents: list[str] = []
 
-    def record(self, route: str, model: str, credentials: Mapping[str, str]) -> None:
+    def record(
+        self,
+        route: str,
+        model: str,
+        credentials: Mapping[str, str],
+        traceparent: str | None = None,
+    ) -> None:
         with self._lock:
+            if traceparent is not None:
+                self._traceparents = [*self._traceparents[-999:], traceparent]
             models = self._calls.setdefault(route, {})
             models[model] = models.get(model, 0) + 1
             for header, credential in credentials.items():
@@ -61,12 +73,14 @@ class CallLog:
             return UpstreamStats(
                 {route: dict(models) for route, models in self._calls.items()},
                 {header: dict(seen) for header, seen in self._credentials.items()},
+                tuple(self._traceparents),
             )
 
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
             self._credentials.clear()
+            self._traceparents.clear()
 
 
 def credentials_of(headers: Mapping[str, str]) -> dict[str, str]:

@@ -161,7 +161,9 @@ class _Upstream:
         payload: JSON = body if isinstance(body, dict) else {}
         model = payload.get("model") if isinstance(payload.get("model"), str) else "-"
         credentials = credentials_of(request.headers)
-        self.log.record(request.url.path, str(model), credentials)
+        self.log.record(
+            request.url.path, str(model), credentials, request.headers.get("traceparent")
+        )
         headers = {"request-id" if flavour == "anthropic" else "x-request-id": f"req_{rid}"}
 
         def fail(status: int, message: str, extra: Mapping[str, str] | None = None) -> Response:

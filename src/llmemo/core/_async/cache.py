@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from llmemo import telemetry
 from llmemo.core import hot
 from llmemo.core._async.check import check_store
 from llmemo.core.check import CheckReport
@@ -57,6 +58,7 @@ class AsyncCache(BaseCache):
         self.semantic = semantic
         if semantic is not None:
             semantic.bind(store, self.prefix, self.clock, self.monotonic)
+            semantic.tracer = self._tracer
         self._flights = AsyncFlights()
         self._revalidating: set[str] = set()
         self._background = AsyncBackground()
@@ -239,6 +241,15 @@ class AsyncCache(BaseCache):
         return seconds
 
     async def _read_live(self, call: Call, key: str) -> Hit | None:
+        """The read of a lookup (in an `llmemo.lookup` span when tracing)."""
+        if self._tracer is not None:
+            with self._tracer.start_as_current_span("llmemo.lookup") as span:
+                hit = await self._read_renewing(call, key)
+                telemetry.looked_up(span, call.scope.namespace, hit)
+                return hit
+        return await self._read_renewing(call, key)
+
+    async def _read_renewing(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
         rolling = self._refresh_ttl()
         hit = await self._read(key, rolling)
@@ -248,6 +259,16 @@ class AsyncCache(BaseCache):
 
     async def _semantic_lookup(
         self, layer: AsyncSemanticLayer, call: Call, version: int, backfill: bool = True
+    ) -> Hit | None:
+        """After an exact miss (in an `llmemo.semantic` span when tracing)."""
+        with telemetry.span(self._tracer, "llmemo.semantic") as span:
+            hit = await self._carry_out(layer, call, version, backfill)
+            if span is not None:
+                telemetry.looked_up(span, call.scope.namespace, hit)
+            return hit
+
+    async def _carry_out(
+        self, layer: AsyncSemanticLayer, call: Call, version: int, backfill: bool
     ) -> Hit | None:
         """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
         if not self._may_embed(call):  # a skipped category in the request: never embedded

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from llmemo import telemetry
 from llmemo.core import semantic_base as engine
 from llmemo.core.guard import Guard
 from llmemo.core.semantic_base import DEFAULT_K, MAX_CHARS, Counts, SemanticBase, SemanticPlan
@@ -142,12 +143,24 @@ class AsyncSemanticLayer(SemanticBase):
             return plan
         try:
             index = await self.open_index()
-            vector, plan.unsaved = await self._query_vector(text)
-            matches = await index.search(vector, self.scope(call, version), self.k, self.threshold)
+            with telemetry.span(self.tracer, "llmemo.embed", self._embed_attributes()):
+                vector, plan.unsaved = await self._query_vector(text)
+            with telemetry.span(self.tracer, "llmemo.vector_search") as span:
+                matches = await index.search(
+                    vector, self.scope(call, version), self.k, self.threshold
+                )
+                if span is not None:
+                    telemetry.searched(span, self.k, [m.similarity for m in matches])
         except (EmbedderError, StoreError) as exc:
             self.failed(plan.counts, "lookup", exc)
             return plan
         return await self._answer(plan, index, call, rolling, backfill, text, matches)
+
+    def _embed_attributes(self) -> dict[str, str] | None:
+        """The `llmemo.embed` span's attributes (tracing on): the embedder, never the text."""
+        if self.tracer is None:
+            return None
+        return telemetry.embed_attributes(self.raw_embedder.name, self.raw_embedder.model)
 
     async def _answer(
         self,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from llmemo import telemetry
 from llmemo.core import hot
 from llmemo.core._sync.check import check_store
 from llmemo.core.check import CheckReport
@@ -58,6 +59,7 @@ class Cache(BaseCache):
         self.semantic = semantic
         if semantic is not None:
             semantic.bind(store, self.prefix, self.clock, self.monotonic)
+            semantic.tracer = self._tracer
         self._flights = Flights()
         self._revalidating: set[str] = set()
         self._background = Background()
@@ -238,6 +240,15 @@ class Cache(BaseCache):
         return seconds
 
     def _read_live(self, call: Call, key: str) -> Hit | None:
+        """The read of a lookup (in an `llmemo.lookup` span when tracing)."""
+        if self._tracer is not None:
+            with self._tracer.start_as_current_span("llmemo.lookup") as span:
+                hit = self._read_renewing(call, key)
+                telemetry.looked_up(span, call.scope.namespace, hit)
+                return hit
+        return self._read_renewing(call, key)
+
+    def _read_renewing(self, call: Call, key: str) -> Hit | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
         rolling = self._refresh_ttl()
         hit = self._read(key, rolling)
@@ -247,6 +258,16 @@ class Cache(BaseCache):
 
     def _semantic_lookup(
         self, layer: SemanticLayer, call: Call, version: int, backfill: bool = True
+    ) -> Hit | None:
+        """After an exact miss (in an `llmemo.semantic` span when tracing)."""
+        with telemetry.span(self._tracer, "llmemo.semantic") as span:
+            hit = self._carry_out(layer, call, version, backfill)
+            if span is not None:
+                telemetry.looked_up(span, call.scope.namespace, hit)
+            return hit
+
+    def _carry_out(
+        self, layer: SemanticLayer, call: Call, version: int, backfill: bool
     ) -> Hit | None:
         """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
         if not self._may_embed(call):  # a skipped category in the request: never embedded
