@@ -33,15 +33,17 @@ class Keyring:
     instead of being served.
     """
 
-    __slots__ = ("_ciphers", "ids", "required")
+    __slots__ = ("_ciphers", "_invalid", "ids", "required")
 
     def __init__(self, keys: Iterable[tuple[str, bytes]], *, required: bool = False) -> None:
         checked = check_keys(keys)
         require("cryptography", "crypto")
+        from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         ciphers: dict[str, AESGCM] = {key_id: AESGCM(secret) for key_id, secret in checked}
         self._ciphers = ciphers
+        self._invalid = InvalidTag  # kept: no import on the hit path
         self.ids = tuple(ciphers)
         self.required = required
 
@@ -63,8 +65,6 @@ class Keyring:
     def open(self, key_id: str, sealed: bytes, aad: bytes) -> bytes:
         """The plaintext of `seal`'s output; UndecryptableError for an unknown key id, a
         tampered ciphertext or other associated data (the message holds no key material)."""
-        from cryptography.exceptions import InvalidTag
-
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise UndecryptableError(f"sealed with key {key_id!r}, which this keyring lacks")
@@ -72,7 +72,7 @@ class Keyring:
             raise UndecryptableError("ciphertext too short")
         try:
             return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
-        except InvalidTag:
+        except self._invalid:
             raise UndecryptableError(
                 f"authentication failed under key {key_id!r} (tampered, or moved from another key)"
             ) from None
