@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import sys
 
 import pytest
 
 from llmemo.core import entry as entries
 from llmemo.core.crypto import Keyring, keyring, new_key
-from llmemo.errors import ConfigError, CorruptEntryError, UndecryptableError
+from llmemo.errors import ConfigError, CorruptEntryError, MissingExtraError, UndecryptableError
 
 PROMPT = "what is the capital of Burkina Faso, asked by alice@example.com"
 ANSWER = "Ouagadougou is the capital; " * 40  # over 1 KiB: compressed before sealing
@@ -119,3 +120,10 @@ def test_keyring_repr_holds_no_key() -> None:
     keys = ring("k1", "k2")
     assert SECRETS["k1"] not in repr(keys) and "k1" in repr(keys)
     assert keys.current == "k1"
+
+
+def test_a_missing_extra_is_a_one_line_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cryptography", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'llmemo\[crypto\]'") as caught:
+        keyring(f"k1:{SECRETS['k1']}")
+    assert "\n" not in str(caught.value)
