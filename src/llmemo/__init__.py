@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from llmemo.core import AsyncCache, Cache
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.check import CheckReport
+from llmemo.core.crypto import Keyring
 from llmemo.core.entry import Entry, Usage
 from llmemo.core.facade import Hit, Result
 from llmemo.core.memoize import UnstorableValueError, memoize
@@ -32,6 +33,7 @@ from llmemo.errors import (
     LLMemoError,
     MissingExtraError,
     StoreError,
+    UndecryptableError,
     UnkeyableError,
 )
 from llmemo.integrations.wrap import last_status, wrap
@@ -157,6 +159,7 @@ __all__ = [
     "EmbedderError",
     "Entry",
     "Hit",
+    "Keyring",
     "LLMVerifier",
     "LLMemoError",
     "LocalIndex",
@@ -180,6 +183,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TtlPolicy",
+    "UndecryptableError",
     "UnkeyableError",
     "UnstorableValueError",
     "UpstashStore",

@@ -33,6 +33,11 @@ class CorruptEntryError(LLMemoError):
     """A stored value that is not a readable llmemo entry (treated as a miss and deleted)."""
 
 
+class UndecryptableError(CorruptEntryError):
+    """An encrypted entry this cache cannot open (no key, wrong key, tampered, moved), or a plain
+    one where encryption is required: a counted miss, left in place for a reader that can."""
+
+
 def require(module: str, extra: str) -> None:
     """Fail with a one-line hint naming the extra when an optional module is missing."""
     import importlib.util

@@ -170,3 +170,34 @@ def test_a_bad_sensitive_setting_stops_the_start(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=message):
         load_settings()
+
+
+KEY = "Iq1cZ2Qm7l0Xv3k8Hn0fYp5wT4rS6uV9aB2cD3eF4gE="  # 32 bytes, for these tests only
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ("k1", "encryption_keys: .*id:base64key"),
+        ("k1:not base64!", "encryption_keys: .*'k1' is not valid base64"),
+        ("k1:AAAA", "encryption_keys: .*'k1' is 3 bytes; AES-256 needs 32"),
+        (f"k1:{KEY},k1:{KEY}", "encryption_keys: .*'k1' is given twice"),
+    ],
+    ids=["no-id", "bad-base64", "wrong-length", "duplicate-id"],
+)
+def test_bad_encryption_keys_are_one_line_errors_without_the_key(
+    monkeypatch: pytest.MonkeyPatch, keys: str, message: str
+) -> None:
+    monkeypatch.setenv("LLMEMO_ENCRYPTION_KEYS", keys)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)
+    assert KEY not in str(caught.value) and "not base64!" not in str(caught.value)
+
+
+def test_encryption_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMEMO_ENCRYPTION_KEYS", f"k2:{KEY}, k1:{KEY}")
+    monkeypatch.setenv("LLMEMO_ENCRYPTION_REQUIRED", "true")
+    settings = load_settings()
+    assert settings.encryption_keys is not None and settings.encryption_required
+    assert KEY not in repr(settings)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from llmemo.errors import StoreError
+from llmemo.errors import StoreError, UndecryptableError
 
 log = logging.getLogger("llmemo.cache")
 
@@ -31,6 +31,8 @@ class StoreAlarm:
         self._next_open = float("-inf")
         self._held_opens = 0
         self._open_logged = False
+        self._next_undecryptable = float("-inf")
+        self._held_undecryptable = 0
 
     def error(self, exc: StoreError, store: Callable[[], str]) -> None:
         """A store call failed (the cache answered without it)."""
@@ -50,6 +52,21 @@ class StoreAlarm:
             store(),
             detail,
             self._held("store error", held),
+        )
+
+    def undecryptable(self, exc: UndecryptableError) -> None:
+        """An entry could not be decrypted (a miss). The message names a key id at most."""
+        now = self.clock()
+        with self._lock:
+            if now < self._next_undecryptable:
+                self._held_undecryptable += 1
+                return
+            held, self._held_undecryptable = self._held_undecryptable, 0
+            self._next_undecryptable = now + self.interval
+        log.warning(
+            "llmemo: an entry could not be decrypted, so it is a miss: %s%s",
+            exc,
+            self._held("undecryptable entry", held),
         )
 
     def circuit(self, opened: bool, retry: float, store: Callable[[], str]) -> None:

@@ -5,6 +5,11 @@ The header holds the small metadata (model, tenant, user, tags, created, usage, 
 invalidation can read it with one GETRANGE per key without touching the body. The body is the
 provider's response as JSON, zstd-compressed when that saves at least a tenth of it.
 
+Encrypted entries (a `Keyring`, core/crypto.py): the body, compressed first, is sealed with
+AES-256-GCM (flag 0x02; body = nonce | ciphertext | tag); the header stays readable and names
+the key id ("x"). The associated data is the store key and the prefix with the header, so a
+value moved to another key or with an edited header does not decrypt. Plain entries still read.
+
 Other modules never read the header's letters: they call `encode`, `decode`, `decode_head`,
 `decode_parts` with `stored`/`stale_after`, or `read`.
 """
@@ -15,15 +20,19 @@ import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import zstandard
 
-from llmemo.errors import CorruptEntryError
+from llmemo.errors import CorruptEntryError, UndecryptableError
+
+if TYPE_CHECKING:
+    from llmemo.core.crypto import Keyring
 
 MAGIC = b"LMe1"
 _FLAG_ZSTD = 0x01
+_FLAG_SEALED = 0x02  # the body is AES-256-GCM ciphertext; the header's "x" names the key
 _PREFIX = struct.Struct(">4sBH")
 HEAD_BYTES = 2048  # read this much to be sure to have the whole header
 MAX_TAGS = 16
@@ -113,8 +122,9 @@ def _header(entry: Entry) -> dict[str, Any]:
     return head
 
 
-def encode(entry: Entry) -> bytes:
-    """Serialise an entry compactly; compress the body when it pays."""
+def encode(entry: Entry, keyring: Keyring | None = None, key: str = "") -> bytes:
+    """Serialise an entry compactly; compress the body when it pays; with a keyring, encrypt
+    it (bound to the store `key` it is written under)."""
     doc: dict[str, Any] = {"r": entry.response}
     if entry.prompt is not None:
         doc["q"] = entry.prompt
@@ -124,11 +134,23 @@ def encode(entry: Entry) -> bytes:
         packed = _zstd()[0].compress(body)
         if len(packed) * 10 <= len(body) * 9:
             body, flags = packed, _FLAG_ZSTD
-    head = orjson.dumps(_header(entry))
-    return _PREFIX.pack(MAGIC, flags, len(head)) + head + body
+    header = _header(entry)
+    if keyring is None:
+        head = orjson.dumps(header)
+        return _PREFIX.pack(MAGIC, flags, len(head)) + head + body
+    header["x"] = keyring.current
+    head = orjson.dumps(header)
+    start = _PREFIX.pack(MAGIC, flags | _FLAG_SEALED, len(head)) + head
+    return start + keyring.seal(body, _aad(key, start))
 
 
-def _split(data: bytes) -> tuple[int, dict[str, Any], bytes]:
+def _aad(key: str, start: bytes) -> bytes:
+    """What a ciphertext is bound to: its store key, and the prefix and header before it."""
+    return key.encode() + b"\x00" + start
+
+
+def _split(data: bytes) -> tuple[int, dict[str, Any], int]:
+    """(flags, header, where the body starts)."""
     if len(data) < _PREFIX.size:
         raise CorruptEntryError("too short to be an entry")
     magic, flags, size = _PREFIX.unpack_from(data)
@@ -143,7 +165,7 @@ def _split(data: bytes) -> tuple[int, dict[str, Any], bytes]:
         raise CorruptEntryError(f"unreadable header: {exc}") from None
     if not isinstance(head, dict):
         raise CorruptEntryError("header is not an object")
-    return flags, head, data[end:]
+    return flags, head, end
 
 
 def _head_fields(head: dict[str, Any]) -> EntryHead:
@@ -166,9 +188,23 @@ def decode_head(data: bytes) -> EntryHead:
         raise CorruptEntryError(f"bad header: {exc}") from None
 
 
-def decode_parts(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(header, body document) of an entry, for the hit path; CorruptEntryError when unreadable."""
-    flags, head, body = _split(data)
+def decode_parts(
+    data: bytes, key: str = "", keyring: Keyring | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(header, body document) of the entry stored under `key`, for the hit path;
+    CorruptEntryError when unreadable, UndecryptableError (a subclass) when it cannot be
+    decrypted with `keyring`, or is plain while the keyring requires encryption."""
+    flags, head, end = _split(data)
+    body = data[end:]
+    if flags & _FLAG_SEALED:
+        if keyring is None:
+            raise UndecryptableError("encrypted entry, and no encryption keys are configured")
+        key_id = head.get("x")
+        if not isinstance(key_id, str):
+            raise CorruptEntryError("encrypted entry without a key id")
+        body = keyring.open(key_id, body, _aad(key, data[:end]))
+    elif keyring is not None and keyring.required:
+        raise UndecryptableError("plaintext entry, and encryption is required")
     try:
         if flags & _FLAG_ZSTD:
             body = _zstd()[1].decompress(body)
@@ -210,15 +246,15 @@ def stored(head: Mapping[str, Any], doc: Mapping[str, Any]) -> Stored:
         raise CorruptEntryError(f"bad header: {exc}") from None
 
 
-def read(data: bytes) -> Stored:
+def read(data: bytes, key: str = "", keyring: Keyring | None = None) -> Stored:
     """Parse a stored value for the hit path; CorruptEntryError when unreadable."""
-    head, doc = decode_parts(data)
+    head, doc = decode_parts(data, key, keyring)
     return stored(head, doc)
 
 
-def decode(data: bytes) -> Entry:
+def decode(data: bytes, key: str = "", keyring: Keyring | None = None) -> Entry:
     """Parse an entry; anything unreadable raises CorruptEntryError (never another error)."""
-    head, doc = decode_parts(data)
+    head, doc = decode_parts(data, key, keyring)
     found = stored(head, doc)
     try:
         meta = _head_fields(head)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -13,6 +13,7 @@ import orjson
 from llmemo.core import entry as entries
 from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
+from llmemo.core.crypto import Keyring, keyring
 from llmemo.core.durations import Duration, seconds
 from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import (
@@ -39,7 +40,13 @@ from llmemo.core.request import (
 )
 from llmemo.core.sensitive import SKIP_SENSITIVE, SensitivePolicy, text_of
 from llmemo.core.stats import CacheStats, StatsBuffer
-from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UnkeyableError
+from llmemo.errors import (
+    ConfigError,
+    CorruptEntryError,
+    StoreError,
+    UndecryptableError,
+    UnkeyableError,
+)
 from llmemo.stores import keys
 from llmemo.telemetry import library_tracer
 
@@ -196,6 +203,8 @@ class BaseCache:
         max_ttl: Duration | None = None,
         max_entry_bytes: int | None = MAX_ENTRY_BYTES,
         sensitive: SensitivePolicy | None = DEFAULT_SENSITIVE,
+        encryption: Keyring | str | Sequence[str] | None = None,
+        encryption_required: bool = False,
     ) -> None:
         self.namespace = check_name("namespace", namespace)
         check_name("prefix", prefix)
@@ -210,6 +219,11 @@ class BaseCache:
         # Do-not-cache rules (core/sensitive.py): a request or answer holding a category the
         # namespace skips is served, never stored nor embedded. None: no check.
         self.sensitive = sensitive
+        if encryption_required and encryption is None:
+            raise ConfigError("encryption_required needs encryption keys (encryption=...)")
+        # Encryption at rest (core/crypto.py, docs/privacy.md): entry bodies sealed with the
+        # keyring's first key, read with any of them. None: entries are stored in clear.
+        self.keyring = keyring(encryption, required=encryption_required)
         self.defaults = Scope(namespace, tenant, user, tuple(tags))
         self.normalisation = normalisation
         self.max_temperature = max_temperature
@@ -383,13 +397,14 @@ class BaseCache:
 
     def _hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
-        head, doc = entries.decode_parts(data)
+        head, doc = entries.decode_parts(data, key, self.keyring)
         return decode_hit(head, doc, key, self.clock())
 
     def _encode_entry(
-        self, call: Call, response: dict[str, Any]
+        self, call: Call, response: dict[str, Any], key: str
     ) -> tuple[bytes | None, float | None, str | None]:
-        """(value, ttl, None) to store, or (None, None, reason) when the response is not cacheable."""
+        """(value, ttl, None) to store at `key`, or (None, None, reason) when the response is
+        not cacheable."""
         reason = (
             SKIP_UNCACHEABLE
             if not call.cacheable
@@ -422,7 +437,7 @@ class BaseCache:
             prompt=self._prompt(call),
         )
         try:
-            value = entries.encode(entry)
+            value = entries.encode(entry, self.keyring, key)
         except TypeError:  # orjson's JSONEncodeError: nested past its 254 levels, or not JSON
             return None, None, SKIP_UNENCODABLE
         if self.max_entry_bytes is not None and len(value) > self.max_entry_bytes:
@@ -516,7 +531,11 @@ class BaseCache:
             self.breaker.failure()
 
     def _count_corrupt(self, error: CorruptEntryError) -> None:
-        self._stats.add("corrupt")
+        if isinstance(error, UndecryptableError):
+            self._stats.add("undecryptable")
+            self.alarm.undecryptable(error)
+        else:
+            self._stats.add("corrupt")
 
     def _flush_due(self) -> bool:
         return self.monotonic() - self._last_flush >= self.flush_interval

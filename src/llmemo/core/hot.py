@@ -11,12 +11,16 @@ entry and encoding the answer. This module holds the decisions, without I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
 from llmemo.core import entry as entries
 from llmemo.core.facade import Call, Hit, decode_hit
 from llmemo.errors import CorruptEntryError
+
+if TYPE_CHECKING:
+    from llmemo.core.crypto import Keyring
 
 
 @dataclass(slots=True)
@@ -31,11 +35,13 @@ class HotAnswer:
     counts: tuple[tuple[str, float], ...]  # what one use adds to the cache's stats
 
 
-def decode_answer(key: str, value: bytes, now: float) -> tuple[Hit, float | None, bytes] | None:
-    """(hit, soft TTL, response JSON) of a stored value read at `now`; None when unreadable or
-    stale (a stale entry is left to a lookup: stale-while-revalidate)."""
+def decode_answer(
+    key: str, value: bytes, now: float, keyring: Keyring | None = None
+) -> tuple[Hit, float | None, bytes] | None:
+    """(hit, soft TTL, response JSON) of a stored value read at `now`; None when unreadable
+    (a lookup then counts it) or stale (a stale entry is left to a lookup)."""
     try:
-        head, doc = entries.decode_parts(value)
+        head, doc = entries.decode_parts(value, key, keyring)
         hit = decode_hit(head, doc, key, now)
         stale_after = entries.stale_after(head)
     except (CorruptEntryError, TypeError, ValueError):

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from llmemo.core import entry as entries
 from llmemo.core.facade import Call, Hit, decode_hit
 from llmemo.core.guard import Guard
-from llmemo.errors import ConfigError, CorruptEntryError, StoreError
+from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UndecryptableError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from llmemo.core.crypto import Keyring
     from llmemo.core.verify import Verdict
     from llmemo.embed import Unsaved
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
@@ -142,6 +143,7 @@ class SemanticBase:
         self._touched: dict[str, float] = {}  # entry key -> when its vector was last touched
         self._clock: Callable[[], float] = time.time  # the cache's clock, once bound
         self._monotonic: Callable[[], float] = time.monotonic
+        self._keyring: Keyring | None = None  # the cache's encryption keys, once bound
         self.space = ""
         self.threshold = EXACT_ONLY if self._threshold is None else self._threshold
 
@@ -217,10 +219,12 @@ class SemanticBase:
     ) -> tuple[Hit, str | None] | None:
         """The entry a match points at, as (hit, its prompt); None if unreadable or stale."""
         try:
-            head, doc = entries.decode_parts(data)
+            head, doc = entries.decode_parts(data, key, self._keyring)
             hit = decode_hit(head, doc, key, now)
-        except CorruptEntryError:
-            counts.append(("corrupt", 1))
+        except CorruptEntryError as exc:
+            counts.append(
+                ("undecryptable" if isinstance(exc, UndecryptableError) else "corrupt", 1)
+            )
             return None
         if hit.stale:  # its refresh needs its own request: let this one go upstream
             return None

@@ -22,6 +22,7 @@ class CacheStats:
     bypasses: int = 0
     store_errors: int = 0
     corrupt: int = 0
+    undecryptable: int = 0  # encrypted entries this cache could not open (docs/privacy.md)
     tokens_saved: int = 0
     dollars_saved: float = 0.0
     skip_reasons: dict[str, int] = field(default_factory=dict)
@@ -45,7 +46,7 @@ class CacheStats:
             name: int(counters.get(name, 0))
             for name in (
                 "hits", "semantic_hits", "stale_hits", "revalidations", "semantic_errors", "misses", "stores", "skips", "bypasses",
-                "store_errors", "corrupt", "tokens_saved",
+                "store_errors", "corrupt", "undecryptable", "tokens_saved",
             )
         }  # fmt: skip
         return cls(
@@ -72,6 +73,7 @@ class CacheStats:
             "bypasses": self.bypasses,
             "store_errors": self.store_errors,
             "corrupt": self.corrupt,
+            "undecryptable": self.undecryptable,
             "tokens_saved": self.tokens_saved,
             "dollars_saved": round(self.dollars_saved, 6),
             "source": self.source,

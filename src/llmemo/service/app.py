@@ -84,6 +84,9 @@ class Service:
             "max_entry_bytes": self.settings.max_entry_bytes,
             "sensitive": self.settings.sensitive_policy(),
         }
+        if self.settings.encryption_keys is not None:
+            options["encryption"] = self.settings.encryption_keys.get_secret_value()
+            options["encryption_required"] = self.settings.encryption_required
         if self.settings.ttl is not None:
             options["ttl"] = self.settings.ttl
         if self.settings.stale_grace is not None:

@@ -14,7 +14,7 @@ from llmemo.core.entry import Usage, usage_of
 from llmemo.core.facade import Result
 from llmemo.core.pricing import DEFAULT_PRICES, Price, PriceMemo
 from llmemo.core.streaming import IncompleteStreamError
-from llmemo.errors import StoreError
+from llmemo.errors import CorruptEntryError, StoreError, UndecryptableError
 from llmemo.service.errors import (
     NoUpstreamError,
     UpstreamError,
@@ -84,6 +84,11 @@ class Metrics:
         self.store_errors = Counter(
             "llmemo_store_errors",
             "Store operations that failed (the cache failed open).",
+            registry=r,
+        )
+        self.undecryptable = Counter(
+            "llmemo_undecryptable",
+            "Entries read that could not be decrypted (wrong or missing key, tampered): misses.",
             registry=r,
         )
         self.upstream_errors = Counter(
@@ -229,3 +234,8 @@ class MeteredCache(AsyncCache):
         super()._count_sensitive(found)
         for category in found:
             self.metrics.skipped_sensitive.labels(category).inc()
+
+    def _count_corrupt(self, error: CorruptEntryError) -> None:
+        super()._count_corrupt(error)
+        if isinstance(error, UndecryptableError):
+            self.metrics.undecryptable.inc()

@@ -184,6 +184,12 @@ class Settings(BaseSettings):
     """Batches with more items run as a job: 202, then GET /v1/warm/{id}."""
     warm_record_ttl: float = Field(3 * 86400.0, gt=0)
     """Seconds warm results (idempotency records, jobs) are kept."""
+    # -- encryption at rest (docs/privacy.md, needs the `crypto` extra) --
+    encryption_keys: SecretStr | None = None
+    """AES-256-GCM keys, `id:base64key,...` (32-byte keys): the first encrypts new entries, all
+    decrypt; None (default): entries are stored in clear."""
+    encryption_required: bool = False
+    """With keys: a plaintext entry (written before encryption) is a miss instead of served."""
 
     @field_validator("namespace")
     @classmethod
@@ -229,6 +235,15 @@ class Settings(BaseSettings):
         from llmemo.service.access import digests
 
         digests(value)  # a malformed `sha256:` item is an error at start
+        return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _encryption_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from llmemo.core.crypto import parse_keys
+
+            parse_keys(value.get_secret_value())  # ConfigError: one line, no key material
         return value
 
     @field_validator("ttl", "near_ttl", "stale_grace", "max_ttl")

@@ -30,7 +30,7 @@ from llmemo.core.singleflight import (
     asleep,
 )
 from llmemo.core.stats import CacheStats
-from llmemo.errors import CorruptEntryError, StoreError
+from llmemo.errors import CorruptEntryError, StoreError, UndecryptableError
 from llmemo.stores import base as stores
 
 T = TypeVar("T")
@@ -57,7 +57,7 @@ class AsyncCache(BaseCache):
         self.backend = store
         self.semantic = semantic
         if semantic is not None:
-            semantic.bind(store, self.prefix, self.clock, self.monotonic)
+            semantic.bind(store, self.prefix, self.clock, self.monotonic, self.keyring)
             semantic.tracer = self._tracer
         self._flights = AsyncFlights()
         self._revalidating: set[str] = set()
@@ -163,7 +163,8 @@ class AsyncCache(BaseCache):
             hit = self._hit_from(data, key)
         except CorruptEntryError as exc:
             self._count_corrupt(exc)
-            await self._safely(lambda: self.backend.delete([key]), 0)
+            if not isinstance(exc, UndecryptableError):  # another reader may hold its key
+                await self._safely(lambda: self.backend.delete([key]), 0)
             return None
         if near is not None:
             near.put(key, data, 0.0 if hit.stale else hit.remaining)
@@ -210,7 +211,7 @@ class AsyncCache(BaseCache):
         if found is None:
             return None
         key, value, _ = found
-        decoded = hot.decode_answer(key, value, self.clock())
+        decoded = hot.decode_answer(key, value, self.clock(), self.keyring)
         if decoded is None:
             return None
         hit, stale_after, body = decoded
@@ -325,12 +326,12 @@ class AsyncCache(BaseCache):
         self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"
     ) -> tuple[bool, str | None]:
         """Store (and index) a response: (stored, None), or (False, why it is not cacheable)."""
-        value, ttl, reason = self._encode_entry(call, response)
+        key = self._key_of(call, version)
+        value, ttl, reason = self._encode_entry(call, response, key)
         if value is None:
             self.count("skips")
             self.count(f"skip:{reason}")
             return False, reason
-        key = self._key_of(call, version)
         ok = await self._put(key, value, ttl)
         self.count(counter if ok else "store_failed")
         if ok:

@@ -23,6 +23,7 @@ from llmemo.errors import StoreError
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from llmemo.core.crypto import Keyring
     from llmemo.core.facade import Call
     from llmemo.core.verify import AsyncLLMVerifier
     from llmemo.embed import AsyncCachedEmbedder, Unsaved
@@ -86,8 +87,10 @@ class AsyncSemanticLayer(SemanticBase):
         prefix: str,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        keyring: Keyring | None = None,
     ) -> None:
-        """Attach to the cache's store and clocks (called by the cache; one cache per layer)."""
+        """Attach to the cache's store, clocks and encryption keys (called by the cache; one
+        cache per layer)."""
         from llmemo.embed import AsyncCachedEmbedder
 
         if inspect.iscoroutinefunction(getattr(store, "get", None)) != (
@@ -98,6 +101,7 @@ class AsyncSemanticLayer(SemanticBase):
             raise engine.misuse(self, "shared")
         self._store, self._prefix = store, prefix
         self._clock, self._monotonic = clock, monotonic
+        self._keyring = keyring
         if self._cache_embeddings and not isinstance(self.raw_embedder, AsyncCachedEmbedder):
             self.embedder = AsyncCachedEmbedder(self.raw_embedder, store, prefix=prefix)
         self._cached = self.embedder if isinstance(self.embedder, AsyncCachedEmbedder) else None

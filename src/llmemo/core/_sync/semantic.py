@@ -24,6 +24,7 @@ from llmemo.errors import StoreError
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from llmemo.core.crypto import Keyring
     from llmemo.core.facade import Call
     from llmemo.core.verify import LLMVerifier
     from llmemo.embed import CachedEmbedder, Unsaved
@@ -87,8 +88,10 @@ class SemanticLayer(SemanticBase):
         prefix: str,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        keyring: Keyring | None = None,
     ) -> None:
-        """Attach to the cache's store and clocks (called by the cache; one cache per layer)."""
+        """Attach to the cache's store, clocks and encryption keys (called by the cache; one
+        cache per layer)."""
         from llmemo.embed import CachedEmbedder
 
         if inspect.iscoroutinefunction(getattr(store, "get", None)) != (
@@ -99,6 +102,7 @@ class SemanticLayer(SemanticBase):
             raise engine.misuse(self, "shared")
         self._store, self._prefix = store, prefix
         self._clock, self._monotonic = clock, monotonic
+        self._keyring = keyring
         if self._cache_embeddings and not isinstance(self.raw_embedder, CachedEmbedder):
             self.embedder = CachedEmbedder(self.raw_embedder, store, prefix=prefix)
         self._cached = self.embedder if isinstance(self.embedder, CachedEmbedder) else None
