@@ -218,6 +218,34 @@ def test_a_failing_write_is_counted_and_ignored() -> None:
     assert cached.store_errors == 1
 
 
+def test_embed_taken_writes_nothing_and_names_the_rows_it_read() -> None:
+    counting = CountingEmbedder(HashEmbedder())
+    store = MemoryStore()
+    cached = CachedEmbedder(counting, store)
+    cached.embed(["a"])
+    vectors, rows = cached.embed_taken(["a", "b"])
+    np.testing.assert_array_equal(vectors, HashEmbedder().embed(["a", "b"]))
+    key_a, key_b = (embedding_key("llmemo", "hash", "sha256-16", 16, t) for t in "ab")
+    assert rows == (key_a,)
+    assert store.get(key_b) is None  # computed, never written
+    cached.forget(rows)
+    assert store.get(key_a) is None
+    assert counting.batches == [["a"], ["b"]]
+
+
+def test_a_failing_forget_is_counted_and_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    class NoDelete(MemoryStore):
+        def delete(self, keys: Sequence[str]) -> int:
+            raise StoreError("connection reset")
+
+    cached = CachedEmbedder(HashEmbedder(), NoDelete())
+    cached.embed(["a"])
+    _, rows = cached.embed_taken(["a"])
+    cached.forget(rows)
+    assert cached.store_errors == 1
+    assert "embedding cache delete failed" in caplog.text
+
+
 def test_other_errors_are_not_swallowed() -> None:
     class Broken(MemoryStore):
         def get(self, key: str, refresh: float | None = None) -> bytes | None:

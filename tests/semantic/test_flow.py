@@ -3,17 +3,25 @@ deletion, the lookup/store API, single-flight."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
 
 from llmemo.core.guard import Guard
 from llmemo.core.semantic import MAX_CHARS, SemanticLayer
+from llmemo.embed.cached_base import embedding_key
 from llmemo.index import AsyncLocalIndex, AsyncRediSearchIndex, LocalIndex, RediSearchIndex
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder, Make, cosine
 
 pytestmark = pytest.mark.asyncio
+
+
+async def maybe(value: Any) -> Any:
+    """`value`, awaited if the async twin returned a coroutine."""
+    return await value if inspect.isawaitable(value) else value
+
 
 FRANCE = "What is the capital of France?"
 PARAPHRASE = "Which city is the capital of France?"
@@ -98,6 +106,34 @@ async def test_the_query_vector_is_cached_unless_the_hit_was_backfilled(
     assert await twin.delete(chat(other))
     assert (await twin.compute(chat(other))).status == "semantic"
     assert embedder.texts == [FRANCE, PARAPHRASE, other, other]  # its vector was not cached
+
+
+async def test_a_stored_prompts_embedding_row_is_deleted_once_indexed(
+    make: Make, embedder: CountingEmbedder
+) -> None:
+    """The vector index holds a stored prompt's vector, so its embedding-cache row goes."""
+    twin = make(threshold=0.85)
+    layer = twin.layer
+    row = embedding_key(twin.cache.prefix, embedder.name, embedder.model, embedder.dim, FRANCE)
+    assert await twin.lookup(chat(FRANCE)) is None
+    assert await maybe(twin.cache.backend.get(row)) is not None  # the miss cached its vector
+    assert await twin.store(chat(FRANCE), answer("Paris."))
+    assert await maybe(twin.cache.backend.get(row)) is None
+    index = layer.open_index() if isinstance(layer, SemanticLayer) else await layer.open_index()
+    assert await maybe(index.count()) == 1
+    assert embedder.texts == [FRANCE]  # the store read the row: the model ran once
+    assert (await twin.compute(chat(PARAPHRASE))).status == "semantic"
+
+
+async def test_a_store_without_a_lookup_writes_no_embedding_row(
+    make: Make, embedder: CountingEmbedder
+) -> None:
+    twin = make(threshold=0.85)
+    row = embedding_key(twin.cache.prefix, embedder.name, embedder.model, embedder.dim, FRANCE)
+    assert await twin.store(chat(FRANCE), answer("Paris."))
+    assert await maybe(twin.cache.backend.get(row)) is None
+    assert embedder.texts == [FRANCE]
+    assert (await twin.compute(chat(PARAPHRASE))).status == "semantic"
 
 
 SCOPE_CHANGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

@@ -95,6 +95,11 @@ class _Batch:
     def result(self) -> Matrix:
         return self.vectors[self.rows]
 
+    def found(self) -> tuple[str, ...]:
+        """The keys of the rows read from the store."""
+        missing = set(self.missing)
+        return tuple(key for row, key in enumerate(self.keys) if row not in missing)
+
 
 class CachedBase:
     """Configuration, counters and the no-I/O steps both cached embedders share."""

@@ -36,7 +36,7 @@ class AsyncSemanticLayer(SemanticBase):
     """A cache's semantic layer: `AsyncCache(store, semantic=AsyncSemanticLayer())`.
 
     embedder: an embedder or a spec ("minilm", "openai:MODEL[@URL]", "ollama:MODEL[@URL]"), its
-    vectors cached in the cache's store (so a text is embedded once); in the async layer a sync
+    vectors cached in the cache's store until the index holds them; in the async layer a sync
     embedder (the local MiniLM) runs in a worker thread, so it never blocks the loop. index: a
     vector index, or "auto" (RediSearch when the store's server has it, else a local index),
     "redisearch", "local". threshold: cosine similarity in [0, 1]; None takes the embedder's
@@ -235,11 +235,22 @@ class AsyncSemanticLayer(SemanticBase):
             return counts
         try:
             index = await self.open_index()
-            item = IndexItem(key, await self._vector(text), self.scope(call, version), value, ttl)
-            await index.add(item)
+            vector, rows = await self._indexed_vector(text)
+            await index.add(IndexItem(key, vector, self.scope(call, version), value, ttl))
         except (EmbedderError, StoreError) as exc:
             self.failed(counts, "index add", exc)
+            return counts
+        if rows and self._cached is not None:  # the index holds the vector now
+            await self._cached.forget(rows)
         return counts
+
+    async def _indexed_vector(self, text: str) -> tuple[npt.NDArray[Any], tuple[str, ...]]:
+        """The vector of a text about to be indexed, and its embedding cache rows: the index
+        keeps the vector, so a row is deleted once it is in, and none is written."""
+        if self._cached is None:
+            return await self._vector(text), ()
+        vectors, rows = await self._cached.embed_taken([text])
+        return vectors[0], rows
 
     async def forget(self, keys: Sequence[str]) -> None:
         """Delete these entries' vectors (store errors are raised, as for any deletion)."""

@@ -1,11 +1,12 @@
-"""Embeddings cached in a Store, so the same text is never embedded twice.
+"""Embeddings cached in a Store, so a text is embedded once until the vector index holds it.
 
 Key: `{prefix}:emb:{name}:{fingerprint of name, model, dim}:{sha256(text)}`; value: the vector's raw
 little-endian float32 bytes, or float16 (half the memory, cosine error ~1e-4) when configured. A
 value of either width is read back whatever the current setting, so switching costs no misses. A
 failing store is a miss (fail open): the text is embedded and the error counted and logged.
 `embed_unsaved` leaves the write to the caller (`save`), so the semantic layer can skip it when
-a backfilled hit makes the vector useless.
+a backfilled hit makes the vector useless; `embed_taken` never writes and names the rows it read,
+so the semantic layer can `forget` a row once the vector index holds that vector.
 """
 
 from __future__ import annotations
@@ -59,6 +60,20 @@ class AsyncCachedEmbedder(CachedBase):
         for `save`, so a caller that will not need them again can skip that round trip."""
         if not texts:
             return empty(self.dim), ()
+        batch, reachable = await self._read(texts)
+        return batch.result(), self._unsaved(batch, reachable)
+
+    async def embed_taken(self, texts: Sequence[str]) -> tuple[Matrix, tuple[str, ...]]:
+        """The vectors, from the store or the model, nothing written; and the keys of the rows
+        that were read, for `forget`."""
+        if not texts:
+            return empty(self.dim), ()
+        batch, _ = await self._read(texts)
+        return batch.result(), batch.found()
+
+    async def _read(self, texts: Sequence[str]) -> tuple[_Batch, bool]:
+        """The batch of `texts` with the stored rows read and the rest computed; False when the
+        store failed."""
         batch = _Batch.of(texts, self.embedder, self.prefix)
         reachable = True
         for row, key in enumerate(batch.keys):
@@ -74,7 +89,7 @@ class AsyncCachedEmbedder(CachedBase):
         self._count(batch)
         if batch.missing:
             batch.fill(await self.embedder.embed([batch.texts[row] for row in batch.missing]))
-        return batch.result(), self._unsaved(batch, reachable)
+        return batch, reachable
 
     async def save(self, unsaved: Unsaved) -> None:
         """Write vectors `embed_unsaved` computed (a failing store is logged and counted)."""
@@ -84,3 +99,11 @@ class AsyncCachedEmbedder(CachedBase):
             except StoreError as exc:
                 self._store_failed("write", exc)
                 break
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        """Delete these rows (a failing store is logged and counted: the row expires anyway)."""
+        if keys:
+            try:
+                await self.store.delete(keys)
+            except StoreError as exc:
+                self._store_failed("delete", exc)
