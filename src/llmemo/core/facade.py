@@ -152,26 +152,25 @@ def head_matches(
 def decode_hit(head: dict[str, Any], doc: dict[str, Any], key: str, now: float) -> Hit:
     """The Hit of a decoded entry (`entries.decode_parts`) read at `now` (the cache's clock):
     its age, and whether it is past its soft TTL. CorruptEntryError if malformed."""
-    try:
-        created = float(head.get("c", 0.0))
-        stale_after = head.get("s")
-        usage = head.get("k") or (0, 0)
-        tags = head.get("g")
-        return Hit(  # positional: this is the hit path
-            doc["r"],
-            key,
-            created,
-            max(0.0, now - created),
-            head.get("m"),
-            entries.Usage(int(usage[0]), int(usage[1])),
-            tuple(map(str, tags)) if tags else (),
-            "exact",
-            None,
-            head.get("l"),
-            stale_after is not None and now >= float(stale_after),
-        )
-    except (TypeError, ValueError, IndexError) as exc:
-        raise CorruptEntryError(f"bad header: {exc}") from None
+    return hit_of(entries.stored(head, doc), key, now)
+
+
+def hit_of(found: entries.Stored, key: str, now: float) -> Hit:
+    """The Hit of an entry the codec read (`entries.stored`), at `now` (the cache's clock)."""
+    stale_after = found.stale_after
+    return Hit(  # positional: this is the hit path
+        found.response,
+        key,
+        found.created,
+        max(0.0, now - found.created),
+        found.model,
+        found.usage,
+        found.tags,
+        "exact",
+        None,
+        found.ttl,
+        stale_after is not None and now >= stale_after,
+    )
 
 
 class BaseCache:
@@ -452,7 +451,10 @@ class BaseCache:
             policy = self.sensitive
             found = NOTHING
             if policy is not None and policy.skips(call.scope.namespace):
-                text = text_of(orjson.loads(call.request.canonical))
+                # One JSON document a line: the request, then any answer-changing headers
+                # (core/request.py with_answer_headers); JSON as orjson writes it has no raw newline.
+                docs = [orjson.loads(part) for part in call.request.canonical.split(b"\n")]
+                text = text_of(docs)
                 found = policy.reasons(text, call.scope.namespace)
             call.sensitive = found
         return found

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmemo.core import entry as entries
-from llmemo.core.facade import Call, Hit, decode_hit
+from llmemo.core.facade import Call, Hit, hit_of
 from llmemo.core.guard import Guard
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UndecryptableError
 
@@ -219,8 +219,8 @@ class SemanticBase:
     ) -> tuple[Hit, str | None] | None:
         """The entry a match points at, as (hit, its prompt); None if unreadable or stale."""
         try:
-            head, doc = entries.decode_parts(data, key, self._keyring)
-            hit = decode_hit(head, doc, key, now)
+            found = entries.read(data, key, self._keyring)
+            hit = hit_of(found, key, now)
         except CorruptEntryError as exc:
             counts.append(
                 ("undecryptable" if isinstance(exc, UndecryptableError) else "corrupt", 1)
@@ -228,8 +228,7 @@ class SemanticBase:
             return None
         if hit.stale:  # its refresh needs its own request: let this one go upstream
             return None
-        prompt = doc.get("q")
-        return hit, prompt if isinstance(prompt, str) else None
+        return hit, found.prompt
 
     def accept(
         self, call: Call, match: Match, data: bytes, counts: Counts
