@@ -321,3 +321,29 @@ async def test_memory_is_bounded(redis_url: str) -> None:
         assert 0 < len(hot._hot) <= 40
     finally:
         await cache.close()
+
+
+async def test_a_full_table_keeps_its_answers_and_drops_the_marks(redis_url: str) -> None:
+    cache = AsyncCache(async_from_url(redis_url), near=1)
+    try:
+        request = from_openai(BODY, "chat")
+        message = {"role": "assistant", "content": "x" * 900}
+        answer = {"id": "kept", "object": "chat.completion", "model": "gpt-4o-mini"}
+        answer["choices"] = [{"index": 0, "message": message, "finish_reason": "stop"}]
+        assert await cache.store(request, answer)
+        hot = HotAnswers(cache, Metrics(), max_bytes=8192)
+        key = (CHAT, b"kept", None, "")
+        result = await cache.compute(request, _no_call)
+        await hot.learn(key, request, None, result)  # a first hit: marked
+        await hot.learn(key, request, None, result)  # a second: built
+        assert len(hot) == 1
+        for n in range(200):  # many other requests hit once: their marks fill the table
+            hot._remember((CHAT, b"y" * 100 + str(n).encode(), None, ""), None)
+            assert hot._bytes <= 8192
+        assert len(hot) == 1 and await hot.get(key) is not None  # the built answer stayed
+    finally:
+        await cache.close()
+
+
+async def _no_call() -> dict[str, Any]:
+    raise AssertionError("a hit does not call the upstream")

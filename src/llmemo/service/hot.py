@@ -80,11 +80,17 @@ class HotAnswers:
         self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result
     ) -> None:
         """A normal hit of this request was answered: build its hot answer on the second one."""
-        if result.status != "hit" or len(key[1]) > MAX_BODY:
+        if len(key[1]) > MAX_BODY:
+            return
+        if result.status != "hit":
+            if self._hot.get(key) is not None:  # its entry changed or went: free its bytes
+                self._remember(key, None)
             return
         if key not in self._hot:
             self._remember(key, None)
             return
+        if self._hot[key] is None and self._bytes >= self.max_bytes * 3 // 4:
+            return  # full: the answers kept stay (a quarter is left to the marks of requests)
         answer = await self.cache.answer_bytes(request, tenant=tenant)
         if answer is not None:
             hit = answer.hit
@@ -93,10 +99,18 @@ class HotAnswers:
 
     def _remember(self, key: HotKey, hot: Hot | None) -> None:
         size = len(key[1]) + (0 if hot is None else hot.size)
-        if self._bytes + size > self.max_bytes:
-            self._hot = {}  # rebinding: a simple bound, rebuilt from the next hits
-            self._bytes = 0
         old = self._hot.get(key)
+        grows = size - (0 if old is None else old.size) - (len(key[1]) if key in self._hot else 0)
+        if self._bytes + grows > self.max_bytes:
+            # Full: drop the marks of requests hit once (cheap to make again), keep the built
+            # answers (emptying them all would rebuild them over and over on many distinct
+            # requests; `learn` builds new ones up to three quarters of the bound only).
+            self._hot = {k: v for k, v in self._hot.items() if v is not None or k == key}
+            self._bytes = sum(
+                len(k[1]) + (0 if v is None else v.size) for k, v in self._hot.items()
+            )
+            if self._bytes + grows > self.max_bytes:
+                return
         if old is not None:
             self._bytes -= len(key[1]) + old.size
         elif key in self._hot:
