@@ -375,7 +375,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--orders", default="zipf:10000,uniform:10000,uniform:100000")
-    parser.add_argument("--misses", type=int, default=300, help="miss-path samples")
+    parser.add_argument("--misses", type=int, default=300, help="miss-path samples (at least 1)")
     parser.add_argument("--data", type=Path, default=None, help="JSONL of questions (a, b)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto")
@@ -395,6 +395,8 @@ def main() -> None:
     if args.child:
         run_child(args)
         return
+    if args.misses < 1:
+        parser.error("--misses must be at least 1 (the miss path is part of the report)")
     orders = parse_orders(args.orders)
     run(args, orders)
 
