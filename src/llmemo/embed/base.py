@@ -215,3 +215,19 @@ def async_from_spec(spec: Spec, **options: Any) -> AsyncEmbedder:
     factory, model, url = _factory(spec, ASYNC_EMBEDDERS)
     embedder: AsyncEmbedder = factory(model, url, options)
     return embedder
+
+
+def length_batches(lengths: Sequence[int], size: int, tokens: int) -> list[list[int]]:
+    """Indices grouped by similar length (shortest first): at most `size` texts and about `tokens`
+    padded tokens a group, so short texts are not padded to a long one's length."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for i in order:
+        if group and (len(group) == size or (len(group) + 1) * lengths[i] > tokens):
+            groups.append(group)
+            group = []
+        group.append(i)
+    if group:
+        groups.append(group)
+    return groups

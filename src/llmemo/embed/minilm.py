@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from llmemo.embed.base import Matrix, empty, normalise
+from llmemo.embed.base import Matrix, empty, length_batches, normalise
 from llmemo.embed.weights import find_model_dir
 from llmemo.errors import ConfigError, require
 
@@ -326,7 +326,7 @@ class MiniLMEmbedder:
         ids = [enc.ids for enc in encodings]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         states: list[F32 | None] = [None] * len(ids)
-        for chunk in _batches([len(i) for i in ids], self.batch_size, _BATCH_TOKENS):
+        for chunk in length_batches([len(i) for i in ids], self.batch_size, _BATCH_TOKENS):
             seq = len(ids[chunk[-1]])
             batch = np.zeros((len(chunk), seq), dtype=np.int64)
             mask = np.zeros((len(chunk), seq), dtype=np.float32)
@@ -373,22 +373,6 @@ class TokenStates:
             tuple(int(encoding.word_ids[i]) for i in keep),
             (vectors / np.maximum(norms, np.float32(1e-9))).astype(np.float32),
         )
-
-
-def _batches(lengths: Sequence[int], size: int, tokens: int) -> list[list[int]]:
-    """Indices grouped by similar length (shortest first): at most `size` texts and about `tokens`
-    padded tokens a group, so short texts are not padded to a long one's length."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    groups: list[list[int]] = []
-    group: list[int] = []
-    for i in order:
-        if group and (len(group) == size or (len(group) + 1) * lengths[i] > tokens):
-            groups.append(group)
-            group = []
-        group.append(i)
-    if group:
-        groups.append(group)
-    return groups
 
 
 def _check_mean_pooling(folder: Path) -> None:

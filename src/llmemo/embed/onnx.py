@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmemo.embed.base import Matrix, empty, normalise
+from llmemo.embed.base import Matrix, empty, length_batches, normalise
 from llmemo.errors import ConfigError, MissingExtraError, require
 
 require("tokenizers", "semantic")
@@ -162,7 +162,7 @@ class OnnxMiniLMEmbedder:
         cut = self.max_chars  # the tokenizer reads a bounded prefix (CHARS_PER_TOKEN)
         ids = [enc.ids for enc in self._tokenizer.encode_batch([str(t)[:cut] for t in texts])]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        for chunk in _batches([len(i) for i in ids], self.batch_size, _BATCH_TOKENS):
+        for chunk in length_batches([len(i) for i in ids], self.batch_size, _BATCH_TOKENS):
             seq = len(ids[chunk[-1]])
             batch = np.zeros((len(chunk), seq), dtype=np.int64)
             mask = np.zeros((len(chunk), seq), dtype=np.int64)
@@ -184,19 +184,3 @@ class OnnxMiniLMEmbedder:
         summed = np.einsum("bsd,bs->bd", states, weights)
         pooled: Matrix = summed / np.maximum(weights.sum(axis=1, keepdims=True), np.float32(1e-9))
         return pooled
-
-
-def _batches(lengths: Sequence[int], size: int, tokens: int) -> list[list[int]]:
-    """Indices grouped by similar length (shortest first): at most `size` texts and about `tokens`
-    padded tokens a group, so short texts are not padded to a long one's length."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    groups: list[list[int]] = []
-    group: list[int] = []
-    for i in order:
-        if group and (len(group) == size or (len(group) + 1) * lengths[i] > tokens):
-            groups.append(group)
-            group = []
-        group.append(i)
-    if group:
-        groups.append(group)
-    return groups
