@@ -21,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import LLMemoError, StoreError
+from llmemo.service.admin import AdminAuth
 from llmemo.service.errors import (
     HeadersTooLargeError,
     error_response,
@@ -65,6 +66,7 @@ class Service:
             self.metrics = traced
         self.store_url = store_url(settings.store)
         self.warming = Warming(settings, self.metrics, self.store_url)
+        self.admin = AdminAuth(settings.admin_token)
         self._proxy: Proxy | None = None
         self._openapi: bytes | None = None
 

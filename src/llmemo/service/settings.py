@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     """Batches with more items run as a job: 202, then GET /v1/warm/{id}."""
     warm_record_ttl: float = Field(3 * 86400.0, gt=0)
     """Seconds warm results (idempotency records, jobs) are kept."""
+    # -- operators (docs/service.md, "Admin endpoints and dashboard") --
+    admin_token: SecretStr | None = None
+    """Bearer token of the operator's endpoints (/admin/..., /dashboard); None (default): they
+    answer 401 and say how to set it."""
     # -- encryption at rest (docs/privacy.md, needs the `crypto` extra) --
     encryption_keys: SecretStr | None = None
     """AES-256-GCM keys, `id:base64key,...` (32-byte keys): the first encrypts new entries, all
