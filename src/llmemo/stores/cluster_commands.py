@@ -18,6 +18,7 @@ from redis.crc import key_slot  # noqa: E402
 from llmemo.stores.commands import (  # noqa: E402
     DELETE_IF_EQUAL,
     EXPIRE_IF_EQUAL,
+    SWAP_IF_EQUAL,
     batches,
     text,
     unseen,
@@ -119,6 +120,37 @@ class _PrimaryScan:
         if self.cursor == 0:
             self.node = next(self._nodes, None)
         return unseen(found, self._seen)
+
+
+def _swap_script(client: Any) -> Any:
+    """The swap script (llmemo rekey), registered on a cluster client."""
+    return client.register_script(SWAP_IF_EQUAL)
+
+
+def _page_start(primaries: Iterable[Any], cursor: str) -> tuple[list[Any], int, int]:
+    """(primaries by name, which one, its SCAN cursor) a `scan_page` cursor continues from.
+
+    The cursor is `host:port/cursor`; a node no longer a primary (failover, resharding) starts
+    the walk again from the first one: keys may come up twice, none is missed.
+    """
+    nodes = sorted(primaries, key=lambda node: str(node.name))
+    name, _, at = cursor.rpartition("/")
+    names = [str(node.name) for node in nodes]
+    if name in names:
+        return nodes, names.index(name), int(at)
+    return nodes, 0, 0
+
+
+def _page_end(nodes: Sequence[Any], index: int, reply: Any) -> tuple[str, list[str]]:
+    """The cursor after one SCAN page on `nodes[index]` ("" after the last primary), its keys."""
+    cursors, found = reply
+    after = int(cursors[nodes[index].name])
+    keys = list(dict.fromkeys(map(text, found)))
+    if after:
+        return f"{nodes[index].name}/{after}", keys
+    if index + 1 < len(nodes):
+        return f"{nodes[index + 1].name}/0", keys
+    return "", keys
 
 
 def _floats(names: Iterable[str], replies: Iterable[Any]) -> dict[str, float]:

@@ -21,6 +21,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# Rewrite a value in place (llmemo rekey) only while it is unchanged, its remaining TTL kept.
+SWAP_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+"""
 
 
 def ms(seconds: float) -> int:
@@ -36,6 +49,11 @@ def batches(keys: Sequence[str], size: int) -> list[Sequence[str]]:
 def text(value: object) -> str:
     """A reply value as text (bytes decoded; numbers and the like through str)."""
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def page_cursor(cursor: int) -> str:
+    """A SCAN reply's cursor as `scan_page` returns it ("" once the scan is done)."""
+    return "" if int(cursor) == 0 else str(int(cursor))
 
 
 def unseen(found: Iterable[bytes | str], seen: set[str]) -> list[str]:

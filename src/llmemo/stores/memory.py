@@ -87,6 +87,22 @@ class MemoryStore:
         for i in range(0, len(keys), count):
             yield keys[i : i + count]
 
+    def scan_page(self, pattern: str, cursor: str = "", count: int = 500) -> tuple[str, list[str]]:
+        """One page of keys in key order after `cursor` (the last key of the page before)."""
+        regex = glob_regex(pattern)
+        with self._lock:
+            found = [k for k in list(self._data) if k > cursor and regex.fullmatch(k)]
+            keys = sorted(k for k in found if self._live(k) is not None)
+        page = keys[: max(1, count)]
+        return ("" if len(keys) <= len(page) else page[-1]), page
+
+    def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        with self._lock:
+            if self._live(key) != old:
+                return False
+            self._data[key] = (new, self._data[key][1])
+            return True
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         with self._lock:
             out: list[bytes | None] = []
@@ -166,6 +182,14 @@ class AsyncMemoryStore(DirectAsyncStore):
 
     def __init__(self, store: MemoryStore | None = None) -> None:
         super().__init__(store or MemoryStore())
+
+    async def scan_page(
+        self, pattern: str, cursor: str = "", count: int = 500
+    ) -> tuple[str, list[str]]:
+        return self.sync.scan_page(pattern, cursor, count)
+
+    async def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        return self.sync.swap(key, old, new)
 
     @classmethod
     def from_url(cls, url: str) -> AsyncMemoryStore:

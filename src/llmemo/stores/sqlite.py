@@ -319,6 +319,29 @@ class SQLiteStore:
                 return
             after, op = keys[-1], ">"
 
+    def scan_page(self, pattern: str, cursor: str = "", count: int = 500) -> tuple[str, list[str]]:
+        """One page of keys in key order after `cursor` (the last key of the page before)."""
+        prefix = _literal_prefix(pattern)
+        after, op = (cursor, ">") if cursor else (prefix, ">=")
+        with self._use("scan") as conn:
+            rows = conn.execute(
+                f"SELECT key FROM entries WHERE key {op} ? AND {_LIVE} ORDER BY key LIMIT ?",
+                (after, self._clock(), max(1, count)),
+            ).fetchall()
+        keys = [key for (key,) in rows]
+        in_range = [key for key in keys if key.startswith(prefix)]
+        regex = glob_regex(pattern)
+        page = [key for key in in_range if regex.fullmatch(key)]
+        return ("" if len(in_range) < max(1, count) else keys[-1]), page
+
+    def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        with self._use("swap", write=True) as conn:
+            cursor = conn.execute(
+                f"UPDATE entries SET value = ? WHERE key = ? AND value = ? AND {_LIVE}",
+                (new, key, old, self._clock()),
+            )
+            return cursor.rowcount == 1
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         found: dict[str, bytes] = {}
         with self._use("heads") as conn:
@@ -407,6 +430,14 @@ class AsyncSQLiteStore:
         batches = self.sync.scan(pattern, count)
         while (batch := await self._run(next, batches, None)) is not None:
             yield batch
+
+    async def scan_page(
+        self, pattern: str, cursor: str = "", count: int = 500
+    ) -> tuple[str, list[str]]:
+        return await self._run(self.sync.scan_page, pattern, cursor, count)
+
+    async def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        return await self._run(self.sync.swap, key, old, new)
 
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         return await self._run(self.sync.heads, keys, size)

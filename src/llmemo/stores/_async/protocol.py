@@ -42,3 +42,19 @@ class AsyncStore(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncRewritableStore(AsyncStore, Protocol):
+    """A store whose values can be rewritten in place, resumably (what `llmemo rekey` needs).
+
+    `scan_page` reads one page of keys from `cursor` ("" starts, "" back means done), so a
+    walk can be stopped and continued from the cursor it saved; a key may come up twice.
+    `swap` replaces `old` with `new` only while the key still holds `old`, its TTL kept.
+    """
+
+    async def scan_page(
+        self, pattern: str, cursor: str = "", count: int = 500
+    ) -> tuple[str, list[str]]: ...
+
+    async def swap(self, key: str, old: bytes, new: bytes) -> bool: ...

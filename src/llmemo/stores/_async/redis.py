@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 from llmemo.errors import ConfigError, require
-from llmemo.stores.commands import DELETE_IF_EQUAL, EXPIRE_IF_EQUAL, batches, ms, text, unseen
+from llmemo.stores.commands import (
+    DELETE_IF_EQUAL,
+    EXPIRE_IF_EQUAL,
+    SWAP_IF_EQUAL,
+    batches,
+    ms,
+    page_cursor,
+    text,
+    unseen,
+)
 from llmemo.stores.protocol import Counters
 from llmemo.stores.urls import redact
 
@@ -48,6 +57,7 @@ class AsyncRedisStore(_Boundary):
         self._secrets = secrets
         self._delete_if_equal = client.register_script(DELETE_IF_EQUAL)
         self._expire_if_equal = client.register_script(EXPIRE_IF_EQUAL)
+        self._swap_if_equal = client.register_script(SWAP_IF_EQUAL)
         self._gets = AsyncGets(client)
 
     @classmethod
@@ -115,6 +125,17 @@ class AsyncRedisStore(_Boundary):
                 yield batch
             if cursor == 0:
                 return
+
+    async def scan_page(
+        self, pattern: str, cursor: str = "", count: int = 500
+    ) -> tuple[str, list[str]]:
+        with self._errors("SCAN"):
+            after, found = await self.client.scan(int(cursor or 0), match=pattern, count=count)
+        return page_cursor(after), list(dict.fromkeys(map(text, found)))
+
+    async def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        with self._errors("EVALSHA swap_if_equal"):
+            return bool(await self._swap_if_equal(keys=[key], args=[old, new]))
 
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:

@@ -36,6 +36,8 @@ from llmemo.stores.cluster_commands import (  # noqa: E402
     _any,
     _counters,
     _floats,
+    _page_end,
+    _page_start,
     _pipeline,
     _policy_warning,
     _PrimaryScan,
@@ -43,6 +45,7 @@ from llmemo.stores.cluster_commands import (  # noqa: E402
     _queue_incr,
     _queue_unlinks,
     _scripts,
+    _swap_script,
     async_primaries,
 )
 from llmemo.stores.cluster_gate import _ERRORS, _Boundary  # noqa: E402
@@ -79,6 +82,7 @@ class AsyncRedisClusterStore(_Boundary):
         self._connecting = AsyncLock()
         self._delete_if_equal: Any = None
         self._expire_if_equal: Any = None
+        self._swap_if_equal: Any = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> AsyncRedisClusterStore:
@@ -179,6 +183,23 @@ class AsyncRedisClusterStore(_Boundary):
             batch = scan.page(reply)
             if batch:
                 yield batch
+
+    async def scan_page(
+        self, pattern: str, cursor: str = "", count: int = 500
+    ) -> tuple[str, list[str]]:
+        """One SCAN page of one primary; the cursor names the primary (`host:port/cursor`)."""
+        with self._errors("SCAN"):
+            client = _any(await self._connect())
+            nodes, index, at = _page_start(await async_primaries(client), cursor)
+            options = {"match": pattern, "count": count}
+            reply = await client.scan(at, target_nodes=nodes[index], **options)
+        return _page_end(nodes, index, reply)
+
+    async def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        with self._gated("EVALSHA swap_if_equal", key, await self._connect()) as client:
+            if self._swap_if_equal is None:
+                self._swap_if_equal = _swap_script(client)
+            return bool(await self._swap_if_equal(keys=[key], args=[old, new]))
 
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:

@@ -37,7 +37,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from llmemo.errors import require
-from llmemo.stores.commands import DELETE_IF_EQUAL, EXPIRE_IF_EQUAL, batches, ms, unseen
+from llmemo.stores.commands import (
+    DELETE_IF_EQUAL,
+    EXPIRE_IF_EQUAL,
+    SWAP_IF_EQUAL,
+    batches,
+    ms,
+    page_cursor,
+    unseen,
+)
 from llmemo.stores.protocol import Counters
 
 require("upstash_redis", "upstash")
@@ -127,6 +135,18 @@ class AsyncUpstashStore(_Boundary):
                 yield batch
             if cursor == 0:
                 return
+
+    async def scan_page(
+        self, pattern: str, cursor: str = "", count: int = 500
+    ) -> tuple[str, list[str]]:
+        with self._errors("SCAN"):
+            after, found = await self.client.scan(int(cursor or 0), match=pattern, count=count)
+        return page_cursor(after), list(dict.fromkeys(found))
+
+    async def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        with self._errors("EVAL swap_if_equal"):
+            args = [encode(old), encode(new)]
+            return bool(await self.client.eval(SWAP_IF_EQUAL, [key], args))
 
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:

@@ -38,7 +38,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from llmemo.errors import require
-from llmemo.stores.commands import DELETE_IF_EQUAL, EXPIRE_IF_EQUAL, batches, ms, unseen
+from llmemo.stores.commands import (
+    DELETE_IF_EQUAL,
+    EXPIRE_IF_EQUAL,
+    SWAP_IF_EQUAL,
+    batches,
+    ms,
+    page_cursor,
+    unseen,
+)
 from llmemo.stores.protocol import Counters
 
 require("upstash_redis", "upstash")
@@ -125,6 +133,16 @@ class UpstashStore(_Boundary):
                 yield batch
             if cursor == 0:
                 return
+
+    def scan_page(self, pattern: str, cursor: str = "", count: int = 500) -> tuple[str, list[str]]:
+        with self._errors("SCAN"):
+            after, found = self.client.scan(int(cursor or 0), match=pattern, count=count)
+        return page_cursor(after), list(dict.fromkeys(found))
+
+    def swap(self, key: str, old: bytes, new: bytes) -> bool:
+        with self._errors("EVAL swap_if_equal"):
+            args = [encode(old), encode(new)]
+            return bool(self.client.eval(SWAP_IF_EQUAL, [key], args))
 
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
