@@ -4,6 +4,9 @@ A key is given as `id:base64key` (32 bytes once decoded). The id is short, store
 ciphertext so that a reader knows which key sealed it (and, without it, that it cannot read it).
 The codec (core/entry.py) seals entry bodies with it; the associated data binds the ciphertext
 to the store key and the entry's header, so a value copied under another key does not decrypt.
+Other records that hold request or answer text (warm results and job states) are sealed whole
+with `seal_record`: RECORD_MAGIC | key id length (1) | key id | nonce | ciphertext | tag, the
+associated data being the store key and everything before the nonce.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96-bit random nonce per write (GCM's standard size)
 TAG_BYTES = 16
 _ID = re.compile(r"[A-Za-z0-9_.-]{1,16}")
+RECORD_MAGIC = b"LMs1"  # a sealed record; a plain one (JSON) never starts with it
 
 
 class Keyring:
@@ -79,6 +83,41 @@ class Keyring:
 
     def __repr__(self) -> str:  # never the keys themselves
         return f"Keyring(ids={list(self.ids)!r}, required={self.required!r})"
+
+
+def seal_record(keyring: Keyring | None, key: str, plaintext: bytes) -> bytes:
+    """A record as stored under `key`: `plaintext` itself without a keyring, else sealed."""
+    if keyring is None:
+        return plaintext
+    key_id = keyring.current.encode()
+    start = RECORD_MAGIC + bytes((len(key_id),)) + key_id
+    return start + keyring.seal(plaintext, _record_aad(key, start))
+
+
+def open_record(keyring: Keyring | None, key: str, data: bytes) -> bytes:
+    """The plaintext of a record read from `key` (sealed or plain); UndecryptableError when it
+    cannot be decrypted, or is plain while the keyring requires encryption."""
+    if not data.startswith(RECORD_MAGIC):
+        if keyring is not None and keyring.required:
+            raise UndecryptableError("plaintext record, and encryption is required")
+        return data
+    key_id, start = record_key_id(data)
+    if keyring is None:
+        raise UndecryptableError("encrypted record, and no encryption keys are configured")
+    return keyring.open(key_id, data[len(start) :], _record_aad(key, start))
+
+
+def record_key_id(data: bytes) -> tuple[str, bytes]:
+    """(key id, the bytes before the nonce) of a sealed record; UndecryptableError if malformed."""
+    at = len(RECORD_MAGIC)
+    if len(data) <= at or len(data) < at + 1 + data[at]:
+        raise UndecryptableError("truncated sealed record")
+    end = at + 1 + data[at]
+    return data[at + 1 : end].decode(errors="replace"), data[:end]
+
+
+def _record_aad(key: str, start: bytes) -> bytes:
+    return key.encode() + b"\x00" + start
 
 
 def parse_keys(spec: str | Iterable[str]) -> list[tuple[str, bytes]]:

@@ -158,7 +158,10 @@ class Warming:
     def runs(self) -> Runs:
         """The idempotent runs and job states, in the cache's store."""
         if self._runs is None or self._runs.store is not self.cache.backend:
-            self._runs = Runs(self.cache.backend, self.cache.prefix, self.config.record_ttl)
+            cache = self.cache
+            self._runs = Runs(
+                cache.backend, cache.prefix, self.config.record_ttl, keyring=cache.keyring
+            )
         return self._runs
 
     # -- handlers -----------------------------------------------------------------------------

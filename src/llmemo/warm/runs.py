@@ -6,11 +6,14 @@ renewed while it works) and records its result; a later delivery of the same run
 recorded result back, and one that comes while the run is under way is refused (`RunBusyError`).
 A run id reused with a different body is refused too (`RunConflictError`): the result of one
 batch must never answer another. The state lives in the store, so it holds across instances.
+With encryption keys, the records that hold answers (results, job states) are sealed with them
+(core/crypto.py `seal_record`); one that cannot be decrypted reads as absent, and is logged.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -20,11 +23,14 @@ from typing import Any
 
 import orjson
 
+from llmemo.core.crypto import Keyring, open_record, seal_record
 from llmemo.core.singleflight import AsyncRenewer
+from llmemo.errors import UndecryptableError
 from llmemo.stores import keys
 from llmemo.stores.base import AsyncStore
 from llmemo.warm.upstream import WarmError
 
+log = logging.getLogger("llmemo.warm")
 LEASE_TTL = 30.0  # renewed while a run is under way; a crashed run frees its id this fast
 
 
@@ -66,12 +72,18 @@ class Runs:
     """The idempotent runs (and background job states) of one cache prefix in one store."""
 
     def __init__(
-        self, store: AsyncStore, prefix: str, record_ttl: float, lease_ttl: float = LEASE_TTL
+        self,
+        store: AsyncStore,
+        prefix: str,
+        record_ttl: float,
+        lease_ttl: float = LEASE_TTL,
+        keyring: Keyring | None = None,
     ) -> None:
         self.store = store
         self.prefix = prefix
         self.record_ttl = record_ttl
         self.lease_ttl = lease_ttl
+        self.keyring = keyring  # seals results and job states (they hold answers)
 
     def _key(self, kind: str, ident: str) -> str:
         return keys.warm_key(self.prefix, kind, ident)
@@ -95,9 +107,20 @@ class Runs:
                     return first.decode()
         return run
 
+    async def _read(self, key: str) -> bytes | None:
+        """A sealed record's plaintext; None when absent or undecryptable (logged)."""
+        data = await self.store.get(key)
+        if data is None:
+            return None
+        try:
+            return open_record(self.keyring, key, data)
+        except UndecryptableError as exc:
+            log.warning("warm record %s cannot be decrypted (%s): read as absent", key, exc)
+            return None
+
     async def recorded(self, run: str, digest: str) -> Recorded | None:
         """The result `run` recorded, if any; RunConflictError when it ran another body."""
-        data = await self.store.get(self._key("done", run))
+        data = await self._read(self._key("done", run))
         if data is None:
             return None
         record = orjson.loads(data)
@@ -128,12 +151,15 @@ class Runs:
     async def record(self, run: str, digest: str, status: int, body: Any) -> None:
         """Record a run's result, replayed to its later deliveries for `record_ttl` seconds."""
         record = {"status": status, "body": body, "digest": digest}
-        await self.store.set(self._key("done", run), orjson.dumps(record), self.record_ttl)
+        key = self._key("done", run)
+        sealed = seal_record(self.keyring, key, orjson.dumps(record))
+        await self.store.set(key, sealed, self.record_ttl)
 
     async def save_job(self, job_id: str, state: bytes) -> None:
         """Keep a background job's state (any instance can report it)."""
-        await self.store.set(self._key("job", run_hash("job", job_id)), state, self.record_ttl)
+        key = self._key("job", run_hash("job", job_id))
+        await self.store.set(key, seal_record(self.keyring, key, state), self.record_ttl)
 
     async def job(self, job_id: str) -> bytes | None:
-        """A background job's last saved state, or None (unknown or expired)."""
-        return await self.store.get(self._key("job", run_hash("job", job_id)))
+        """A background job's last saved state, or None (unknown, expired or undecryptable)."""
+        return await self._read(self._key("job", run_hash("job", job_id)))
