@@ -62,3 +62,7 @@ def test_service_keys() -> None:
     assert storage_for("memory://").__class__.__name__ == "MemoryStorage"
     redis = storage_for("redis://localhost:1")
     assert redis.bridge.key_prefix == "llmemo:~limits"  # type: ignore[attr-defined]
+
+
+def test_maintenance_keys() -> None:
+    assert keys.rekey_state("p") == "p:~rekey"

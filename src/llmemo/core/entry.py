@@ -188,6 +188,18 @@ def decode_head(data: bytes) -> EntryHead:
         raise CorruptEntryError(f"bad header: {exc}") from None
 
 
+def sealed_with(data: bytes) -> str | None:
+    """The id of the key that sealed an entry (None: stored in clear); `data` may be its first
+    HEAD_BYTES. CorruptEntryError when unreadable."""
+    flags, head, _ = _split(data)
+    if not flags & _FLAG_SEALED:
+        return None
+    key_id = head.get("x")
+    if not isinstance(key_id, str):
+        raise CorruptEntryError("encrypted entry without a key id")
+    return key_id
+
+
 def decode_parts(
     data: bytes, key: str = "", keyring: Keyring | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -107,3 +107,11 @@ def warm_key(prefix: str, kind: str, ident: str) -> str:
 def limits_prefix(prefix: str = "llmemo") -> str:
     """The prefix of the service's rate-limit counters (the `limits` library adds the rest)."""
     return f"{prefix}:~limits"
+
+
+# -- maintenance --------------------------------------------------------------------------------
+
+
+def rekey_state(prefix: str) -> str:
+    """`{prefix}:~rekey`: where an interrupted `llmemo rekey` continues (its scan cursor)."""
+    return f"{prefix}:~rekey"
