@@ -10,7 +10,10 @@ drift on a shared machine falls on both alike. Rows: one request with a 1 KB ans
 distinct requests with 1 KB answers (uniform order); the realistic mix of bench/workload.py
 (answers from 200 B to 40 KB, uniform and Zipf orders). Then the codec alone (`entries.read`,
 no store), off vs on, per answer size. Prints p50/p99 in microseconds and the p50 difference;
-the target is <= +10 us p50 for a 1 KB answer. Not a test: nothing is asserted.
+the target is <= +10 us p50 for a 1 KB answer. The target row (1 KB answers, distinct requests)
+is timed `--rounds` times (default 3); each round's difference is printed, and the verdict uses
+their median, so one round disturbed by other jobs on the machine does not decide it.
+Not a test: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -65,6 +69,7 @@ def main() -> None:
     add_arguments(parser)
     parser.add_argument("--n", type=int, default=20_000, help="timed lookup pairs per row")
     parser.add_argument("--redis-url")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the target row")
     args = parser.parse_args()
 
     work = Workload.build(args.distinct, seed=args.seed, data=args.data)
@@ -106,7 +111,9 @@ def main() -> None:
             for request, response in zip(work.requests, one_kb, strict=True):
                 cache.store(request, response)
         uniform = work.order("uniform", args.n)
-        rows.append((f"1 KB answers, {args.distinct:,} distinct", *pair(work.requests, uniform)))
+        for turn in range(max(1, args.rounds)):
+            name = f"1 KB answers, {args.distinct:,} distinct"
+            rows.append((f"{name}, round {turn + 1}", *pair(work.requests, uniform)))
 
         for cache in (off, on):
             cache.bump_version()  # the realistic answers replace the 1 KB ones
@@ -140,11 +147,13 @@ def main() -> None:
         print(f"{f'  {size} B answer':38}{a50:9.1f}{'':9}{b50:9.1f}{'':9}{b50 - a50:+9.1f}")
     if misses:
         print(f"lookups that missed (store timeouts), by namespace: {misses}")
-    delta = pct(rows[1][2], 0.5) - pct(rows[1][1], 0.5)
+    deltas = [pct(b, 0.5) - pct(a, 0.5) for name, a, b in rows if ", round " in name]
+    delta = statistics.median(deltas)
     verdict = "met" if delta <= TARGET_US else "NOT met"
+    rounds = ", ".join(f"{d:+.1f}" for d in deltas)
     print(
         f"target: +{TARGET_US:.0f} us p50 at most for a 1 KB answer (distinct): "
-        f"{delta:+.1f} us ({verdict})"
+        f"{delta:+.1f} us, the median of rounds {rounds} ({verdict})"
     )
 
 

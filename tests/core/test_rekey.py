@@ -30,6 +30,7 @@ from tests.core.helpers import answer, chat
 
 SECRETS = {name: os.urandom(32) for name in ("k1", "k2", "other")}
 LONG = "A long answer that is compressed before it is sealed. " * 40  # over 1 KiB
+BIG = os.urandom(3000).hex()  # still over 2 KiB once compressed
 
 
 def ring(*ids: str) -> Keyring:
@@ -139,13 +140,14 @@ async def test_a_rotation_rewrites_every_entry_and_warm_record(caches: Caches) -
     for i in range(6):
         await old.store(chat(f"question {i}"), answer(LONG if i % 2 else f"answer {i}"))
     await plain.store(chat("written before keys"), answer("in clear"))
+    await old.store(chat("a long one"), answer(BIG))  # over a head read: read again in full
     store = caches.store
     runs = Runs(store, "llmemo", record_ttl=600, keyring=ring("k1"))
     await runs.record("run-1", "d", 200, {"answer": "warm answer"})
     await runs.save_job("job-1", b'{"results": []}')
 
     report = await async_rekey(store, ring("k2", "k1"))
-    assert (report.rewritten, report.current, report.undecryptable, report.skipped) == (9, 0, 0, 0)
+    assert (report.rewritten, report.current, report.undecryptable, report.skipped) == (10, 0, 0, 0)
     assert report.done and not report.resumed
     assert {await sealed_with(store, key) for key in await entry_keys(store)} == {"k2"}
     only_new = caches(spec("k2"))
@@ -154,13 +156,15 @@ async def test_a_rotation_rewrites_every_entry_and_warm_record(caches: Caches) -
         assert hit is not None and hit.response == answer(LONG if i % 2 else f"answer {i}")
     hit = await only_new.lookup(chat("written before keys"))
     assert hit is not None and hit.response == answer("in clear")
+    hit = await only_new.lookup(chat("a long one"))
+    assert hit is not None and hit.response == answer(BIG)
     new_runs = Runs(store, "llmemo", record_ttl=600, keyring=ring("k2"))
     assert await new_runs.recorded("run-1", "d") == Recorded(200, {"answer": "warm answer"})
     assert await new_runs.job("job-1") == b'{"results": []}'
     assert await store.get(keys.rekey_state("llmemo")) is None  # a finished run leaves no state
 
     again = await async_rekey(store, ring("k2", "k1"))
-    assert (again.rewritten, again.current) == (0, 9)
+    assert (again.rewritten, again.current) == (0, 10)
 
 
 @pytest.mark.asyncio
@@ -250,7 +254,7 @@ async def test_dry_run_counts_and_writes_nothing(caches: Caches) -> None:
 
 
 class RacingStore:
-    """A real store where another writer refreshes each value right after rekey reads it."""
+    """A real store where another writer refreshes each value right after rekey reads it whole."""
 
     def __init__(self, store: AsyncRewritableStore) -> None:
         self.store = store
@@ -259,12 +263,13 @@ class RacingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
-    async def get(self, key: str, refresh: float | None = None) -> bytes | None:
-        value = await self.store.get(key, refresh)
-        if value is not None and key.startswith("llmemo:default"):
-            self.newer[key] = value + b" "  # any other bytes: a newer answer
-            await self.store.set(key, self.newer[key], 600)
-        return value
+    async def heads(self, keys: list[str], size: int) -> list[bytes | None]:
+        values = await self.store.heads(keys, size)
+        for key, value in zip(keys, values, strict=True):
+            if value is not None and size > entries.HEAD_BYTES:
+                self.newer[key] = value + b" "  # any other bytes: a newer answer
+                await self.store.set(key, self.newer[key], 600)
+        return values
 
 
 @pytest.mark.asyncio
@@ -272,9 +277,10 @@ async def test_a_value_changed_meanwhile_is_left_as_the_other_writer_left_it(
     caches: Caches,
 ) -> None:
     cache = caches(spec("k1"))
-    await cache.store(chat(), answer(os.urandom(3000).hex()))  # over a head read: read in full
+    await cache.store(chat(), answer(BIG))  # over a head read: read in full
     racing = RacingStore(caches.store)
     report = await async_rekey(racing, ring("k2", "k1"))  # type: ignore[arg-type]
     assert (report.rewritten, report.skipped) == (0, 1)
+    assert len(racing.newer) == 1
     for key, value in racing.newer.items():
         assert await caches.store.get(key) == value

@@ -100,6 +100,23 @@ async def test_swap_replaces_only_the_value_it_was_given(backend: Backend) -> No
 
 
 @pytest.mark.asyncio
+async def test_swap_many_answers_for_each_key(backend: Backend) -> None:
+    await call(backend, "set", "m:{a}", b"a0", None)
+    await call(backend, "set", "m:{b}", b"b0", 20 * backend.unit)
+    await call(backend, "set", "m:{c}", b"c-newer", None)
+    items = [("m:{a}", b"a0", b"a1"), ("m:{b}", b"b0", b"b1"), ("m:{c}", b"c0", b"c1")]
+    items.append(("m:{gone}", b"d0", b"d1"))
+    assert await call(backend, "swap_many", items) == [True, True, False, False]
+    assert await call(backend, "get", "m:{a}") == b"a1"
+    assert await call(backend, "get", "m:{b}") == b"b1"
+    assert await call(backend, "get", "m:{c}") == b"c-newer"
+    assert await call(backend, "get", "m:{gone}") is None
+    assert await call(backend, "swap_many", []) == []
+    await backend.wait(21)
+    assert await call(backend, "get", "m:{b}") is None  # its TTL was kept
+
+
+@pytest.mark.asyncio
 async def test_swap_keeps_the_remaining_ttl(backend: Backend) -> None:
     await call(backend, "set", "s:ttl", b"old", 20 * backend.unit)
     await call(backend, "set", "s:forever", b"old", None)

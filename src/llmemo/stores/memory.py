@@ -103,6 +103,9 @@ class MemoryStore:
             self._data[key] = (new, self._data[key][1])
             return True
 
+    def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        return [self.swap(key, old, new) for key, old, new in items]
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         with self._lock:
             out: list[bytes | None] = []
@@ -190,6 +193,9 @@ class AsyncMemoryStore(DirectAsyncStore):
 
     async def swap(self, key: str, old: bytes, new: bytes) -> bool:
         return self.sync.swap(key, old, new)
+
+    async def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        return self.sync.swap_many(items)
 
     @classmethod
     def from_url(cls, url: str) -> AsyncMemoryStore:

@@ -342,6 +342,18 @@ class SQLiteStore:
             )
             return cursor.rowcount == 1
 
+    def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        done: list[bool] = []
+        with self._transaction("swap") as conn:
+            now = self._clock()
+            for key, old, new in items:
+                cursor = conn.execute(
+                    f"UPDATE entries SET value = ? WHERE key = ? AND value = ? AND {_LIVE}",
+                    (new, key, old, now),
+                )
+                done.append(cursor.rowcount == 1)
+        return done
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         found: dict[str, bytes] = {}
         with self._use("heads") as conn:
@@ -438,6 +450,9 @@ class AsyncSQLiteStore:
 
     async def swap(self, key: str, old: bytes, new: bytes) -> bool:
         return await self._run(self.sync.swap, key, old, new)
+
+    async def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        return await self._run(self.sync.swap_many, items)
 
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         return await self._run(self.sync.heads, keys, size)

@@ -1,6 +1,6 @@
 """The walk of `llmemo rekey`: every record that holds request or answer text, page by page, each
-rewritten under the current key only while unchanged, its TTL kept; the position saved in the
-store after each page (the decisions: core/rekey_base.py)."""
+rewritten under the current key only while unchanged, its TTL kept (a page's rewrites sent
+together); the position saved in the store after each page (decisions: core/rekey_base.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from llmemo.stores import keys
 from llmemo.stores.protocol import AsyncRewritableStore
 
 Progress = Callable[[RekeyReport], None]
+WHOLE = 512 * 1024 * 1024  # a head read this long is the whole value (Redis' largest string)
 
 
 async def async_rekey(
@@ -66,19 +67,25 @@ async def _page(
     store: AsyncRewritableStore, keyring: Keyring, kind: str, page: list[str], report: RekeyReport
 ) -> None:
     heads = await store.heads(page, entries.HEAD_BYTES)
+    todo: list[tuple[str, bytes]] = []
     for key, head in zip(page, heads, strict=True):
         if head is None:
             report.count("skipped")  # expired or deleted since the scan
-            continue
-        if is_current(kind, head, keyring):
+        elif is_current(kind, head, keyring):
             report.count("current")
-            continue
-        # a value shorter than the head read is all there: no second read
-        data = head if len(head) < entries.HEAD_BYTES else await store.get(key)
-        if data is None:
-            report.count("skipped")
-            continue
-        result, new = outcome(kind, key, data, keyring)
-        if new is not None and not report.dry_run and not await store.swap(key, data, new):
-            result = "skipped"  # another writer changed it meanwhile: its value stays
-        report.count(result)
+        else:
+            todo.append((key, head))
+    # a value shorter than the head read is all there; the longer ones are read whole, together
+    longer = [key for key, head in todo if len(head) >= entries.HEAD_BYTES]
+    whole = dict(zip(longer, await store.heads(longer, WHOLE), strict=True)) if longer else {}
+    rewrites: list[tuple[str, bytes, bytes]] = []
+    for key, head in todo:
+        data = whole.get(key) if len(head) >= entries.HEAD_BYTES else head
+        result, new = ("skipped", None) if data is None else outcome(kind, key, data, keyring)
+        if new is not None and data is not None and not report.dry_run:
+            rewrites.append((key, data, new))  # counted once the store has answered
+        else:
+            report.count(result)
+    for done in await store.swap_many(rewrites) if rewrites else []:
+        # not done: another writer changed it meanwhile, and its value stays
+        report.count("rewritten" if done else "skipped")

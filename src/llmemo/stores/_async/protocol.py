@@ -50,7 +50,8 @@ class AsyncRewritableStore(AsyncStore, Protocol):
 
     `scan_page` reads one page of keys from `cursor` ("" starts, "" back means done), so a
     walk can be stopped and continued from the cursor it saved; a key may come up twice.
-    `swap` replaces `old` with `new` only while the key still holds `old`, its TTL kept.
+    `swap` replaces `old` with `new` only while the key still holds `old`, its TTL kept;
+    `swap_many` does it for several (key, old, new), in one round trip where the store can.
     """
 
     async def scan_page(
@@ -58,3 +59,5 @@ class AsyncRewritableStore(AsyncStore, Protocol):
     ) -> tuple[str, list[str]]: ...
 
     async def swap(self, key: str, old: bytes, new: bytes) -> bool: ...
+
+    async def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]: ...

@@ -201,6 +201,10 @@ class AsyncRedisClusterStore(_Boundary):
                 self._swap_if_equal = _swap_script(client)
             return bool(await self._swap_if_equal(keys=[key], args=[old, new]))
 
+    async def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        """One script call per key: the keys of a batch are on many slots and nodes."""
+        return [await self.swap(key, old, new) for key, old, new in items]
+
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
             return []

@@ -148,6 +148,15 @@ class AsyncUpstashStore(_Boundary):
             args = [encode(old), encode(new)]
             return bool(await self.client.eval(SWAP_IF_EQUAL, [key], args))
 
+    async def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        if not items:
+            return []
+        with self._errors("EVAL swap_if_equal"):
+            pipe = self.client.pipeline()
+            for key, old, new in items:
+                pipe.eval(SWAP_IF_EQUAL, [key], [encode(old), encode(new)])
+            return [bool(done) for done in await pipe.exec()]
+
     async def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
             return []

@@ -51,7 +51,8 @@ class RewritableStore(Store, Protocol):
 
     `scan_page` reads one page of keys from `cursor` ("" starts, "" back means done), so a
     walk can be stopped and continued from the cursor it saved; a key may come up twice.
-    `swap` replaces `old` with `new` only while the key still holds `old`, its TTL kept.
+    `swap` replaces `old` with `new` only while the key still holds `old`, its TTL kept;
+    `swap_many` does it for several (key, old, new), in one round trip where the store can.
     """
 
     def scan_page(
@@ -59,3 +60,5 @@ class RewritableStore(Store, Protocol):
     ) -> tuple[str, list[str]]: ...
 
     def swap(self, key: str, old: bytes, new: bytes) -> bool: ...
+
+    def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]: ...

@@ -135,6 +135,15 @@ class RedisStore(_Boundary):
         with self._errors("EVALSHA swap_if_equal"):
             return bool(self._swap_if_equal(keys=[key], args=[old, new]))
 
+    def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        if not items:
+            return []
+        with self._errors("EVALSHA swap_if_equal"):
+            pipe = self.client.pipeline(transaction=False)
+            for key, old, new in items:
+                self._swap_if_equal(keys=[key], args=[old, new], client=pipe)
+            return [bool(done) for done in pipe.execute()]
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
             return []

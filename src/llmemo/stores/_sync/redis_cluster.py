@@ -199,6 +199,10 @@ class RedisClusterStore(_Boundary):
                 self._swap_if_equal = _swap_script(client)
             return bool(self._swap_if_equal(keys=[key], args=[old, new]))
 
+    def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        """One script call per key: the keys of a batch are on many slots and nodes."""
+        return [self.swap(key, old, new) for key, old, new in items]
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
             return []

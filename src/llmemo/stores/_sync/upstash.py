@@ -144,6 +144,15 @@ class UpstashStore(_Boundary):
             args = [encode(old), encode(new)]
             return bool(self.client.eval(SWAP_IF_EQUAL, [key], args))
 
+    def swap_many(self, items: Sequence[tuple[str, bytes, bytes]]) -> list[bool]:
+        if not items:
+            return []
+        with self._errors("EVAL swap_if_equal"):
+            pipe = self.client.pipeline()
+            for key, old, new in items:
+                pipe.eval(SWAP_IF_EQUAL, [key], [encode(old), encode(new)])
+            return [bool(done) for done in pipe.exec()]
+
     def heads(self, keys: Sequence[str], size: int) -> list[bytes | None]:
         if not keys:
             return []
