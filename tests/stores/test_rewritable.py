@@ -147,3 +147,17 @@ async def test_scan_page_walks_every_key_from_a_saved_cursor(backend: Backend) -
             break
     assert set(seen) == wanted
     assert pages > 1
+
+
+@pytest.mark.asyncio
+async def test_a_cursor_from_elsewhere_starts_the_walk_over(backend: Backend) -> None:
+    for i in range(5):
+        await call(backend, "set", f"w:{i}", b"v", None)
+    seen: set[str] = set()
+    cursor = "0/garbage"  # from another store, or edited: never an error, no key missed
+    while True:
+        cursor, page = await call(backend, "scan_page", "w:*", cursor, 2)
+        seen.update(page)
+        if not cursor:
+            break
+    assert seen == {f"w:{i}" for i in range(5)}

@@ -136,7 +136,7 @@ def _page_start(primaries: Iterable[Any], cursor: str) -> tuple[list[Any], int, 
     nodes = sorted(primaries, key=lambda node: str(node.name))
     name, _, at = cursor.rpartition("/")
     names = [str(node.name) for node in nodes]
-    if name in names:
+    if name in names and at.isdigit():
         return nodes, names.index(name), int(at)
     return nodes, 0, 0
 

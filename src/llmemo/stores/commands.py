@@ -27,10 +27,10 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
-else
+if ttl == -1 then
   redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', math.max(ttl, 1))
 end
 return 1
 """
@@ -49,6 +49,11 @@ def batches(keys: Sequence[str], size: int) -> list[Sequence[str]]:
 def text(value: object) -> str:
     """A reply value as text (bytes decoded; numbers and the like through str)."""
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def scan_cursor(cursor: str) -> int:
+    """The SCAN cursor a `scan_page` cursor continues from (0, the start, for anything else)."""
+    return int(cursor) if cursor.isdigit() else 0
 
 
 def page_cursor(cursor: int) -> str:

@@ -17,6 +17,7 @@ from llmemo.stores.commands import (
     batches,
     ms,
     page_cursor,
+    scan_cursor,
     text,
     unseen,
 )
@@ -130,7 +131,7 @@ class AsyncRedisStore(_Boundary):
         self, pattern: str, cursor: str = "", count: int = 500
     ) -> tuple[str, list[str]]:
         with self._errors("SCAN"):
-            after, found = await self.client.scan(int(cursor or 0), match=pattern, count=count)
+            after, found = await self.client.scan(scan_cursor(cursor), match=pattern, count=count)
         return page_cursor(after), list(dict.fromkeys(map(text, found)))
 
     async def swap(self, key: str, old: bytes, new: bytes) -> bool:

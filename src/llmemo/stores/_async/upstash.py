@@ -44,6 +44,7 @@ from llmemo.stores.commands import (
     batches,
     ms,
     page_cursor,
+    scan_cursor,
     unseen,
 )
 from llmemo.stores.protocol import Counters
@@ -140,7 +141,7 @@ class AsyncUpstashStore(_Boundary):
         self, pattern: str, cursor: str = "", count: int = 500
     ) -> tuple[str, list[str]]:
         with self._errors("SCAN"):
-            after, found = await self.client.scan(int(cursor or 0), match=pattern, count=count)
+            after, found = await self.client.scan(scan_cursor(cursor), match=pattern, count=count)
         return page_cursor(after), list(dict.fromkeys(found))
 
     async def swap(self, key: str, old: bytes, new: bytes) -> bool:

@@ -18,6 +18,7 @@ from llmemo.stores.commands import (
     batches,
     ms,
     page_cursor,
+    scan_cursor,
     text,
     unseen,
 )
@@ -128,7 +129,7 @@ class RedisStore(_Boundary):
 
     def scan_page(self, pattern: str, cursor: str = "", count: int = 500) -> tuple[str, list[str]]:
         with self._errors("SCAN"):
-            after, found = self.client.scan(int(cursor or 0), match=pattern, count=count)
+            after, found = self.client.scan(scan_cursor(cursor), match=pattern, count=count)
         return page_cursor(after), list(dict.fromkeys(map(text, found)))
 
     def swap(self, key: str, old: bytes, new: bytes) -> bool:

@@ -45,6 +45,7 @@ from llmemo.stores.commands import (
     batches,
     ms,
     page_cursor,
+    scan_cursor,
     unseen,
 )
 from llmemo.stores.protocol import Counters
@@ -136,7 +137,7 @@ class UpstashStore(_Boundary):
 
     def scan_page(self, pattern: str, cursor: str = "", count: int = 500) -> tuple[str, list[str]]:
         with self._errors("SCAN"):
-            after, found = self.client.scan(int(cursor or 0), match=pattern, count=count)
+            after, found = self.client.scan(scan_cursor(cursor), match=pattern, count=count)
         return page_cursor(after), list(dict.fromkeys(found))
 
     def swap(self, key: str, old: bytes, new: bytes) -> bool:
