@@ -8,7 +8,8 @@ Two caches on the same Redis, one without keys and one with an AES-256-GCM key (
 timed back to back, the first of the two alternating (bench/exact.py's `measure_pairs`), so
 drift on a shared machine falls on both alike. Rows: one request with a 1 KB answer repeated;
 distinct requests with 1 KB answers (uniform order); the realistic mix of bench/workload.py
-(answers from 200 B to 40 KB, uniform and Zipf orders). Then the codec alone (`entries.read`,
+(answers from 200 B to 40 KB, uniform and Zipf orders). Then the 1 KB distinct row on an
+in-process memory store (no network round trip), and the codec alone (`entries.read`,
 no store), off vs on, per answer size. Prints p50/p99 in microseconds and the p50 difference;
 the target is <= +10 us p50 for a 1 KB answer. The target row (1 KB answers, distinct requests)
 is timed `--rounds` times (default 3); each round's difference is printed, and the verdict uses
@@ -39,6 +40,7 @@ import llmemo
 from llmemo import Cache
 from llmemo.core import entry as entries
 from llmemo.core.crypto import Keyring, new_key
+from llmemo.stores.memory import MemoryStore
 
 TARGET_US = 10.0  # p50 cost of encryption on an exact hit with a 1 KB answer
 ONE_KB = ("A one-kilobyte answer, as a support bot would give it. " * 20)[:1024]
@@ -123,6 +125,18 @@ def main() -> None:
             order = work.order(kind, args.n)
             rows.append((f"realistic mix, {kind}", *pair(work.requests, order)))
 
+    # the same pairs on an in-process store: what the hit costs without a network round trip
+    memory = MemoryStore()
+    mem_off = Cache(memory, namespace="bench-off")
+    mem_on = Cache(memory, namespace="bench-on", encryption=keyring)
+    for cache in (mem_off, mem_on):
+        for request, response in zip(work.requests, one_kb, strict=True):
+            cache.store(request, response)
+    local = measure_pairs(
+        lambda i: mem_off.lookup(work.requests[i]),
+        lambda i: mem_on.lookup(work.requests[i]),
+        work.order("uniform", args.n),
+    )
     codec = [(size, *codec_cost(keyring, size, args.n)) for size in (1024, 4096, 32768)]
     load_after = os.getloadavg()[0]
     import cryptography
@@ -142,6 +156,11 @@ def main() -> None:
             f"{name:38}{pct(a, 0.5):9.1f}{pct(a, 0.99):9.1f}{pct(b, 0.5):9.1f}"
             f"{pct(b, 0.99):9.1f}{pct(b, 0.5) - pct(a, 0.5):+9.1f}"
         )
+    a, b = local
+    print(
+        f"{'memory store, 1 KB answers, distinct':38}{pct(a, 0.5):9.1f}{pct(a, 0.99):9.1f}"
+        f"{pct(b, 0.5):9.1f}{pct(b, 0.99):9.1f}{pct(b, 0.5) - pct(a, 0.5):+9.1f}"
+    )
     print(f"{'codec alone (entries.read)':38}{'off p50':>9}{'':9}{'on p50':>9}{'':9}{'p50 +us':>9}")
     for size, a50, b50 in codec:
         print(f"{f'  {size} B answer':38}{a50:9.1f}{'':9}{b50:9.1f}{'':9}{b50 - a50:+9.1f}")
