@@ -6,6 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +91,38 @@ def test_bad_keys_are_one_line_errors(tmp_path: Path, args: tuple[str, ...], mes
     assert done.returncode == 2
     assert done.stderr.startswith(f"llmemo: error: {message}")
     assert done.stderr.count("\n") == 1
+
+
+def test_ctrl_c_stops_and_the_same_command_continues(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    total = 3000
+    with Cache.from_url(url, encryption=K1) as cache:
+        for i in range(total):
+            cache.store(chat(f"question {i}"), answer(f"answer {i}"))
+    command = [sys.executable, "-m", "llmemo", "rekey", "--store", url, "--batch", "2", "--json"]
+    env = clean_env(LLMEMO_ENCRYPTION_KEYS=f"{K2},{K1}")
+    running = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    state = keys.rekey_state("llmemo")
+    store = from_url(url)
+    try:
+        deadline = time.monotonic() + 60
+        while store.get(state) is None and running.poll() is None:  # a first page is saved
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        store.close()
+    running.send_signal(signal.SIGINT)
+    out, err = running.communicate(timeout=60)
+    assert running.returncode == 130, (out, err)
+    assert "interrupted: run the same command again to continue where it stopped" in err
+    done = sealed_with(url).count("k2")
+    assert 0 < done < total
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    report = json.loads(again.stdout)
+    assert report["resumed"] is True
+    assert report["done"] is True
+    assert report["rewritten"] + report["current"] == total
+    assert report["current"] <= 2  # at most the page under way when it stopped is seen again
+    assert sealed_with(url) == ["k2"] * total
