@@ -62,6 +62,7 @@ def test_a_saved_position_resumes_only_for_the_same_key() -> None:
     again = RekeyReport("k2")
     assert resume(saved, again) == (1, "cursor-7")
     assert (again.rewritten, again.current, again.skipped, again.resumed) == (5, 2, 1, True)
-    for other in (state_bytes(RekeyReport("k3"), 1, "c"), b"garbage", b"[]", None):
+    negative = state_bytes(RekeyReport("k2"), -1, "c")
+    for other in (state_bytes(RekeyReport("k3"), 1, "c"), negative, b"garbage", b"[]", None):
         fresh = RekeyReport("k2")
         assert resume(other, fresh) == (0, "") and not fresh.resumed

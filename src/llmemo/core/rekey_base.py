@@ -114,6 +114,8 @@ def resume(data: bytes | None, report: RekeyReport) -> tuple[int, str]:
         counts = {name: int(state.get(name, 0)) for name in _COUNTS}
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return 0, ""
+    if target < 0:
+        return 0, ""
     for name, value in counts.items():
         setattr(report, name, value)
     report.resumed = True
