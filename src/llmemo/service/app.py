@@ -356,4 +356,6 @@ def create_app(
         },
     )
     app.state.service = service
+    if service.telemetry is not None:
+        service.telemetry.routes = app.router.routes
     return app

@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmemo.core.entry import usage_of
@@ -69,6 +70,7 @@ class Telemetry:
 
         self.tracer: Tracer = tracer_of(tracer_provider, __version__)
         self.cached_routes: frozenset[str] = frozenset()  # paths served before the router
+        self.routes: Sequence[BaseRoute] = ()  # the router's, to name a span on Starlette < 0.39
 
         meter: Meter = otel_metrics.get_meter("llmemo", __version__, meter_provider=meter_provider)
         # Answers are counted in these dicts (plain arithmetic on the request's path: an SDK
@@ -225,13 +227,20 @@ class Telemetry:
                 span.set_attribute("error.type", "500")
                 raise
             finally:
-                route = scope.get("route")
-                template = getattr(route, "path", None)
-                if template is None and scope["path"] in self.cached_routes:
-                    template = scope["path"]  # dispatched before the router (ServiceApp)
+                template = self.template(scope)
                 if template is not None:
                     span.set_attribute("http.route", template)
                     span.update_name(f"{method} {template}")
+
+    def template(self, scope: Scope) -> str | None:
+        """The route template a request took (`http.route`), None for no route."""
+        route = scope.get("route")  # set by the router on newer Starlette releases
+        if route is None:
+            if scope["path"] in self.cached_routes:
+                return str(scope["path"])  # dispatched before the router (ServiceApp)
+            route = next((r for r in self.routes if r.matches(scope)[0] is Match.FULL), None)
+        template = getattr(route, "path", None)
+        return template if isinstance(template, str) else None
 
     def annotate(
         self,
