@@ -66,3 +66,10 @@ def test_service_keys() -> None:
 
 def test_maintenance_keys() -> None:
     assert keys.rekey_state("p") == "p:~rekey"
+
+
+def test_rollup_keys() -> None:
+    assert keys.rollup_key("p", "m", 1700000040, 3) == "p:~dash:m:1700000040:3"
+    assert keys.rollup_current("p", 0) == "p:~dash:cur:0"
+    assert keys.rollup_lane("p", 2) == "p:~dash:lane:2"
+    assert keys.rollup_lanes("p") == "p:~dash:lanes"

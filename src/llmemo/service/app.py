@@ -21,7 +21,9 @@ from starlette.types import Receive, Scope, Send
 
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.errors import LLMemoError, StoreError
-from llmemo.service.admin import AdminAuth
+from llmemo.service import admin_stats
+from llmemo.service.admin import AdminAuth, admin_only
+from llmemo.service.admin_stats import rollups_for
 from llmemo.service.errors import (
     HeadersTooLargeError,
     error_response,
@@ -32,6 +34,7 @@ from llmemo.service.errors import (
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.openapi import document
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
+from llmemo.service.rollups import Rollups
 from llmemo.service.server import WORKER_SETTINGS
 from llmemo.service.settings import Settings, load_settings
 from llmemo.service.upstream import Provider, Upstreams, forward_headers, models_path
@@ -66,6 +69,9 @@ class Service:
             self.metrics = traced
         self.store_url = store_url(settings.store)
         self.warming = Warming(settings, self.metrics, self.store_url)
+        self.rollups: Rollups | None = None
+        if settings.dashboard:  # the request path counts into it, via the metrics
+            self.rollups = self.metrics.rollups = rollups_for(settings, self.warming)
         self.admin = AdminAuth(settings.admin_token)
         self._proxy: Proxy | None = None
         self._openapi: bytes | None = None
@@ -105,6 +111,9 @@ class Service:
         if self.telemetry is not None:  # the lookup's spans go to the service's provider
             cache.tracer = self.telemetry.tracer
         self.metrics.watch_circuit(lambda: cache.breaker.state)
+        if self.rollups is not None:
+            self.rollups.bind(cache.backend, cache.prefix, lambda: cache.breaker.state)
+            self.rollups.start()
         upstreams = Upstreams(self.settings)
         await self.warming.open(cache, upstreams)
         self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)
@@ -116,6 +125,8 @@ class Service:
         finally:
             self._proxy = None
             await self.warming.aclose()
+            if self.rollups is not None:  # its last write, before the store closes
+                await self.rollups.aclose()
             await cache.close()  # first: its background refreshes still call the upstreams
             await upstreams.aclose()
 
@@ -169,6 +180,10 @@ class Service:
         if self._openapi is None:
             self._openapi = orjson.dumps(document())
         return Response(self._openapi, media_type="application/json")
+
+    async def admin_stats(self, request: Request) -> Response:
+        """GET /admin/stats (service/admin_stats.py), behind the admin token."""
+        return await admin_stats.answer(request, self.rollups, self.proxy.cache)
 
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE)
@@ -341,6 +356,7 @@ def create_app(
         Route("/readyz", service.readyz, methods=["GET"]),
         Route("/metrics", service.prometheus, methods=["GET"]),
         Route("/openapi.json", service.openapi, methods=["GET"]),
+        Route("/admin/stats", admin_only(service.admin, service.admin_stats), methods=["GET"]),
         *service.warming.routes(),
     ]
     app = ServiceApp(

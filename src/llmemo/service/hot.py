@@ -44,6 +44,7 @@ class Hot:
     answer: HotAnswer  # the body, and the entry it was made from
     model: str  # the metrics' model label
     saved: tuple[int, float]  # tokens and dollars a hit saves
+    tenant: str | None = None  # the dashboard's rollups count the hit for it
 
     @property
     def size(self) -> int:
@@ -73,7 +74,7 @@ class HotAnswers:
     ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """Count a use of `hot` as a hit and give its body and headers."""
         age = await self.cache.count_served(hot.answer)
-        self.metrics.record_cached(route, hot.model, "hit", hot.saved, seconds)
+        self.metrics.record_cached(route, hot.model, "hit", hot.saved, seconds, tenant=hot.tenant)
         return hot.answer.body, [_HIT, (b"age", str(int(age)).encode())]
 
     async def learn(
@@ -95,7 +96,8 @@ class HotAnswers:
         if answer is not None:
             hit = answer.hit
             saved = self.metrics.saved_by(request.model, Result(hit.response, "hit", hit))
-            self._remember(key, Hot(answer, self.metrics.model_label(request.model), saved))
+            label = self.metrics.model_label(request.model)
+            self._remember(key, Hot(answer, label, saved, tenant))
 
     def _remember(self, key: HotKey, hot: Hot | None) -> None:
         size = len(key[1]) + (0 if hot is None else hot.size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -21,8 +21,12 @@ from llmemo.service.errors import (
     UpstreamTimeoutError,
     UpstreamUnreachableError,
 )
+from llmemo.service.rollups import Rollups
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+WRONG_HIT = "feedback_wrong_hit"
+"""The cache counter a wrong-hit report adds to (`cache.count(WRONG_HIT)`); the rollups count it."""
+_REJECTED = "semantic_rejected:"
 _HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 DRAIN_EVERY = 1024  # hit latencies kept before they are applied without waiting for a scrape
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -51,6 +55,7 @@ class Metrics:
         self._counts: dict[tuple[str, str, str], int] = {}
         self._saved: dict[tuple[str, str], tuple[int, float]] = {}
         self._latencies: dict[str, list[float]] = {}
+        self.rollups: Rollups | None = None  # the dashboard's rollups (None: not collected)
         r = self.registry
         self.requests = Counter(
             "llmemo_requests",
@@ -156,8 +161,17 @@ class Metrics:
         self._labels[model] = label
         return label
 
-    def record(self, route: str, model: str | None, result: Result, seconds: float) -> None:
-        """Count one answer; hits also add their latency and what they saved.
+    def record(
+        self,
+        route: str,
+        model: str | None,
+        result: Result,
+        seconds: float,
+        namespace: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        """Count one answer; hits also add their latency and what they saved. `namespace` (None:
+        the service's own) and `tenant` go to the dashboard's rollups only.
 
         Plain dict arithmetic on the request's path; the Prometheus metrics get it at the next
         scrape (`render`), or once DRAIN_EVERY hit latencies are waiting.
@@ -166,8 +180,29 @@ class Metrics:
         if not result.cached:
             labels = (route, name, result.status)
             self._counts[labels] = self._counts.get(labels, 0) + 1
+            rollups = self.rollups
+            if rollups is not None:
+                usage = usage_of(result.response)
+                spent = (
+                    self._dollars(model or _model_of(result.response), usage)
+                    if usage.total
+                    else 0.0
+                )
+                rollups.answered(result.status, namespace, name, tenant, seconds, spent=spent)
             return
-        self.record_cached(route, name, result.status, self.saved_by(model, result), seconds)
+        hit = result.hit
+        if self.rollups is not None and hit is not None and hit.similarity is not None:
+            self.rollups.similar("served", hit.similarity)
+        self.record_cached(
+            route,
+            name,
+            result.status,
+            self.saved_by(model, result),
+            seconds,
+            namespace=namespace,
+            tenant=tenant,
+            shared=result.shared,
+        )
 
     def saved_by(self, model: str | None, result: Result) -> tuple[int, float]:
         """(tokens, list-price dollars) a cached answer saved."""
@@ -177,9 +212,21 @@ class Metrics:
         return usage.total, self._dollars(model or _model_of(result.response), usage)
 
     def record_cached(
-        self, route: str, name: str, status: str, saved: tuple[int, float], seconds: float
+        self,
+        route: str,
+        name: str,
+        status: str,
+        saved: tuple[int, float],
+        seconds: float,
+        namespace: str | None = None,
+        tenant: str | None = None,
+        shared: bool = False,
     ) -> None:
-        """Count one answer from the cache (`name`: the model label) that saved `saved`."""
+        """Count one answer from the cache (`name`: the model label) that saved `saved`
+        (`shared`: it waited for another request's call, single-flight)."""
+        rollups = self.rollups
+        if rollups is not None:
+            rollups.answered(status, namespace, name, tenant, seconds, saved, shared=shared)
         labels = (route, name, status)
         self._counts[labels] = self._counts.get(labels, 0) + 1
         waiting = self._latencies.get(route)
@@ -194,6 +241,12 @@ class Metrics:
 
     def _dollars(self, model: str | None, usage: Usage) -> float:
         return self._pricing.cost(model, usage)
+
+    def upstream_took(self, route: str, seconds: float) -> None:
+        """The time one upstream call took (to the end of the stream for streams)."""
+        self._child(self.upstream_latency, route).observe(seconds)
+        if self.rollups is not None:
+            self.rollups.upstream_took(seconds)
 
     def upstream_failed(self, route: str, exc: BaseException) -> None:
         """Count an upstream failure (a client that went away is not one)."""
@@ -229,6 +282,22 @@ class MeteredCache(AsyncCache):
     def _count_store_error(self, error: StoreError) -> None:
         super()._count_store_error(error)
         self.metrics.store_errors.inc()
+        if self.metrics.rollups is not None:
+            self.metrics.rollups.store_error(error)
+
+    def count(self, name: str, amount: float = 1) -> None:
+        super().count(name, amount)
+        if name == WRONG_HIT and self.metrics.rollups is not None:
+            self.metrics.rollups.count("wrong_hit", amount)
+
+    def _count_many(self, counts: Iterable[tuple[str, float]]) -> None:
+        counts = tuple(counts)
+        super()._count_many(counts)
+        rollups = self.metrics.rollups
+        if rollups is not None:
+            for name, amount in counts:
+                if name.startswith(_REJECTED):
+                    rollups.refused(name[len(_REJECTED) :], int(amount))
 
     def _count_sensitive(self, found: frozenset[str]) -> None:
         super()._count_sensitive(found)

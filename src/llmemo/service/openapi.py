@@ -244,6 +244,24 @@ PATHS: dict[str, Schema] = {
             "content": {"text/plain": {"schema": {"type": "string"}}},
         },
     ),
+    "/admin/stats": _get(
+        "admin_stats",
+        "The dashboard's figures over the last hour, day or week, from every instance sharing "
+        'the store (docs/service.md, "Rollups and /admin/stats").',
+        _json({"type": "object"}, "Totals, series, breakdowns, semantic and health figures."),
+        parameters=[
+            {"name": "window", "in": "query", "schema": {"enum": ["hour", "day", "week"]}},
+            *(
+                {"name": name, "in": "query", "schema": {"type": "string"}}
+                for name in ("namespace", "model", "tenant")
+            ),
+        ],
+        security=[{"admin": []}],
+        responses={
+            "200": _json({"type": "object"}, "The figures."),
+            **_errors("openai", 400, 401, 404),
+        },
+    ),
     "/openapi.json": _get(
         "openapi", "This document.", _json({"type": "object"}, "The OpenAPI document.")
     ),
@@ -296,6 +314,7 @@ def document() -> dict[str, Any]:
                     "description": "LLMEMO_WARM_TOKEN",
                 },
                 "qstash": {"type": "apiKey", "in": "header", "name": "Upstash-Signature"},
+                "admin": {"type": "http", "scheme": "bearer", "description": "LLMEMO_ADMIN_TOKEN"},
             },
         },
     }

@@ -306,14 +306,19 @@ class Proxy:
                 self.metrics.upstream_failed(endpoint.path, exc)
                 raise
             finally:
-                self.metrics.upstream_latency.labels(endpoint.path).observe(
-                    time.perf_counter() - sent
-                )
+                self.metrics.upstream_took(endpoint.path, time.perf_counter() - sent)
             passed.update(answer)
             return data
 
         result = await self.compute(parsed, controls, call)
-        self.metrics.record(endpoint.path, canonical.model, result, time.perf_counter() - started)
+        self.metrics.record(
+            endpoint.path,
+            canonical.model,
+            result,
+            time.perf_counter() - started,
+            controls.namespace,
+            controls.tenant,
+        )
         if self.telemetry is not None:
             self._annotate(endpoint, received, controls.tenant, canonical.model, result)
         if hot_key is not None and not parsed.bypass:
@@ -435,13 +440,16 @@ class Proxy:
                 self.metrics.upstream_failed(endpoint.path, exc)
                 raise
             finally:
-                self.metrics.upstream_latency.labels(endpoint.path).observe(
-                    time.perf_counter() - sent
-                )
+                self.metrics.upstream_took(endpoint.path, time.perf_counter() - sent)
 
         result = await self.compute(parsed, controls, call)
         self.metrics.record(
-            endpoint.path, parsed.canonical.model, result, time.perf_counter() - started
+            endpoint.path,
+            parsed.canonical.model,
+            result,
+            time.perf_counter() - started,
+            controls.namespace,
+            controls.tenant,
         )
         if self.telemetry is not None:
             self._annotate(endpoint, received, controls.tenant, parsed.canonical.model, result)

@@ -188,12 +188,29 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     """Bearer token of the operator's endpoints (/admin/..., /dashboard); None (default): they
     answer 401 and say how to set it."""
+    # -- the dashboard's rollups (docs/service.md, "Rollups and /admin/stats") --
+    dashboard: bool = True
+    """Keep per-minute rollups of the answers in the store (for /admin/stats, /dashboard and
+    `llmemo top`, across every instance sharing the store); off: nothing is counted or written."""
+    dashboard_retention: float = Field(7 * 86400.0, gt=0)
+    """Seconds ("7d") the rollups are kept; their keys expire on their own."""
+    dashboard_flush: float = Field(2.0, gt=0, le=60)
+    """Seconds between two writes of an instance's rollups (one store call each)."""
+    dashboard_max_names: int = Field(100, gt=0)
+    """Namespaces, models and tenants counted by name per rollup bucket; the others as `other`."""
+    dashboard_max_instances: int = Field(64, gt=0)
+    """Service instances that can keep rollups in one store at once (a lane each)."""
     # -- encryption at rest (docs/privacy.md, needs the `crypto` extra) --
     encryption_keys: SecretStr | None = None
     """AES-256-GCM keys, `id:base64key,...` (32-byte keys): the first encrypts new entries, all
     decrypt; None (default): entries are stored in clear."""
     encryption_required: bool = False
     """With keys: a plaintext entry (written before encryption) is a miss instead of served."""
+
+    @field_validator("dashboard_retention", "dashboard_flush", mode="before")
+    @classmethod
+    def _rollup_seconds(cls, value: Any) -> Any:
+        return seconds(value) if isinstance(value, str) else value
 
     @field_validator("namespace")
     @classmethod

@@ -354,15 +354,31 @@ class TracedMetrics(Metrics):
 
     telemetry: Telemetry | None = None
 
-    def record(self, route: str, model: str | None, result: Result, seconds: float) -> None:
-        super().record(route, model, result, seconds)
+    def record(
+        self,
+        route: str,
+        model: str | None,
+        result: Result,
+        seconds: float,
+        namespace: str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        super().record(route, model, result, seconds, namespace, tenant)
         if not result.cached and self.telemetry is not None:
             self.telemetry.count(route, self.model_label(model), result.status)
 
     def record_cached(
-        self, route: str, name: str, status: str, saved: tuple[int, float], seconds: float
+        self,
+        route: str,
+        name: str,
+        status: str,
+        saved: tuple[int, float],
+        seconds: float,
+        namespace: str | None = None,
+        tenant: str | None = None,
+        shared: bool = False,
     ) -> None:
-        super().record_cached(route, name, status, saved, seconds)
+        super().record_cached(route, name, status, saved, seconds, namespace, tenant, shared)
         if self.telemetry is not None:
             self.telemetry.count_cached(route, name, status, saved, seconds)
 

@@ -121,6 +121,11 @@ class Warming:
             ["status"],
             registry=metrics.registry,
         )
+        self.runs_done = Counter(
+            "llmemo_warm_runs",
+            "Batches /v1/warm ran (answered at once or as a job).",
+            registry=metrics.registry,
+        )
         self._cache: AsyncCache | None = None
         self._upstreams: Upstreams | None = None
         self._jobs: set[asyncio.Task[None]] = set()
@@ -240,6 +245,7 @@ class Warming:
     # -- running ------------------------------------------------------------------------------
 
     def _warmer(self, batch: Batch) -> Warmer:
+        self.runs_done.inc()
         return Warmer(
             self.cache,
             self._call,

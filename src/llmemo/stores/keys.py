@@ -115,3 +115,26 @@ def limits_prefix(prefix: str = "llmemo") -> str:
 def rekey_state(prefix: str) -> str:
     """`{prefix}:~rekey`: where an interrupted `llmemo rekey` continues (its scan cursor)."""
     return f"{prefix}:~rekey"
+
+
+# -- the dashboard's rollups (service/rollups.py) -----------------------------------------------
+
+
+def rollup_key(prefix: str, level: str, start: int, lane: int) -> str:
+    """A finished rollup bucket: `{prefix}:~dash:{m|t|h}:{start epoch s}:{lane}`."""
+    return f"{prefix}:~dash:{level}:{start}:{lane}"
+
+
+def rollup_current(prefix: str, lane: int) -> str:
+    """A service instance's current rollups (its buckets so far, breaker state, store errors)."""
+    return f"{prefix}:~dash:cur:{lane}"
+
+
+def rollup_lane(prefix: str, lane: int) -> str:
+    """The lease of a rollup lane, held by the instance that writes under that number."""
+    return f"{prefix}:~dash:lane:{lane}"
+
+
+def rollup_lanes(prefix: str) -> str:
+    """The counters naming every rollup lane ever taken (readers look at those)."""
+    return f"{prefix}:~dash:lanes"
