@@ -3,6 +3,7 @@ admin token (`GET /admin/stats`, service/admin_stats.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,9 +53,13 @@ def metric_totals(services: list[ServiceServer]) -> dict[str, float]:
     return totals
 
 
-@pytest.fixture
-def pair(serve: Serve) -> list[ServiceServer]:
-    return [serve(admin_token=TOKEN), serve(admin_token=TOKEN)]
+@pytest.fixture(params=["redis", "sqlite"])
+def pair(serve: Serve, request: pytest.FixtureRequest, tmp_path: Path) -> list[ServiceServer]:
+    """Two instances sharing one store: Redis, or the embedded SQLite file."""
+    options: dict[str, Any] = {"admin_token": TOKEN}
+    if request.param == "sqlite":
+        options["store"] = f"sqlite:///{tmp_path / 'cache.db'}"
+    return [serve(**options), serve(**options)]
 
 
 def test_two_instances_on_one_redis_add_up_to_their_metrics(pair: list[ServiceServer]) -> None:

@@ -119,6 +119,8 @@ class SemanticBase:
     """Settings and the pure decisions both layers share."""
 
     tracer: Tracer | None = None  # the cache's (llmemo/telemetry.py): spans of embed and search
+    near_misses: Callable[[str, float], None] | None = None
+    """Told (reason, similarity) of each candidate refused (the service's dashboard rollups)."""
 
     def __init__(
         self,
@@ -243,6 +245,8 @@ class SemanticBase:
         reason = self.judge(call.request.semantic_text, match.similarity, prompt)
         if reason is not None:
             counts.append((f"semantic_rejected:{reason}", 1))
+            if self.near_misses is not None:
+                self.near_misses(reason, match.similarity)
             return None
         return replace(hit, kind="semantic", similarity=match.similarity), prompt
 

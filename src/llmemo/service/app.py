@@ -112,8 +112,7 @@ class Service:
             cache.tracer = self.telemetry.tracer
         self.metrics.watch_circuit(lambda: cache.breaker.state)
         if self.rollups is not None:
-            self.rollups.bind(cache.backend, cache.prefix, lambda: cache.breaker.state)
-            self.rollups.start()
+            self.rollups.attach(cache)
         upstreams = Upstreams(self.settings)
         await self.warming.open(cache, upstreams)
         self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from llmemo.core import AsyncCache
 from llmemo.errors import StoreError
 from llmemo.service.rollup_data import (
     LATENCY_BUCKETS,
@@ -46,6 +47,7 @@ log = logging.getLogger("llmemo.service")
 LEASE = 300.0  # seconds a lane stays taken without its owner renewing it (once a minute)
 MINUTE_KEEP = 86400.0  # minute buckets serve the hour window: kept a day at most
 MAX_ERRORS = 20
+MAX_FINISHED = 2000  # finished buckets kept for writing while the store is away (~1 day)
 _READ_SIZE = 1 << 24  # bytes read of each rollup value (`heads`): all of it
 Row = list[float]  # a pending answer row: count, tokens saved, dollars saved, dollars spent
 
@@ -199,6 +201,7 @@ class Rollups:
             bucket = self.current.get(level)
             if bucket is not None and bucket.start != start:
                 self._finished.append(bucket)
+                del self._finished[:-MAX_FINISHED]  # the store is away for long: keep the last
                 bucket = None
             if bucket is None:
                 bucket = self.current[level] = Bucket(level, start, owners={self.instance})
@@ -219,6 +222,17 @@ class Rollups:
         """Write to this store, under this key prefix; `breaker`: the cache's circuit state."""
         self.store, self.prefix, self.breaker = store, prefix, breaker
         self._sampled()  # from now on
+
+    def attach(self, cache: AsyncCache) -> None:
+        """Keep the rollups of this cache's answers in its store; start the flush loop."""
+        self.bind(cache.backend, cache.prefix, lambda: cache.breaker.state)
+        if cache.semantic is not None:
+            cache.semantic.near_misses = self.near
+        self.start()
+
+    def near(self, reason: str, similarity: float) -> None:
+        """A semantic candidate refused for `reason` (the guard's, or the threshold)."""
+        self.similar("near", similarity)
 
     def ttl(self, level: str) -> float:
         return min(self.retention, MINUTE_KEEP) if level == "m" else self.retention
