@@ -326,4 +326,5 @@ from llmemo.cli import calibrate as _calibrate  # noqa: E402, F401 - registers `
 from llmemo.cli import doctor as _doctor  # noqa: E402, F401 - registers `llmemo doctor`
 from llmemo.cli import rekey as _rekey  # noqa: E402, F401 - registers `llmemo rekey`
 from llmemo.cli import serve as _serve  # noqa: E402, F401 - registers `llmemo serve`
+from llmemo.cli import top as _top  # noqa: E402, F401 - registers `llmemo top`
 from llmemo.cli import warm as _warm  # noqa: E402, F401 - registers `llmemo warm`
