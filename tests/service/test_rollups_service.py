@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.conftest import ALICE, BOB, Serve, ServiceServer
+from tests.service.test_cli import serving
 
 TOKEN = "admin-s3cret"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
@@ -116,3 +117,37 @@ def test_with_the_dashboard_off_nothing_is_kept(serve: Serve) -> None:
     ask(service, "Not counted")
     answer = httpx.get(f"{service.url}/admin/stats", headers=ADMIN, timeout=30)
     assert answer.status_code == 404 and "LLMEMO_DASHBOARD" in answer.text
+
+
+def test_two_llmemo_serve_processes_on_one_redis_add_up(redis_url: str) -> None:
+    env = {"REDIS_URL": redis_url, "LLMEMO_ADMIN_TOKEN": TOKEN}
+    with (
+        serving("--upstream", "demo", **env) as (one, _),
+        serving("--upstream", "demo", **env) as (
+            two,
+            _,
+        ),
+    ):
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "Two processes?"}]}
+        key = {"authorization": f"Bearer {ALICE}"}
+        seen = [
+            httpx.post(f"{url}/v1/chat/completions", json=body, headers=key, timeout=30)
+            for url in (one, two, one, two)
+        ]
+        assert [answer.headers["x-llmemo-cache"] for answer in seen] == [
+            "miss",
+            "hit",
+            "hit",
+            "hit",
+        ]
+        httpx.get(f"{two}/admin/stats", headers=ADMIN, timeout=30)  # two writes what it counted
+        got = httpx.get(f"{one}/admin/stats", headers=ADMIN, timeout=30).json()
+        want: dict[str, float] = {}
+        for url in (one, two):
+            for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+                for sample in family.samples:
+                    if sample.name == "llmemo_requests_total":
+                        cache = sample.labels["cache"]
+                        want[cache] = want.get(cache, 0) + sample.value
+    assert want == {"miss": 1, "hit": 3}
+    assert (got["totals"]["miss"], got["totals"]["exact"], got["instances"]) == (1, 3, 2)
