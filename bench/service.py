@@ -22,8 +22,12 @@ app and then through llmemo (a miss that calls the same upstream), timed back to
 built and batched, then dropped by a no-op exporter; metrics aggregated in memory), to price the
 tracing of a hit.
 
+`--dashboard` adds a side: llmemo as shipped but with the dashboard's rollups off
+(`dashboard=False`), to price their collection on the hit path (the shipped side collects them,
+writing its rollups every 2 s); the report gives hits/s with collection on / off per order.
+
 Run: .venv/bin/python bench/service.py [--concurrency 32] [--seconds 5] [--rounds 3]
-     [--orders zipf:10000,uniform:10000,uniform:100000] [--data PATH] [--otel]
+     [--orders zipf:10000,uniform:10000,uniform:100000] [--data PATH] [--otel] [--dashboard]
 A private redis-server is started. Not a test: nothing is asserted. Prints a Markdown table.
 """
 
@@ -84,7 +88,9 @@ def answers_app(pairs_file: str) -> Any:
     return Starlette(routes=[Route(PATH, answer, methods=["POST"])])
 
 
-def llmemo_app(store: str, upstream: str, near_ttl: str, otel: bool = False) -> Any:
+def llmemo_app(
+    store: str, upstream: str, near_ttl: str, otel: bool = False, dashboard: bool = True
+) -> Any:
     from llmemo.service import create_app, load_settings
 
     near = {"near_ttl": near_ttl} if near_ttl else {}  # "": the shipped default
@@ -93,6 +99,7 @@ def llmemo_app(store: str, upstream: str, near_ttl: str, otel: bool = False) -> 
         openai_base_url=upstream + "/v1",
         anthropic_base_url=upstream,
         otel=otel,
+        dashboard=dashboard,
         **near,
     )
     if not otel:
@@ -116,7 +123,13 @@ def run_child(args: argparse.Namespace) -> None:
     import uvicorn
 
     if args.child == "llmemo":
-        app = llmemo_app(args.redis_url, args.upstream, args.near_ttl, args.child_otel == "1")
+        app = llmemo_app(
+            args.redis_url,
+            args.upstream,
+            args.near_ttl,
+            args.child_otel == "1",
+            args.child_dashboard != "0",
+        )
     else:
         app = answers_app(args.pairs_file)
         from llmemo.service.app import freeze_heap  # llmemo freezes its heap in its lifespan
@@ -388,10 +401,15 @@ def main() -> None:
     parser.add_argument("--near-ttl", default="", help=argparse.SUPPRESS)
     parser.add_argument("--otel", action="store_true", help="add llmemo with otel on (SDK)")
     parser.add_argument("--child-otel", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--dashboard", action="store_true", help="add llmemo with rollups off")
+    parser.add_argument("--child-dashboard", default="1", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.otel:
         NAMES["otel"] = "llmemo, Redis, --otel (SDK, spans dropped)"
         NEAR["otel"] = ""
+    if args.dashboard:
+        NAMES["nodash"] = "llmemo, Redis, dashboard rollups off"
+        NEAR["nodash"] = ""
     if args.child:
         run_child(args)
         return
@@ -443,6 +461,7 @@ def run(args: argparse.Namespace, orders: list[tuple[str, int]]) -> None:
                 upstream=upstream,
                 near_ttl=NEAR[name],
                 **({"child_otel": "1"} if name == "otel" else {}),
+                **({"child_dashboard": "0"} if name == "nodash" else {}),
             )
             stack.callback(servers[name].terminate)
         redis_pid = redis_server.process.pid if redis_server.process else os.getpid()
@@ -544,7 +563,8 @@ def report(
     lines = [
         f"Command: `.venv/bin/python bench/service.py --concurrency {args.concurrency} "
         f"--seconds {args.seconds:g} --rounds {args.rounds} --orders {args.orders} "
-        f"--misses {args.misses}`",
+        f"--misses {args.misses}{' --dashboard' if args.dashboard else ''}"
+        f"{' --otel' if args.otel else ''}`",
         "",
         f"Machine: {machine(args.http, args.loop)}; load average {load[0]:.1f} before the "
         f"rounds, {load[1]:.1f} after.",
@@ -584,6 +604,21 @@ def report(
             for label, name, ratio, cpu in verdicts
         ),
     ]
+    if "nodash" in NAMES:
+        overhead = [
+            (label, sides["llmemo"].rps / sides["nodash"].rps,
+             sides["nodash"].server_us / sides["llmemo"].server_us)
+            for label, sides in rows
+        ]  # fmt: skip
+        lines += [
+            "",
+            "Dashboard rollups (hits/s with collection on / off; target >= 0.95; in brackets the "
+            "server-CPU ratio off / on): "
+            + "; ".join(
+                f"{label}: {ratio:.3f} [{cpu:.3f}] ({'met' if ratio >= 0.95 else 'not met'})"
+                for label, ratio, cpu in overhead
+            ),
+        ]
     return "\n".join(lines)
 
 

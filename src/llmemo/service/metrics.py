@@ -226,7 +226,7 @@ class Metrics:
         (`shared`: it waited for another request's call, single-flight)."""
         rollups = self.rollups
         if rollups is not None:
-            rollups.answered(status, namespace, name, tenant, seconds, saved, shared=shared)
+            rollups.answered(status, namespace, name, tenant, seconds, saved, 0.0, shared)
         labels = (route, name, status)
         self._counts[labels] = self._counts.get(labels, 0) + 1
         waiting = self._latencies.get(route)

@@ -11,6 +11,7 @@ gives the same p50/p99 as if one process had seen every request.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,10 +44,12 @@ SIMILARITY_BUCKETS = 100
 
 
 def latency_bucket(seconds: float) -> int:
-    """The latency histogram bucket of a duration."""
-    if seconds <= _LOWEST:
-        return 0
-    return min(LATENCY_BUCKETS - 1, int(math.log10(seconds / _LOWEST) * _PER_DECADE))
+    """The latency histogram bucket of a duration (`bisect_right(LATENCY_BOUNDS, seconds)`)."""
+    return bisect_right(LATENCY_BOUNDS, seconds)
+
+
+LATENCY_BOUNDS = tuple(_LOWEST * 10 ** (i / _PER_DECADE) for i in range(1, LATENCY_BUCKETS))
+"""The upper bounds of the latency buckets but the last (for `bisect_right`)."""
 
 
 def latency_bounds(index: int) -> tuple[float, float]:

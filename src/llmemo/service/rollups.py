@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ import orjson
 from llmemo.core import AsyncCache
 from llmemo.errors import StoreError
 from llmemo.service.rollup_data import (
+    LATENCY_BOUNDS,
     LATENCY_BUCKETS,
     STATUSES,
     Bucket,
@@ -49,7 +51,10 @@ MINUTE_KEEP = 86400.0  # minute buckets serve the hour window: kept a day at mos
 MAX_ERRORS = 20
 MAX_FINISHED = 2000  # finished buckets kept for writing while the store is away (~1 day)
 _READ_SIZE = 1 << 24  # bytes read of each rollup value (`heads`): all of it
-Row = list[float]  # a pending answer row: count, tokens saved, dollars saved, dollars spent
+# an answer's labels: status, namespace, model, tenant, (tokens, dollars) saved, spent, shared
+RowKey = tuple[str, str | None, str, str | None, tuple[int, float], float, bool]
+_NOTHING = (0, 0.0)
+_EMPTY = [0] * LATENCY_BUCKETS
 
 
 class Rollups:
@@ -80,8 +85,10 @@ class Rollups:
         """Cumulative counters read at each flush (their growth is counted): rate limits, warm."""
         self._seen: dict[str, float] = {}
         # counted on the request path, folded into the buckets by `fold`
-        self._rows: dict[tuple[str, str | None, str, str | None], Row] = {}
+        self._rows: dict[RowKey, int] = {}
         self._latency = {kind: [0] * LATENCY_BUCKETS for kind in ("hit", "miss", "upstream")}
+        hit, miss = self._latency["hit"], self._latency["miss"]
+        self._by_status = {"hit": hit, "semantic": hit, "stale": hit, "miss": miss}
         self._events: dict[str, float] = {}
         self._similarity: dict[str, dict[int, int]] = {"served": {}, "near": {}}
         self._guard: dict[str, int] = {}
@@ -104,29 +111,22 @@ class Rollups:
         model: str,
         tenant: str | None,
         seconds: float,
-        saved: tuple[int, float] = (0, 0.0),
+        saved: tuple[int, float] = _NOTHING,
         spent: float = 0.0,
         shared: bool = False,
     ) -> None:
-        """Count one answer (`status`: hit, semantic, stale, miss or bypass)."""
-        key = (status, namespace, model, tenant)
-        row = self._rows.get(key)
-        if row is None:
-            row = self._rows[key] = [0, 0, 0.0, 0.0]
-        row[0] += 1
-        row[1] += saved[0]
-        row[2] += saved[1]
-        row[3] += spent
-        if status == "miss" or status == "bypass":
-            if status == "miss":
-                self._latency["miss"][latency_bucket(seconds)] += 1
-        else:
-            self._latency["hit"][latency_bucket(seconds)] += 1
-        if shared:
-            self._events["followers"] = self._events.get("followers", 0) + 1
+        """Count one answer (`status`: hit, semantic, stale, miss or bypass; `shared`: it waited
+        for another request's call). One dict increment and one histogram increment: answers
+        with the same labels and savings (a hot answer's) share one row until the next fold."""
+        key = (status, namespace, model, tenant, saved, spent, shared)
+        rows = self._rows
+        rows[key] = rows.get(key, 0) + 1
+        histogram = self._by_status.get(status)
+        if histogram is not None:
+            histogram[bisect_right(LATENCY_BOUNDS, seconds)] += 1
 
     def upstream_took(self, seconds: float) -> None:
-        self._latency["upstream"][latency_bucket(seconds)] += 1
+        self._latency["upstream"][bisect_right(LATENCY_BOUNDS, seconds)] += 1
 
     def count(self, name: str, amount: float = 1) -> None:
         """Add to a counter of the API (`rate_limited`, `wrong_hit`, `warm_runs`...)."""
@@ -155,7 +155,8 @@ class Rollups:
         rows, self._rows = self._rows, {}
         c = pending.c
         by: dict[str, dict[str, list[float]]] = {"namespace": {}, "model": {}, "tenant": {}}
-        for (status, namespace, model, tenant), (n, tokens, saved, spent) in rows.items():
+        for (status, namespace, model, tenant, each, cost, shared), n in rows.items():
+            tokens, saved, spent = each[0] * n, each[1] * n, cost * n
             name = "exact" if status == "hit" else status
             c[name] = c.get(name, 0) + n
             c["tokens_saved"] = c.get("tokens_saved", 0) + tokens
@@ -163,6 +164,8 @@ class Rollups:
             c["dollars_spent"] = c.get("dollars_spent", 0) + spent
             if name == "miss":
                 c["leaders"] = c.get("leaders", 0) + n
+            if shared:
+                c["followers"] = c.get("followers", 0) + n
             row = [0.0] * len(STATUSES) + [tokens, saved, spent]
             row[STATUSES.index(name)] = n
             for dimension, value in (
@@ -183,7 +186,7 @@ class Rollups:
         for kind, counts in self._latency.items():
             if any(counts):
                 pending.latency[kind] = {i: n for i, n in enumerate(counts) if n}
-                self._latency[kind] = [0] * LATENCY_BUCKETS
+                counts[:] = _EMPTY  # in place: `_by_status` holds these lists
         if self._store_ms:
             pending.latency["store"], self._store_ms = self._store_ms, {}
         events, self._events = self._events, {}
