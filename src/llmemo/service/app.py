@@ -71,7 +71,8 @@ class Service:
         self.warming = Warming(settings, self.metrics, self.store_url)
         self.rollups: Rollups | None = None
         if settings.dashboard:  # the request path counts into it, via the metrics
-            self.rollups = self.metrics.rollups = rollups_for(settings, self.warming)
+            self.rollups = rollups_for(settings, self.warming)
+            self.metrics.collect_into(self.rollups)
         self.admin = AdminAuth(settings.admin_token)
         self._proxy: Proxy | None = None
         self._openapi: bytes | None = None

@@ -74,7 +74,7 @@ class HotAnswers:
     ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
         """Count a use of `hot` as a hit and give its body and headers."""
         age = await self.cache.count_served(hot.answer)
-        self.metrics.record_cached(route, hot.model, "hit", hot.saved, seconds, tenant=hot.tenant)
+        self.metrics.record_cached(route, hot.model, "hit", hot.saved, seconds, None, hot.tenant)
         return hot.answer.body, [_HIT, (b"age", str(int(age)).encode())]
 
     async def learn(

@@ -27,6 +27,9 @@ CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 WRONG_HIT = "feedback_wrong_hit"
 """The cache counter a wrong-hit report adds to (`cache.count(WRONG_HIT)`); the rollups count it."""
 _REJECTED = "semantic_rejected:"
+Labels = tuple[
+    str, str, str, str | None, str | None
+]  # route, model label, status, namespace, tenant
 _HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 DRAIN_EVERY = 1024  # hit latencies kept before they are applied without waiting for a scrape
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -51,9 +54,10 @@ class Metrics:
         self._others = 0  # labels given to names outside the price table
         self._pricing = PriceMemo(prices)
         self._children: dict[tuple[str, ...], Any] = {}  # labelled children, looked up once
-        # counted on the request path, applied to the metrics by drain() (see record)
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._saved: dict[tuple[str, str], tuple[int, float]] = {}
+        # counted on the request path, applied to the metrics (and handed to the dashboard's
+        # rollups, which also want the namespace and tenant) by drain(): see record
+        self._counts: dict[Labels, int] = {}
+        self._saved: dict[Labels, tuple[int, float]] = {}
         self._latencies: dict[str, list[float]] = {}
         self.rollups: Rollups | None = None  # the dashboard's rollups (None: not collected)
         r = self.registry
@@ -119,13 +123,21 @@ class Metrics:
         return generate_latest(self.registry)
 
     def drain(self) -> None:
-        """Apply the answers counted since the last drain to the Prometheus metrics."""
+        """Apply the answers counted since the last drain to the Prometheus metrics, and hand
+        them to the rollups."""
         counts, self._counts = self._counts, {}
         saved, self._saved = self._saved, {}
         latencies, self._latencies = self._latencies, {}
-        for labels, n in counts.items():
+        requests: dict[tuple[str, str, str], int] = {}
+        for (route, name, status, _, _), n in counts.items():
+            requests[(route, name, status)] = requests.get((route, name, status), 0) + n
+        for labels, n in requests.items():
             self._child(self.requests, *labels).inc(n)
-        for (route, name), (tokens, dollars) in saved.items():
+        money: dict[tuple[str, str], tuple[int, float]] = {}
+        for (route, name, _, _, _), (tokens, dollars) in saved.items():
+            was = money.get((route, name), (0, 0.0))
+            money[(route, name)] = (was[0] + tokens, was[1] + dollars)
+        for (route, name), (tokens, dollars) in money.items():
             self._child(self.tokens_saved, route, name).inc(tokens)
             if dollars:
                 self._child(self.dollars_saved, route, name).inc(dollars)
@@ -133,6 +145,13 @@ class Metrics:
             histogram = self._child(self.hit_latency, route)
             for value in seconds:
                 histogram.observe(value)
+        if self.rollups is not None:
+            self.rollups.take(counts, saved, latencies)
+
+    def collect_into(self, rollups: Rollups) -> None:
+        """Hand what is counted to these rollups too (they drain it before each of their writes)."""
+        self.rollups = rollups
+        rollups.before_fold = self.drain
 
     def watch_circuit(self, state: Callable[[], str]) -> None:
         self.circuit_open.set_function(lambda: 0.0 if state() == "closed" else 1.0)
@@ -178,31 +197,24 @@ class Metrics:
         """
         name = self.model_label(model)
         if not result.cached:
-            labels = (route, name, result.status)
+            labels = (route, name, result.status, namespace, tenant)
             self._counts[labels] = self._counts.get(labels, 0) + 1
             rollups = self.rollups
-            if rollups is not None:
+            if rollups is not None:  # what the upstream call cost, and its latency
                 usage = usage_of(result.response)
-                spent = (
-                    self._dollars(model or _model_of(result.response), usage)
-                    if usage.total
-                    else 0.0
-                )
-                rollups.answered(result.status, namespace, name, tenant, seconds, spent=spent)
+                if usage.total:
+                    spent = self._dollars(model or _model_of(result.response), usage)
+                    rollups.spent(namespace, name, tenant, spent)
+                if result.status == "miss":
+                    rollups.missed(seconds)
             return
         hit = result.hit
         if self.rollups is not None and hit is not None and hit.similarity is not None:
             self.rollups.similar("served", hit.similarity)
-        self.record_cached(
-            route,
-            name,
-            result.status,
-            self.saved_by(model, result),
-            seconds,
-            namespace=namespace,
-            tenant=tenant,
-            shared=result.shared,
-        )
+        if result.shared and self.rollups is not None:
+            self.rollups.count("followers")
+        saved = self.saved_by(model, result)
+        self.record_cached(route, name, result.status, saved, seconds, namespace, tenant)
 
     def saved_by(self, model: str | None, result: Result) -> tuple[int, float]:
         """(tokens, list-price dollars) a cached answer saved."""
@@ -220,22 +232,17 @@ class Metrics:
         seconds: float,
         namespace: str | None = None,
         tenant: str | None = None,
-        shared: bool = False,
     ) -> None:
-        """Count one answer from the cache (`name`: the model label) that saved `saved`
-        (`shared`: it waited for another request's call, single-flight)."""
-        rollups = self.rollups
-        if rollups is not None:
-            rollups.answered(status, namespace, name, tenant, seconds, saved, 0.0, shared)
-        labels = (route, name, status)
+        """Count one answer from the cache (`name`: the model label) that saved `saved`."""
+        labels = (route, name, status, namespace, tenant)
         self._counts[labels] = self._counts.get(labels, 0) + 1
         waiting = self._latencies.get(route)
         if waiting is None:
             waiting = self._latencies[route] = []
         waiting.append(seconds)
         if saved[0]:
-            tokens, spent = self._saved.get((route, name), (0, 0.0))
-            self._saved[(route, name)] = (tokens + saved[0], spent + saved[1])
+            tokens, spent = self._saved.get(labels, (0, 0.0))
+            self._saved[labels] = (tokens + saved[0], spent + saved[1])
         if len(waiting) >= DRAIN_EVERY:
             self.drain()
 

@@ -51,10 +51,8 @@ MINUTE_KEEP = 86400.0  # minute buckets serve the hour window: kept a day at mos
 MAX_ERRORS = 20
 MAX_FINISHED = 2000  # finished buckets kept for writing while the store is away (~1 day)
 _READ_SIZE = 1 << 24  # bytes read of each rollup value (`heads`): all of it
-# an answer's labels: status, namespace, model, tenant, (tokens, dollars) saved, spent, shared
-RowKey = tuple[str, str | None, str, str | None, tuple[int, float], float, bool]
-_NOTHING = (0, 0.0)
-_EMPTY = [0] * LATENCY_BUCKETS
+# the metrics' labels of an answer: route, model label, status, namespace, tenant
+Labels = tuple[str, str, str, str | None, str | None]
 
 
 class Rollups:
@@ -84,11 +82,12 @@ class Rollups:
         self.sources: list[Callable[[], Mapping[str, float]]] = []
         """Cumulative counters read at each flush (their growth is counted): rate limits, warm."""
         self._seen: dict[str, float] = {}
-        # counted on the request path, folded into the buckets by `fold`
-        self._rows: dict[RowKey, int] = {}
+        self.before_fold: Callable[[], None] | None = None  # the metrics' drain
+        # counted since the last fold (status, namespace, model label, tenant), folded by `fold`
+        self._counts: dict[tuple[str, str | None, str, str | None], int] = {}
+        # (namespace, model, tenant) -> [tokens saved, dollars saved, dollars spent]
+        self._money: dict[tuple[str | None, str, str | None], list[float]] = {}
         self._latency = {kind: [0] * LATENCY_BUCKETS for kind in ("hit", "miss", "upstream")}
-        hit, miss = self._latency["hit"], self._latency["miss"]
-        self._by_status = {"hit": hit, "semantic": hit, "stale": hit, "miss": miss}
         self._events: dict[str, float] = {}
         self._similarity: dict[str, dict[int, int]] = {"served": {}, "near": {}}
         self._guard: dict[str, int] = {}
@@ -102,7 +101,26 @@ class Rollups:
         self._renewed = 0.0
         self._task: asyncio.Task[None] | None = None
 
-    # -- the request path: plain counters ---------------------------------------------------
+    # -- counting: plain in-process counters -------------------------------------------------
+
+    def take(
+        self,
+        counts: Mapping[Labels, int],
+        saved: Mapping[Labels, tuple[int, float]],
+        latencies: Mapping[str, list[float]],
+    ) -> None:
+        """Add what the service's metrics counted since their last drain (service/metrics.py:
+        the request path counts once, for both)."""
+        mine = self._counts
+        for (_, name, status, namespace, tenant), n in counts.items():
+            key = (status, namespace, name, tenant)
+            mine[key] = mine.get(key, 0) + n
+        for (_, name, _, namespace, tenant), (tokens, dollars) in saved.items():
+            self._add_money(namespace, name, tenant, tokens, dollars, 0.0)
+        histogram = self._latency["hit"]
+        for values in latencies.values():
+            for seconds in values:
+                histogram[bisect_right(LATENCY_BOUNDS, seconds)] += 1
 
     def answered(
         self,
@@ -111,19 +129,48 @@ class Rollups:
         model: str,
         tenant: str | None,
         seconds: float,
-        saved: tuple[int, float] = _NOTHING,
+        saved: tuple[int, float] = (0, 0.0),
         spent: float = 0.0,
         shared: bool = False,
     ) -> None:
         """Count one answer (`status`: hit, semantic, stale, miss or bypass; `shared`: it waited
-        for another request's call). One dict increment and one histogram increment: answers
-        with the same labels and savings (a hot answer's) share one row until the next fold."""
-        key = (status, namespace, model, tenant, saved, spent, shared)
-        rows = self._rows
-        rows[key] = rows.get(key, 0) + 1
-        histogram = self._by_status.get(status)
-        if histogram is not None:
-            histogram[bisect_right(LATENCY_BOUNDS, seconds)] += 1
+        for another request's call), as `take` counts the metrics' ones."""
+        key = (status, namespace, model, tenant)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if saved[0] or saved[1] or spent:
+            self._add_money(namespace, model, tenant, saved[0], saved[1], spent)
+        if status == "miss":
+            self.missed(seconds)
+        elif status != "bypass":
+            self._latency["hit"][bisect_right(LATENCY_BOUNDS, seconds)] += 1
+        if shared:
+            self.count("followers")
+
+    def spent(self, namespace: str | None, model: str, tenant: str | None, dollars: float) -> None:
+        """What an upstream call (a miss or a bypass) cost, at list prices."""
+        self._add_money(namespace, model, tenant, 0, 0.0, dollars)
+
+    def missed(self, seconds: float) -> None:
+        """The time a miss took, the upstream call included."""
+        self._latency["miss"][bisect_right(LATENCY_BOUNDS, seconds)] += 1
+
+    def _add_money(
+        self,
+        namespace: str | None,
+        model: str,
+        tenant: str | None,
+        tokens: int,
+        saved: float,
+        spent: float,
+    ) -> None:
+        key = (namespace, model, tenant)
+        row = self._money.get(key)
+        if row is None:
+            self._money[key] = [tokens, saved, spent]
+        else:
+            row[0] += tokens
+            row[1] += saved
+            row[2] += spent
 
     def upstream_took(self, seconds: float) -> None:
         self._latency["upstream"][bisect_right(LATENCY_BOUNDS, seconds)] += 1
@@ -152,41 +199,44 @@ class Rollups:
         """Move what was counted since the last fold into the buckets of the periods of `now`;
         buckets whose period ended are queued for writing."""
         pending = Bucket("m", 0, owners={self.instance})
-        rows, self._rows = self._rows, {}
+        counts, self._counts = self._counts, {}
+        money, self._money = self._money, {}
         c = pending.c
         by: dict[str, dict[str, list[float]]] = {"namespace": {}, "model": {}, "tenant": {}}
-        for (status, namespace, model, tenant, each, cost, shared), n in rows.items():
-            tokens, saved, spent = each[0] * n, each[1] * n, cost * n
-            name = "exact" if status == "hit" else status
-            c[name] = c.get(name, 0) + n
-            c["tokens_saved"] = c.get("tokens_saved", 0) + tokens
-            c["dollars_saved"] = c.get("dollars_saved", 0) + saved
-            c["dollars_spent"] = c.get("dollars_spent", 0) + spent
-            if name == "miss":
-                c["leaders"] = c.get("leaders", 0) + n
-            if shared:
-                c["followers"] = c.get("followers", 0) + n
-            row = [0.0] * len(STATUSES) + [tokens, saved, spent]
-            row[STATUSES.index(name)] = n
+        n_statuses = len(STATUSES)
+
+        def add(
+            namespace: str | None, model: str, tenant: str | None, index: int, x: float
+        ) -> None:
             for dimension, value in (
                 ("namespace", namespace or self.namespace),
                 ("model", model),
                 ("tenant", tenant or "-"),
             ):
-                mine = by[dimension].get(value)
-                if mine is None:
-                    by[dimension][value] = list(row)
-                else:
-                    for i, x in enumerate(row):
-                        mine[i] += x
+                row = by[dimension].get(value)
+                if row is None:
+                    row = by[dimension][value] = [0.0] * (n_statuses + 3)
+                row[index] += x
+
+        for (status, namespace, model, tenant), n in counts.items():
+            name = "exact" if status == "hit" else status
+            c[name] = c.get(name, 0) + n
+            if name == "miss":
+                c["leaders"] = c.get("leaders", 0) + n
+            add(namespace, model, tenant, STATUSES.index(name), n)
+        for (namespace, model, tenant), amounts in money.items():
+            for offset, field in enumerate(("tokens_saved", "dollars_saved", "dollars_spent")):
+                if amounts[offset]:
+                    c[field] = c.get(field, 0) + amounts[offset]
+                    add(namespace, model, tenant, n_statuses + offset, amounts[offset])
         for dimension, named in by.items():
             if named:
                 cap_names(named, self.max_names)
                 pending.by[dimension] = named
-        for kind, counts in self._latency.items():
-            if any(counts):
-                pending.latency[kind] = {i: n for i, n in enumerate(counts) if n}
-                counts[:] = _EMPTY  # in place: `_by_status` holds these lists
+        for kind, histogram in self._latency.items():
+            if any(histogram):
+                pending.latency[kind] = {i: n for i, n in enumerate(histogram) if n}
+                self._latency[kind] = [0] * LATENCY_BUCKETS
         if self._store_ms:
             pending.latency["store"], self._store_ms = self._store_ms, {}
         events, self._events = self._events, {}
@@ -255,6 +305,8 @@ class Rollups:
     async def flush(self) -> bool:
         """Fold, then write this instance's record (and any finished bucket): True when written."""
         now = self.clock()
+        if self.before_fold is not None:
+            self.before_fold()
         self.fold(now)
         store = self.store
         if store is None:

@@ -376,9 +376,8 @@ class TracedMetrics(Metrics):
         seconds: float,
         namespace: str | None = None,
         tenant: str | None = None,
-        shared: bool = False,
     ) -> None:
-        super().record_cached(route, name, status, saved, seconds, namespace, tenant, shared)
+        super().record_cached(route, name, status, saved, seconds, namespace, tenant)
         if self.telemetry is not None:
             self.telemetry.count_cached(route, name, status, saved, seconds)
 
