@@ -87,3 +87,15 @@ def test_model_labels_carry_no_control_characters_and_are_cut() -> None:
     metrics.record(ROUTE, None, Result(RESPONSE, "miss"), 0.1)
     assert model_labels(metrics) == {"evilmodel[31m", "x" * 100, "-"}
     assert b"\x00" not in metrics.render()
+
+
+def test_answers_of_many_tenants_are_applied_before_they_pile_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(metrics_module, "MAX_PENDING", 8)
+    metrics = Metrics()
+    for tenant in range(20):  # misses only: no hit latency triggers a drain
+        metrics.record(ROUTE, MODEL, Result(RESPONSE, "miss"), 0.5, "ns", f"tenant-{tenant}")
+    assert len(metrics._counts) < 8  # drained on the way, not kept per tenant until a scrape
+    labels = (("cache", "miss"), ("model", MODEL), ("route", ROUTE))
+    assert samples(metrics)[("llmemo_requests_total", labels)] == 20

@@ -32,6 +32,7 @@ Labels = tuple[
 ]  # route, model label, status, namespace, tenant
 _HIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 DRAIN_EVERY = 1024  # hit latencies kept before they are applied without waiting for a scrape
+MAX_PENDING = 4096  # label sets (with namespace and tenant) kept before they are applied
 _UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 MAX_MODEL_LABELS = 100
 """Model names outside the price table that get their own `model` label (the first ones seen);
@@ -199,6 +200,8 @@ class Metrics:
         if not result.cached:
             labels = (route, name, result.status, namespace, tenant)
             self._counts[labels] = self._counts.get(labels, 0) + 1
+            if len(self._counts) >= MAX_PENDING:  # many namespaces or tenants: keep it bounded
+                self.drain()
             rollups = self.rollups
             if rollups is not None:  # what the upstream call cost, and its latency
                 usage = usage_of(result.response)
@@ -243,7 +246,7 @@ class Metrics:
         if saved[0]:
             tokens, spent = self._saved.get(labels, (0, 0.0))
             self._saved[labels] = (tokens + saved[0], spent + saved[1])
-        if len(waiting) >= DRAIN_EVERY:
+        if len(waiting) >= DRAIN_EVERY or len(self._counts) >= MAX_PENDING:
             self.drain()
 
     def _dollars(self, model: str | None, usage: Usage) -> float:
