@@ -3,6 +3,7 @@ admin token (`GET /admin/stats`, service/admin_stats.py)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.redis_server import RedisServer
 from tests.service.conftest import ALICE, BOB, Serve, ServiceServer
 from tests.service.test_cli import serving
 
@@ -151,3 +153,24 @@ def test_two_llmemo_serve_processes_on_one_redis_add_up(redis_url: str) -> None:
                         want[cache] = want.get(cache, 0) + sample.value
     assert want == {"miss": 1, "hit": 3}
     assert (got["totals"]["miss"], got["totals"]["exact"], got["instances"]) == (1, 3, 2)
+
+
+def test_a_store_outage_is_reported_and_nothing_counted_is_lost(
+    serve: Serve, redis_server: RedisServer
+) -> None:
+    service = serve(admin_token=TOKEN, store_retry=0.3, near_ttl="0")
+    assert [ask(service, "Outage?"), ask(service, "Outage?")] == ["miss", "hit"]
+    stats(service)
+    redis_server.stop()
+    assert [ask(service, "Outage?") for _ in range(3)] == ["miss"] * 3  # failing open
+    down = httpx.get(f"{service.url}/admin/stats", headers=ADMIN, timeout=30)
+    assert down.status_code == 503 and down.json()["error"]["message"]
+    redis_server.start()  # empty: the instance writes its running totals again
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ask(service, "Back?") != "hit":
+        time.sleep(0.1)
+    got = stats(service, window="week")  # the hour buckets: the current one holds them all
+    assert got["totals"]["exact"] >= 2 and got["totals"]["miss"] >= 5
+    errors = got["health"]["store_errors"]
+    assert errors and all("Error" in error["error"] for error in errors)
+    assert got["health"]["breaker"] == "closed"

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
-from llmemo.service.errors import BadRequestError, NotFoundError, json_response
+from llmemo.errors import StoreError
+from llmemo.service.errors import (
+    BadRequestError,
+    NotFoundError,
+    StoreUnavailableError,
+    json_response,
+)
 from llmemo.service.rollup_report import WINDOWS, Filter
 from llmemo.service.rollups import Rollups, read_stats
 
@@ -81,7 +87,15 @@ async def answer(request: Request, rollups: Rollups | None, cache: AsyncCache) -
     where = where_of(request.query_params)
     await rollups.flush()
     now = rollups.clock()
-    body: dict[str, Any] = await read_stats(
-        cache.backend, rollups.prefix, window, now, where, live_for=max(30.0, 3 * rollups.interval)
-    )
+    try:
+        body: dict[str, Any] = await read_stats(
+            cache.backend,
+            rollups.prefix,
+            window,
+            now,
+            where,
+            live_for=max(30.0, 3 * rollups.interval),
+        )
+    except StoreError as exc:  # this instance keeps counting: its next write has it all
+        raise StoreUnavailableError(f"the rollups cannot be read now: {exc}") from None
     return json_response(body)

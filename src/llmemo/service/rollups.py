@@ -331,6 +331,7 @@ class Rollups:
             self._store_ms[index] = self._store_ms.get(index, 0) + 1
         except StoreError as exc:
             self.store_error(exc)
+            self._renewed = 0.0  # check the lane at the next write: the store may come back empty
             return False
         return True
 
