@@ -174,3 +174,19 @@ def test_a_store_outage_is_reported_and_nothing_counted_is_lost(
     errors = got["health"]["store_errors"]
     assert errors and all("Error" in error["error"] for error in errors)
     assert got["health"]["breaker"] == "closed"
+
+
+def test_rate_limit_refusals_and_wrong_hit_reports_are_counted(serve: Serve) -> None:
+    service = serve(admin_token=TOKEN, miss_rate_limit="1/minute")
+    assert ask(service, "First miss") == "miss"
+    refused = httpx.post(
+        f"{service.base_url}/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "Second miss"}]},
+        headers={"authorization": f"Bearer {ALICE}"},
+        timeout=30,
+    )
+    assert refused.status_code == 429
+    service.app.state.service.proxy.cache.count("feedback_wrong_hit")  # as a report counts it
+    got = stats(service)
+    assert got["health"]["rate_limited"] == 1
+    assert got["semantic"]["wrong_hit_reports"] == 1
