@@ -218,3 +218,39 @@ def test_merged_histograms_give_the_percentiles_of_all_the_values() -> None:
     for q in (0.5, 0.99):
         truth = exact[int(q * len(exact)) - 1] * 1000
         assert percentile(one.latency["hit"], q) == pytest.approx(truth, rel=0.13)
+
+
+@pytest.mark.asyncio
+async def test_an_instance_over_the_lane_limit_waits_and_says_so_once(
+    store: AsyncSQLiteStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = rollups(store, clock, max_lanes=1)
+    first.answered("hit", None, "m", None, 0.001)
+    await first.flush()
+    crowded = rollups(store, clock, max_lanes=1)
+    crowded.answered("miss", None, "m", None, 0.5)
+    for _ in range(3):
+        assert not await crowded.flush()
+    assert crowded.lane is None and caplog.text.count("rollup lanes are taken") == 1
+    assert (await stats(store, clock))["totals"]["requests"] == 1
+    await first.aclose()  # gives its lane up
+    assert not await crowded.flush()  # tried again a minute after the last try, not at once
+    clock.now += 61
+    assert await crowded.flush() and crowded.lane == 0
+    assert (await stats(store, clock))["totals"]["requests"] == 2
+
+
+@pytest.mark.asyncio
+async def test_flushes_at_once_write_every_finished_bucket(
+    store: AsyncSQLiteStore, clock: Clock
+) -> None:
+    r = rollups(store, clock)
+    for minute in range(3):
+        clock.now = T0 + 60 * minute + 1
+        r.answered("hit", None, "m", None, 0.001)
+        r.fold(clock.now)  # two finished minutes wait for the next write
+    await asyncio.gather(r.flush(), r.flush(), r.flush())
+    for minute in range(2):
+        assert await store.get(keys.rollup_key(PREFIX, "m", int(T0) + 60 * minute, 0)) is not None
+    hour = await stats(store, clock)
+    assert [p["requests"] for p in hour["series"][-3:]] == [1, 1, 1]

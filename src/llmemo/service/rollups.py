@@ -100,6 +100,8 @@ class Rollups:
         self._seq = 0
         self._renewed = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Lock | None = None  # made in the serving loop, on first use
+        self._crowded = False  # said once that every lane was taken
 
     # -- counting: plain in-process counters -------------------------------------------------
 
@@ -303,7 +305,14 @@ class Rollups:
         }
 
     async def flush(self) -> bool:
-        """Fold, then write this instance's record (and any finished bucket): True when written."""
+        """Fold, then write this instance's record (and any finished bucket): True when written.
+        One flush at a time (the loop's and an /admin/stats request's)."""
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        async with self._writing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         now = self.clock()
         if self.before_fold is not None:
             self.before_fold()
@@ -315,7 +324,7 @@ class Rollups:
         for bucket in self.current.values():
             bucket.seq = self._seq
         try:
-            if self.lane is None or now - self._renewed >= LEASE / 5:
+            if now - self._renewed >= LEASE / 5:  # renew ours, or try for one, once a minute
                 await self._hold_lane(store, now)
             if self.lane is None:
                 return False
@@ -350,10 +359,14 @@ class Rollups:
                 await self._adopt(store, lane)
                 self.lane, self._renewed = lane, now
                 return
-        log.warning(
-            "llmemo: all %d rollup lanes are taken: this instance's rollups are not kept",
-            self.max_lanes,
-        )
+        self._renewed = now  # tried again in a minute, not at every flush
+        if not self._crowded:
+            self._crowded = True
+            log.warning(
+                "llmemo: all %d rollup lanes are taken (LLMEMO_DASHBOARD_MAX_INSTANCES): this "
+                "instance's rollups are not kept until one is free",
+                self.max_lanes,
+            )
 
     async def _adopt(self, store: AsyncStore, lane: int) -> None:
         """Carry on the buckets the lane's previous owner left: those of the current periods are
@@ -365,9 +378,12 @@ class Rollups:
             bucket = Bucket.from_dict(data)
             if bucket is None:
                 continue
+            same = [b for b in self._finished if (b.level, b.start) == (bucket.level, bucket.start)]
             mine = self.current.get(bucket.level)
             if mine is not None and mine.start == bucket.start:
                 mine.merge(bucket, self.max_names)
+            elif same:  # ours of that period, waiting to be written: one key holds both
+                same[0].merge(bucket, self.max_names)
             else:
                 self._finished.append(bucket)
 
@@ -385,13 +401,18 @@ class Rollups:
             self._task = asyncio.ensure_future(self.run())
 
     async def aclose(self) -> None:
-        """Stop the loop and write what is left."""
+        """Stop the loop, write what is left and give the lane up (the next instance to start
+        takes it at once and carries on its buckets)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.flush()
+        if await self.flush() and self.store is not None and self.lane is not None:
+            key = keys.rollup_lane(self.prefix, self.lane)
+            with contextlib.suppress(StoreError):
+                await self.store.delete_if_equal(key, self.instance.encode())
+            self.lane = None
 
 
 # -- reading ------------------------------------------------------------------------------------
