@@ -66,3 +66,11 @@ def test_service_keys() -> None:
 
 def test_maintenance_keys() -> None:
     assert keys.rekey_state("p") == "p:~rekey"
+
+
+def test_feedback_keys() -> None:
+    entry = f"p:app:3:x:{{{SHA}}}"
+    assert keys.hits_log("p", "app") == "p:~hits:app"
+    assert keys.wrong_log("p", "app") == "p:~wrong:app"
+    assert keys.feedback_logs("p*", "hits") == "p\\*:~hits:*"
+    assert keys.floor_key("p", entry) == f"p:~floor:p:app:3:x:{{{SHA}}}"

@@ -29,6 +29,7 @@ from llmemo.service.errors import (
     handle_exception,
     json_response,
 )
+from llmemo.service.feedback import feedback_routes
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.openapi import document
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
@@ -342,6 +343,7 @@ def create_app(
         Route("/metrics", service.prometheus, methods=["GET"]),
         Route("/openapi.json", service.openapi, methods=["GET"]),
         *service.warming.routes(),
+        *feedback_routes(service),
     ]
     app = ServiceApp(
         cached,
