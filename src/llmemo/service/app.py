@@ -31,6 +31,7 @@ from llmemo.service.errors import (
     handle_exception,
     json_response,
 )
+from llmemo.service.feedback import feedback_routes
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.openapi import document
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
@@ -101,7 +102,12 @@ class Service:
         if self.settings.stale_grace is not None:
             options["stale_grace"] = self.settings.stale_grace
         if self.settings.semantic:
+            from llmemo.core.feedback import FeedbackLimits
             from llmemo.core.semantic import AsyncSemanticLayer
+
+            options["feedback"] = FeedbackLimits(
+                hits=self.settings.semantic_hit_log, hits_ttl=self.settings.semantic_hit_log_ttl
+            )
 
             options["semantic"] = AsyncSemanticLayer(
                 self.settings.semantic_embedder,
@@ -358,6 +364,7 @@ def create_app(
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Route("/admin/stats", admin_only(service.admin, service.admin_stats), methods=["GET"]),
         *service.warming.routes(),
+        *feedback_routes(service),
     ]
     app = ServiceApp(
         cached,
