@@ -128,6 +128,22 @@ def serve(
             "(env LLMEMO_OTEL). Off by default. Needs the otel extra.",
         ),
     ] = None,
+    dashboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard/--no-dashboard",
+            help="The operator's page at /dashboard, behind LLMEMO_ADMIN_TOKEN (env "
+            "LLMEMO_DASHBOARD; default on).",
+        ),
+    ] = None,
+    dashboard_show_prompts: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard-show-prompts/--dashboard-hide-prompts",
+            help="Show the query and matched prompt of recent semantic hits on the dashboard "
+            "(prompts may be sensitive; env LLMEMO_DASHBOARD_SHOW_PROMPTS; default hidden).",
+        ),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML file of settings (env LLMEMO_CONFIG).")
     ] = None,
@@ -201,6 +217,8 @@ def serve(
         semantic_verifier=semantic_verifier,
         semantic_hit_log=semantic_hit_log,
         otel=otel,
+        dashboard=dashboard,
+        dashboard_show_prompts=dashboard_show_prompts,
         log_level=log_level,
         workers=workers,
         max_header_bytes=max_header_bytes,

@@ -24,6 +24,8 @@ from llmemo.errors import LLMemoError, StoreError
 from llmemo.service import admin_stats
 from llmemo.service.admin import AdminAuth, admin_only
 from llmemo.service.admin_stats import rollups_for
+from llmemo.service.dashboard import dashboard_routes
+from llmemo.service.entries import entry_routes
 from llmemo.service.errors import (
     HeadersTooLargeError,
     error_response,
@@ -365,7 +367,10 @@ def create_app(
         Route("/admin/stats", admin_only(service.admin, service.admin_stats), methods=["GET"]),
         *service.warming.routes(),
         *feedback_routes(service),
+        *entry_routes(service.admin, lambda: service.proxy.cache, settings.namespace),
     ]
+    if settings.dashboard:
+        routes += dashboard_routes(service.admin, settings.dashboard_show_prompts)
     app = ServiceApp(
         cached,
         max_header_bytes=settings.max_header_bytes,

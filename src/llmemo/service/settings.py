@@ -196,7 +196,11 @@ class Settings(BaseSettings):
     # -- the dashboard's rollups (docs/service.md, "Rollups and /admin/stats") --
     dashboard: bool = True
     """Keep per-minute rollups of the answers in the store (for /admin/stats, /dashboard and
-    `llmemo top`, across every instance sharing the store); off: nothing is counted or written."""
+    `llmemo top`, across every instance sharing the store) and serve the operator's page at
+    /dashboard (behind `admin_token`); off: nothing is counted or written, no /dashboard route."""
+    dashboard_show_prompts: bool = False
+    """Show the query and the matched prompt of recent semantic hits to the operator (prompts may
+    be sensitive: off by default, the page then shows similarities and keys only)."""
     dashboard_retention: float = Field(7 * 86400.0, gt=0)
     """Seconds ("7d") the rollups are kept; their keys expire on their own."""
     dashboard_flush: float = Field(2.0, gt=0, le=60)
