@@ -33,6 +33,13 @@ function setText(id, text) {
   document.getElementById(id).textContent = text;
 }
 
+function figure(id, value, format) {
+  // a headline figure: its text, and the number itself in data-value (for tools and tests)
+  const node = document.getElementById(id);
+  node.textContent = format(value);
+  node.dataset.value = String(value);
+}
+
 function clear(node) {
   while (node.firstChild) node.removeChild(node.firstChild);
   return node;
@@ -52,10 +59,10 @@ function dollars(x) {
 }
 
 function short(v) {
-  // an axis label: 3 significant digits at most
+  // an axis label: 2 significant digits
   if (v === 0) return "0";
   if (Math.abs(v) >= 1000) return count(v);
-  return String(Number(v.toPrecision(3)));
+  return String(Number(v.toPrecision(2)));
 }
 
 function ratio(x) {
@@ -122,19 +129,17 @@ function query(params) {
 }
 
 function filterValues() {
-  return {
-    window: document.getElementById("window").value,
-    namespace: document.getElementById("f-namespace").value.trim(),
-    model: document.getElementById("f-model").value.trim(),
-    tenant: document.getElementById("f-tenant").value.trim(),
-  };
+  // the window, and at most one of namespace, model and tenant (as /admin/stats takes them)
+  const values = { window: document.getElementById("window").value };
+  values[document.getElementById("f-kind").value] = document.getElementById("f-value").value.trim();
+  return values;
 }
 
 // -- charts (SVG) --------------------------------------------------------------------------
 
 const W = 600;
 const H = 180;
-const PAD = { left: 48, right: 8, top: 8, bottom: 22 };
+const PAD = { left: 64, right: 8, top: 8, bottom: 22 };
 
 function frame(box, maxY, format) {
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", preserveAspectRatio: "none" });
@@ -275,13 +280,13 @@ function unavailable(what) {
 function showStats(stats) {
   const t = stats.totals;
   const hits = t.exact + t.semantic + t.stale;
-  setText("total-requests", count(t.requests));
-  setText("total-hits", count(hits));
+  figure("total-requests", t.requests, count);
+  figure("total-hits", hits, count);
   setText("total-hit-split", `exact ${count(t.exact)} · semantic ${count(t.semantic)} · stale ${count(t.stale)}`);
-  setText("total-misses", count(t.miss));
-  setText("hit-ratio", t.requests ? ratio(hits / t.requests) : "-");
-  setText("tokens-saved", count(t.tokens_saved));
-  setText("dollars-saved", dollars(t.dollars_saved));
+  figure("total-misses", t.miss, count);
+  figure("hit-ratio", t.requests ? hits / t.requests : 0, ratio);
+  figure("tokens-saved", t.tokens_saved, count);
+  figure("dollars-saved", t.dollars_saved, dollars);
   setText("dollars-spent", `spent upstream ${dollars(t.dollars_spent)}`);
   setText("instances", count(stats.instances));
 
