@@ -219,6 +219,52 @@ def test_the_invalidate_form_deletes_a_tag_after_confirmation(
     assert [ask(admin, t) for t in ("one", "two", "three")] == ["miss", "miss", "hit"]
 
 
+# -- semantic hits ------------------------------------------------------------------------------
+
+FRANCE = "What is the capital of France?"
+PARAPHRASE = "Which city is the capital of France?"
+
+
+@pytest.mark.parametrize("show_prompts", [True, False])
+def test_a_wrong_hit_report_makes_the_next_paraphrase_a_miss(
+    serve: Serve, store: str, page: Page, show_prompts: bool
+) -> None:
+    service = serve(
+        store=store,
+        admin_token=TOKEN,
+        semantic=True,
+        semantic_threshold=0.85,
+        dashboard_show_prompts=show_prompts,
+    )
+    assert ask(service, FRANCE) == "miss"
+    assert ask(service, PARAPHRASE) == "semantic"
+    sign_in(page, service)
+    rows = page.locator("#semantic-hits tbody tr")
+    assert rows.count() == 1
+    cells = rows.first.locator("td").all_text_contents()
+    similarity = float(cells[3])
+    assert 0.85 <= similarity < 1 and cells[1:3] == ["default", "gpt-4o-mini"]
+    if show_prompts:  # the query, then the prompt it matched
+        assert cells[4:6] == [PARAPHRASE, FRANCE]
+        assert "Prompts are shown" in (page.text_content("#prompts-note") or "")
+    else:
+        assert FRANCE not in page.content() and PARAPHRASE not in page.content()
+        assert "--dashboard-show-prompts" in (page.text_content("#prompts-note") or "")
+    shot(page, f"semantic-{'shown' if show_prompts else 'hidden'}")
+
+    seen: list[str] = []
+    accept_next(page, seen)
+    rows.first.get_by_role("button", name="report wrong hit").click()
+    page.wait_for_selector("#status:has-text('reported')")
+    assert seen and "Report this semantic hit as wrong?" in seen[0]
+    assert rows.first.get_by_role("button").text_content() == "reported"
+    assert ask(service, PARAPHRASE) == "miss"
+    assert ask(service, FRANCE) == "hit"
+    page.reload()
+    loaded(page)
+    assert page.text_content("#wrong-hit-reports") == "1"
+
+
 # -- access -----------------------------------------------------------------------------------
 
 

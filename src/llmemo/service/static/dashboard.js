@@ -328,7 +328,7 @@ function showStats(stats) {
   setText("wrong-hit-reports", count(sem.wrong_hit_reports));
 
   const h = stats.health;
-  setText("store-ms", `${ms(h.store_ms.p50)} / ${ms(h.store_ms.p99)} ms`);
+  setText("store-ms", `${ms(h.store_ms.p50)} / ${ms(h.store_ms.p99)}`);
   setText("breaker", h.breaker);
   document.getElementById("breaker").className = h.breaker === "closed" ? "value good" : "value bad";
   const sf = h.singleflight;
