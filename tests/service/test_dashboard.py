@@ -12,6 +12,7 @@ import pytest
 
 from llmemo.service.admin import COOKIE
 from tests.service.conftest import ALICE, Serve, ServiceServer
+from tests.service.test_cli import serving
 
 TOKEN = "dashboard-test-token-0123456789"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
@@ -111,6 +112,27 @@ def test_no_dashboard_serves_no_page(serve: Serve) -> None:
     assert httpx.get(f"{off.url}/dashboard").status_code == 404
     # the admin API stays: scripts use it with the bearer token
     assert httpx.get(f"{off.url}/admin/entries", headers=ADMIN).status_code == 200
+
+
+def test_serve_flags_turn_the_page_off_and_the_prompts_on(redis_url: str) -> None:
+    with serving("--upstream", "demo", "--no-dashboard", REDIS_URL=redis_url) as (url, process):
+        assert httpx.get(url + "/dashboard").status_code == 404
+        assert process.stdout is not None
+        started = next(line for line in process.stdout if "serving on" in line)
+        assert "dashboard" not in started
+    env = {"REDIS_URL": redis_url, "LLMEMO_ADMIN_TOKEN": TOKEN}
+    with serving("--upstream", "demo", "--dashboard-show-prompts", **env) as (url, process):
+        assert process.stdout is not None
+        line = next(line for line in process.stdout if "dashboard on" in line)
+        assert line.strip().endswith("/dashboard")  # not locked: a token is set
+        with httpx.Client(base_url=url, follow_redirects=True) as http:
+            page = http.post("/dashboard/login", data={"token": TOKEN})
+        assert page.status_code == 200 and 'data-show-prompts="on"' in page.text
+    with serving("--upstream", "demo", REDIS_URL=redis_url) as (url, process):
+        assert process.stdout is not None
+        line = next(line for line in process.stdout if "dashboard on" in line)
+        assert "locked: set LLMEMO_ADMIN_TOKEN" in line
+        assert httpx.get(url + "/dashboard").status_code == 401
 
 
 def test_a_change_made_with_the_cookie_needs_the_csrf_header_and_the_same_origin(

@@ -274,6 +274,12 @@ def serve(
         + (f", {settings.workers} workers)" if settings.workers > 1 else ")"),
         err=True,
     )
+    if settings.dashboard:
+        locked = "" if settings.admin_token is not None else " (locked: set LLMEMO_ADMIN_TOKEN)"
+        typer.echo(
+            f"llmemo: dashboard on http://{settings.host}:{settings.port}/dashboard{locked}",
+            err=True,
+        )
     try:
         if settings.workers == 1:
             server_settings = server_config(
