@@ -111,7 +111,7 @@ async function api(path, body) {
     options.body = JSON.stringify(body);
   }
   const answer = await fetch(path, options);
-  if (answer.status === 401) {
+  if (answer.status === 401 && body === undefined) {
     window.location.reload(); // the cookie expired or was cleared: back to the login form
     throw new Error("signed out");
   }
