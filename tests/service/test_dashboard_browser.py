@@ -331,7 +331,9 @@ def test_the_window_and_filter_controls_reload_the_figures(
     sign_in(page, admin)
     page.select_option("#window", "week")
     loaded(page, 2)
-    assert page.text_content("#total-hits") == "1"
+    assert page.text_content("#total-hits") == "1", page.evaluate(
+        "fetch('/admin/stats?window=week').then((r) => r.text())"
+    )
     page.select_option("#f-kind", "model")
     page.fill("#f-value", "no-such-model")
     page.click("#filters button[type=submit]")
