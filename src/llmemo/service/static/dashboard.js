@@ -284,7 +284,7 @@ function showStats(stats) {
   figure("total-hits", hits, count);
   setText("total-hit-split", `exact ${count(t.exact)} · semantic ${count(t.semantic)} · stale ${count(t.stale)}`);
   figure("total-misses", t.miss, count);
-  setText("total-bypass", `bypass ${count(t.bypass)} (not looked up)`);
+  setText("total-bypass", `bypass ${count(t.bypass)}`);
   figure("hit-ratio", t.requests ? hits / t.requests : 0, ratio);
   figure("tokens-saved", t.tokens_saved, count);
   figure("dollars-saved", t.dollars_saved, dollars);
