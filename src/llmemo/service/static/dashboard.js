@@ -405,6 +405,10 @@ async function invalidate(body, what) {
 async function loadEntries() {
   const f = entryFilters();
   const data = await api("admin/entries" + query({ ...f, limit: "100" }));
+  if (!f.namespace) { // the service's own namespace, as the API chose it
+    document.getElementById("e-namespace").placeholder = data.namespace;
+    document.getElementById("i-namespace").placeholder = data.namespace;
+  }
   const rows = data.entries.map((e) => {
     const button = el("button", { type: "button", class: "danger", text: "invalidate" });
     button.addEventListener("click", () =>
