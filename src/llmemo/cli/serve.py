@@ -113,12 +113,35 @@ def serve(
             "by default."
         ),
     ] = None,
+    semantic_hit_log: Annotated[
+        int | None,
+        typer.Option(
+            help="Served semantic hits kept per namespace for feedback, 0 for none "
+            "(env LLMEMO_SEMANTIC_HIT_LOG; default 1000)."
+        ),
+    ] = None,
     otel: Annotated[
         bool | None,
         typer.Option(
             "--otel/--no-otel",
             help="OpenTelemetry spans and metrics, exported over OTLP (OTEL_EXPORTER_OTLP_*) "
             "(env LLMEMO_OTEL). Off by default. Needs the otel extra.",
+        ),
+    ] = None,
+    dashboard: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard/--no-dashboard",
+            help="The operator's page at /dashboard, behind LLMEMO_ADMIN_TOKEN (env "
+            "LLMEMO_DASHBOARD; default on).",
+        ),
+    ] = None,
+    dashboard_show_prompts: Annotated[
+        bool | None,
+        typer.Option(
+            "--dashboard-show-prompts/--dashboard-hide-prompts",
+            help="Show the query and matched prompt of recent semantic hits on the dashboard "
+            "(prompts may be sensitive; env LLMEMO_DASHBOARD_SHOW_PROMPTS; default hidden).",
         ),
     ] = None,
     config: Annotated[
@@ -192,7 +215,10 @@ def serve(
         semantic_threshold=semantic_threshold,
         semantic_embedder=semantic_embedder,
         semantic_verifier=semantic_verifier,
+        semantic_hit_log=semantic_hit_log,
         otel=otel,
+        dashboard=dashboard,
+        dashboard_show_prompts=dashboard_show_prompts,
         log_level=log_level,
         workers=workers,
         max_header_bytes=max_header_bytes,
@@ -248,6 +274,12 @@ def serve(
         + (f", {settings.workers} workers)" if settings.workers > 1 else ")"),
         err=True,
     )
+    if settings.dashboard:
+        locked = "" if settings.admin_token is not None else " (locked: set LLMEMO_ADMIN_TOKEN)"
+        typer.echo(
+            f"llmemo: dashboard on http://{settings.host}:{settings.port}/dashboard{locked}",
+            err=True,
+        )
     try:
         if settings.workers == 1:
             server_settings = server_config(

@@ -24,6 +24,8 @@ from llmemo.errors import LLMemoError, StoreError
 from llmemo.service import admin_stats
 from llmemo.service.admin import AdminAuth, admin_only
 from llmemo.service.admin_stats import rollups_for
+from llmemo.service.dashboard import dashboard_routes
+from llmemo.service.entries import entry_routes
 from llmemo.service.errors import (
     HeadersTooLargeError,
     error_response,
@@ -31,6 +33,7 @@ from llmemo.service.errors import (
     handle_exception,
     json_response,
 )
+from llmemo.service.feedback import feedback_routes
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.openapi import document
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
@@ -101,7 +104,12 @@ class Service:
         if self.settings.stale_grace is not None:
             options["stale_grace"] = self.settings.stale_grace
         if self.settings.semantic:
+            from llmemo.core.feedback import FeedbackLimits
             from llmemo.core.semantic import AsyncSemanticLayer
+
+            options["feedback"] = FeedbackLimits(
+                hits=self.settings.semantic_hit_log, hits_ttl=self.settings.semantic_hit_log_ttl
+            )
 
             options["semantic"] = AsyncSemanticLayer(
                 self.settings.semantic_embedder,
@@ -358,7 +366,11 @@ def create_app(
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Route("/admin/stats", admin_only(service.admin, service.admin_stats), methods=["GET"]),
         *service.warming.routes(),
+        *feedback_routes(service),
+        *entry_routes(service.admin, lambda: service.proxy.cache, settings.namespace),
     ]
+    if settings.dashboard:
+        routes += dashboard_routes(service.admin, settings.dashboard_show_prompts)
     app = ServiceApp(
         cached,
         max_header_bytes=settings.max_header_bytes,

@@ -211,6 +211,37 @@ PATHS: dict[str, Schema] = {
             **_errors("openai", 401, 404, 503),
         },
     ),
+    "/admin/semantic-hits": _get(
+        "admin_semantic_hits",
+        "The newest served semantic hits, each with the key to report it by (docs/semantic.md, "
+        '"Feedback").',
+        _json({"type": "object"}, "`hits`, newest first."),
+        parameters=[
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+            {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+        ],
+        security=[{"admin": []}],
+        responses={
+            "200": _json({"type": "object"}, "`hits`, newest first."),
+            **_errors("openai", 400, 401, 503),
+        },
+    ),
+    "/admin/feedback": {
+        "post": {
+            "operationId": "admin_feedback",
+            "summary": "Report a semantic hit as wrong, by `key` or by `request` (docs/semantic.md, "
+            '"Feedback").',
+            "security": [{"admin": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": _json({"type": "object"}, "`deleted`, `recorded`, the matched entry."),
+                **_errors("openai", 400, 401, 503),
+            },
+        }
+    },
     "/healthz": _get(
         "healthz",
         "The process is up.",
@@ -262,6 +293,87 @@ PATHS: dict[str, Schema] = {
             **_errors("openai", 400, 401, 404),
         },
     ),
+    "/admin/entries": _get(
+        "admin_entries",
+        "Entries of a namespace matching a tag, model and tenant: key, size, age, TTL left "
+        '(docs/service.md, "Dashboard").',
+        _json({"type": "object"}, "The entries."),
+        parameters=[
+            {"name": name, "in": "query", "schema": {"type": "string"}}
+            for name in ("namespace", "tag", "model", "tenant")
+        ]
+        + [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}],
+        security=[{"admin": []}],
+        responses={
+            "200": _json({"type": "object"}, "`entries` and `more` (the limit cut the list)."),
+            **_errors("openai", 400, 401, 503),
+        },
+    ),
+    "/admin/invalidate": {
+        "post": {
+            "operationId": "admin_invalidate",
+            "summary": "Delete the entries of a tag, model or tenant in a namespace, or one key.",
+            "security": [{"admin": []}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                name: {"type": "string"}
+                                for name in ("tag", "model", "tenant", "key", "namespace")
+                            },
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json({"type": "object"}, "`deleted`: how many entries went."),
+                **_errors("openai", 400, 401, 503),
+            },
+        }
+    },
+    "/dashboard": _get(
+        "dashboard",
+        "The operator's page (HTML); 401 with a sign-in form without the admin cookie.",
+        {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+    ),
+    "/dashboard/static/{name}": _get(
+        "dashboard_static",
+        "The page's script and style sheet.",
+        {
+            "description": "The file.",
+            "content": {"text/javascript": {"schema": {"type": "string"}}},
+        },
+        parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ),
+    "/dashboard/login": {
+        "post": {
+            "operationId": "dashboard_login",
+            "summary": "Sign in with the admin token (a form field `token`): sets the cookie.",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {"type": "object", "properties": {"token": {"type": "string"}}}
+                    }
+                },
+            },
+            "responses": {
+                "303": {"description": "Signed in: back to /dashboard, with the cookie."},
+                "401": {"description": "The sign-in form again, saying what was wrong."},
+            },
+        }
+    },
+    "/dashboard/logout": {
+        "post": {
+            "operationId": "dashboard_logout",
+            "summary": "Sign out: clears the cookie.",
+            "responses": {"303": {"description": "Back to /dashboard, without the cookie."}},
+        }
+    },
     "/openapi.json": _get(
         "openapi", "This document.", _json({"type": "object"}, "The OpenAPI document.")
     ),

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     """A chat model that must confirm borderline semantic matches (`llmemo.core.verify`), asked at
     the OpenAI base URL with `semantic_verifier_api_key`; None (default): no LLM check."""
     semantic_verifier_api_key: SecretStr | None = None
+    semantic_hit_log: int = Field(1000, ge=0)
+    """Served semantic hits kept per namespace for feedback (`GET /admin/semantic-hits`,
+    `llmemo calibrate --from-feedback`); 0: none logged."""
+    semantic_hit_log_ttl: float = Field(7 * 86400.0, gt=0)
+    """Seconds a served semantic hit stays in that log."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
     """Bearer token allowed to call /v1/warm."""
@@ -191,7 +196,11 @@ class Settings(BaseSettings):
     # -- the dashboard's rollups (docs/service.md, "Rollups and /admin/stats") --
     dashboard: bool = True
     """Keep per-minute rollups of the answers in the store (for /admin/stats, /dashboard and
-    `llmemo top`, across every instance sharing the store); off: nothing is counted or written."""
+    `llmemo top`, across every instance sharing the store) and serve the operator's page at
+    /dashboard (behind `admin_token`); off: nothing is counted or written, no /dashboard route."""
+    dashboard_show_prompts: bool = False
+    """Show the query and the matched prompt of recent semantic hits to the operator (prompts may
+    be sensitive: off by default, the page then shows similarities and keys only)."""
     dashboard_retention: float = Field(7 * 86400.0, gt=0)
     """Seconds ("7d") the rollups are kept; their keys expire on their own."""
     dashboard_flush: float = Field(2.0, gt=0, le=60)
