@@ -1,0 +1,103 @@
+"""The I/O of `AsyncCache.wipe`: find a user's or tenant's records by SCAN, delete them, tell
+every process (see core/erase.py for the target and report, docs/privacy.md for the rules).
+
+Written once: the sync twin in `core/_sync/erase.py` is GENERATED from this file by
+`scripts/gen_sync.py` (a test fails when it is out of date): edit this file, then run the script.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llmemo.core.entry import HEAD_BYTES, decode_head
+from llmemo.core.erase import (
+    ALL_NAMESPACES,
+    ERASED,
+    WipeReport,
+    WipeTarget,
+    entry_of_record,
+    namespace_of_entry,
+    namespace_of_meta,
+)
+from llmemo.core.facade import head_matches
+from llmemo.core.request import entry_pattern
+from llmemo.errors import CorruptEntryError
+from llmemo.stores import keys as shapes
+
+if TYPE_CHECKING:
+    from llmemo.core._async.cache import AsyncCache
+    from llmemo.stores.protocol import AsyncStore
+
+
+async def wipe(
+    cache: AsyncCache, target: WipeTarget, namespace: str | None, batch: int = 500
+) -> WipeReport:
+    """Delete the target's entries in `namespace` (ALL_NAMESPACES: every one), their vectors,
+    the target's embedding-cache rows, then bump every namespace's erasure count. Store errors
+    are raised: a wipe that silently did nothing would be worse."""
+    store, prefix = cache.backend, cache.prefix
+    ns = None if namespace == ALL_NAMESPACES else namespace
+    gone: set[str] = set()
+    entries = 0
+    async for found in store.scan(entry_pattern(prefix, ns), batch):
+        heads = await store.heads(found, HEAD_BYTES)
+        mine = [k for k, h in zip(found, heads, strict=True) if h is not None and _owned(h, target)]
+        if mine:
+            entries += await store.delete(mine)
+            gone.update(mine)
+    vectors = await _sweep_vectors(store, prefix, gone, batch)
+    if cache.semantic is not None and gone:  # this process's index, and the change log
+        await cache.semantic.forget(sorted(gone))
+    embeddings = await _delete_all(store, _embedding_pattern(prefix, target), batch)
+    scrub = getattr(store, "scrub", None)  # SQLite: deleted rows' bytes linger in free pages
+    if scrub is not None and (entries or vectors or embeddings):
+        await scrub()
+    told = await _tell(store, prefix, {namespace_of_entry(prefix, k) for k in gone}, batch)
+    cache.drop_local()
+    return WipeReport(entries, vectors, embeddings, 0, told)
+
+
+def _owned(head: bytes, target: WipeTarget) -> bool:
+    try:
+        return head_matches(decode_head(head), None, target.tenant, target.user, None)
+    except CorruptEntryError:
+        return False
+
+
+def _embedding_pattern(prefix: str, target: WipeTarget) -> str:
+    from llmemo.embed.cached_base import owner_glob
+
+    return shapes.embedding_pattern(prefix, owner_glob(target.tenant, target.user))
+
+
+async def _sweep_vectors(store: AsyncStore, prefix: str, gone: set[str], batch: int) -> int:
+    """Delete the vector records (local index records, RediSearch hashes: the latter hold the
+    entry's bytes) of the deleted entries, and any whose entry no longer exists."""
+    deleted = 0
+    async for found in store.scan(shapes.vector_records(prefix), batch):
+        owners = {r: entry_of_record(r) for r in found}
+        doomed = [r for r, e in owners.items() if e is not None and e in gone]
+        rest = [r for r, e in owners.items() if e is not None and e not in gone]
+        if rest:  # orphans: a record outliving its entry (deleted without the semantic layer)
+            heads = await store.heads([owners[r] or "" for r in rest], 1)
+            doomed += [r for r, h in zip(rest, heads, strict=True) if h is None]
+        if doomed:
+            deleted += await store.delete(doomed)
+    return deleted
+
+
+async def _delete_all(store: AsyncStore, pattern: str, batch: int) -> int:
+    deleted = 0
+    async for found in store.scan(pattern, batch):
+        deleted += await store.delete(found)
+    return deleted
+
+
+async def _tell(store: AsyncStore, prefix: str, touched: set[str | None], batch: int) -> int:
+    """Bump the erasure count of every namespace with a meta key, and of those wiped."""
+    names = {n for n in touched if n is not None}
+    async for found in store.scan(shapes.meta_pattern(prefix), batch):
+        names.update(n for n in (namespace_of_meta(prefix, k) for k in found) if n is not None)
+    for name in sorted(names):
+        await store.incr(shapes.meta_key(prefix, name), {ERASED: 1})
+    return len(names)

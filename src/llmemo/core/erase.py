@@ -1,0 +1,75 @@
+"""Erasure of one user's or one tenant's data (`Cache.wipe`): the target, the report, no I/O.
+
+What a wipe deletes and how the other processes learn of it is in docs/privacy.md ("Erasure");
+the I/O is written once, in core/_async/erase.py (sync twin generated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from llmemo.errors import ConfigError
+
+ERASED = "erased"
+"""The field of a namespace's meta counters (`keys.meta_key`) that every wipe bumps: a process
+that reads it moved drops its in-process copies (`BaseCache.drop_local`)."""
+ALL_NAMESPACES = "*"
+
+
+@dataclass(frozen=True)
+class WipeTarget:
+    """Whose data to erase: a user (in every tenant, or in one), or a whole tenant."""
+
+    user: str | None = None
+    tenant: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("user", self.user), ("tenant", self.tenant)):
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"wipe: {name} must be a non-empty string, got {value!r}")
+        if self.user is None and self.tenant is None:
+            raise ConfigError(
+                "wipe needs a user or a tenant (to delete every entry, use invalidate)"
+            )
+
+
+@dataclass(frozen=True)
+class WipeReport:
+    """What a wipe deleted, per kind: entries (with their stored prompts), vector records,
+    embedding-cache rows, warm records; and how many namespaces were told (`ERASED`)."""
+
+    entries: int = 0
+    vectors: int = 0
+    embeddings: int = 0
+    warm: int = 0
+    namespaces: int = 0
+
+    @property
+    def deleted(self) -> int:
+        """Every record deleted, of every kind."""
+        return self.entries + self.vectors + self.embeddings + self.warm
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "deleted": self.deleted}
+
+
+def entry_of_record(record: str) -> str | None:
+    """The entry key a vector record (`{prefix}:~vec…:{dtype}:{dim}:{entry key}`) belongs to."""
+    parts = record.split(":", 4)
+    return parts[4] if len(parts) == 5 else None
+
+
+def namespace_of_meta(prefix: str, key: str) -> str | None:
+    """The namespace of a meta key (`{prefix}:{namespace}:meta`), None for any other key."""
+    head, tail = f"{prefix}:", ":meta"
+    if key.startswith(head) and key.endswith(tail):
+        name = key[len(head) : -len(tail)]
+        if name and ":" not in name:
+            return name
+    return None
+
+
+def namespace_of_entry(prefix: str, key: str) -> str | None:
+    """The namespace of an entry key (`{prefix}:{namespace}:{version}:x:{sha}`)."""
+    parts = key[len(prefix) + 1 :].split(":", 1)
+    return parts[0] if key.startswith(f"{prefix}:") and len(parts) == 2 else None
