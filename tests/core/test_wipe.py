@@ -119,3 +119,13 @@ def test_on_erase_callbacks_run_here_and_when_another_process_wiped(redis_url: s
     assert dropped == ["wiper", "other"]
     wiper.close()
     other.close()
+
+
+def test_an_entry_whose_header_is_longer_than_a_head_read_is_wiped(redis_url: str) -> None:
+    user = "u" * 3000  # the header no longer fits in the first HEAD_BYTES
+    with Cache.from_url(redis_url) as cache:
+        cache.compute(chat("hi"), Upstream(), user=user)
+        cache.compute(chat("hi"), Upstream(), user="bob")
+        assert cache.wipe(user=user).entries == 1
+        assert cache.lookup(chat("hi"), user=user) is None
+        assert cache.lookup(chat("hi"), user="bob") is not None

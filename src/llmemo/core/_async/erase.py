@@ -41,7 +41,13 @@ async def wipe(
     entries = 0
     async for found in store.scan(entry_pattern(prefix, ns), batch):
         heads = await store.heads(found, HEAD_BYTES)
-        mine = [k for k, h in zip(found, heads, strict=True) if h is not None and _owned(h, target)]
+        mine = []
+        for key, head in zip(found, heads, strict=True):
+            owned = None if head is None else _owned(head, target)
+            if owned is None and head is not None and len(head) >= HEAD_BYTES:
+                owned = _owned(await store.get(key) or b"", target)  # a header past HEAD_BYTES
+            if owned:
+                mine.append(key)
         if mine:
             entries += await store.delete(mine)
             gone.update(mine)
@@ -57,11 +63,12 @@ async def wipe(
     return WipeReport(entries, vectors, embeddings, 0, told)
 
 
-def _owned(head: bytes, target: WipeTarget) -> bool:
+def _owned(head: bytes, target: WipeTarget) -> bool | None:
+    """Is the entry (its first bytes) the target's? None when its header cannot be read."""
     try:
         return head_matches(decode_head(head), None, target.tenant, target.user, None)
     except CorruptEntryError:
-        return False
+        return None
 
 
 def _embedding_pattern(prefix: str, target: WipeTarget) -> str:
