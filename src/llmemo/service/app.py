@@ -24,6 +24,7 @@ from llmemo.errors import LLMemoError, StoreError
 from llmemo.service import admin_stats
 from llmemo.service.admin import AdminAuth, admin_only
 from llmemo.service.admin_stats import rollups_for
+from llmemo.service.erase import drop_copies, wipe_route
 from llmemo.service.errors import (
     HeadersTooLargeError,
     error_response,
@@ -118,6 +119,7 @@ class Service:
         await self.warming.open(cache, upstreams)
         self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)
         self._proxy.telemetry = self.telemetry
+        drop_copies(self._proxy)
         if self.settings.gc_freeze:
             freeze_heap()
         try:
@@ -358,6 +360,7 @@ def create_app(
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Route("/admin/stats", admin_only(service.admin, service.admin_stats), methods=["GET"]),
         *service.warming.routes(),
+        Route("/admin/wipe", admin_only(service.admin, wipe_route(service)), methods=["POST"]),
     ]
     app = ServiceApp(
         cached,

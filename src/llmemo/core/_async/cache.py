@@ -21,7 +21,7 @@ from llmemo.core.erase import ALL_NAMESPACES, WipeReport, WipeTarget
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
-from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.request import CacheRequest, check_name, entry_pattern
 from llmemo.core.semantic import AsyncSemanticLayer
 from llmemo.core.singleflight import (
     AsyncBackground,
@@ -592,7 +592,10 @@ class AsyncCache(BaseCache):
         namespace, or "*" (the default) for every one. ConfigError without a user or tenant;
         store errors are raised."""
         target = WipeTarget(user, tenant)
-        return await erase.wipe(self, target, namespace or self.namespace, batch)
+        namespace = namespace or self.namespace
+        if namespace != ALL_NAMESPACES:
+            check_name("namespace", namespace)
+        return await erase.wipe(self, target, namespace, batch)
 
     # -- stats ------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from llmemo.core.erase import ALL_NAMESPACES, WipeReport, WipeTarget
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
-from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.request import CacheRequest, check_name, entry_pattern
 from llmemo.core.semantic import SemanticLayer
 from llmemo.core.singleflight import (
     Background,
@@ -589,7 +589,10 @@ class Cache(BaseCache):
         namespace, or "*" (the default) for every one. ConfigError without a user or tenant;
         store errors are raised."""
         target = WipeTarget(user, tenant)
-        return erase.wipe(self, target, namespace or self.namespace, batch)
+        namespace = namespace or self.namespace
+        if namespace != ALL_NAMESPACES:
+            check_name("namespace", namespace)
+        return erase.wipe(self, target, namespace, batch)
 
     # -- stats ------------------------------------------------------------------------------
 
