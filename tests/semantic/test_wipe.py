@@ -220,3 +220,26 @@ def test_a_wiped_user_leaves_no_byte_in_the_whole_keyspace(backend: Backend) -> 
     assert later.lookup(chat(question("alice")), user="alice") is None
     cache.close()
     later.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_wipe_without_a_semantic_layer_empties_other_processes_local_indexes(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest, embedder: CountingEmbedder
+) -> None:
+    """`llmemo wipe` has no semantic layer: the delete events still reach running LocalIndexes."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path}/cache.db"
+    else:
+        url = request.getfixturevalue("redis_url")
+    running = Cache.from_url(url)
+    index = LocalIndex(running.backend, embedder.dim, poll_interval=0)
+    running = Cache(running.backend, semantic=SemanticLayer(embedder, index, threshold=0.85))
+    for user in ("alice", "bob"):
+        traffic(running, user)
+    before = index.count()
+    with Cache.from_url(url) as wiper:  # no semantic layer, as the CLI
+        report = wiper.wipe(user="alice")
+    assert report.vectors >= 3
+    assert index.count() == before - report.vectors  # the log's delete events, applied
+    assert running.lookup(chat(paraphrase("bob")), user="bob") is not None
+    running.close()

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from llmemo.errors import ConfigError
+from llmemo.index.base import Dtype
 
 ERASED = "erased"
 """The field of a namespace's meta counters (`keys.meta_key`) that every wipe bumps: a process
 that reads it moved drops its in-process copies (`BaseCache.drop_local`)."""
 ALL_NAMESPACES = "*"
+_DTYPES: dict[str, Dtype] = {"f16": "float16", "f32": "float32"}  # a key's dtype -> its name
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,16 @@ def entry_of_record(record: str) -> str | None:
     """The entry key a vector record (`{prefix}:~vec…:{dtype}:{dim}:{entry key}`) belongs to."""
     parts = record.split(":", 4)
     return parts[4] if len(parts) == 5 else None
+
+
+def local_shape(prefix: str, record: str) -> tuple[Dtype, int] | None:
+    """(dtype, dim) of a LocalIndex record (`{prefix}:~vec:{f16|f32}:{dim}:…`), None for any
+    other key (a RediSearch record's index is `~vec{layout}`)."""
+    parts = record.split(":", 4)
+    if len(parts) < 5 or parts[0] != prefix or parts[1] != "~vec" or not parts[3].isdigit():
+        return None
+    dtype = _DTYPES.get(parts[2])
+    return None if dtype is None else (dtype, int(parts[3]))
 
 
 def namespace_of_meta(prefix: str, key: str) -> str | None:

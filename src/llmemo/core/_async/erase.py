@@ -16,16 +16,20 @@ from llmemo.core.erase import (
     WipeReport,
     WipeTarget,
     entry_of_record,
+    local_shape,
     namespace_of_entry,
     namespace_of_meta,
 )
 from llmemo.core.facade import head_matches
 from llmemo.core.request import entry_pattern
-from llmemo.errors import CorruptEntryError
+from llmemo.errors import ConfigError, CorruptEntryError
 from llmemo.stores import keys as shapes
+
+NO_TRIM = 2**31  # appending delete events never trims the shared log (its owners set the cap)
 
 if TYPE_CHECKING:
     from llmemo.core._async.cache import AsyncCache
+    from llmemo.index.base import Dtype
     from llmemo.stores.protocol import AsyncStore
 
 
@@ -79,8 +83,10 @@ def _embedding_pattern(prefix: str, target: WipeTarget) -> str:
 
 async def _sweep_vectors(store: AsyncStore, prefix: str, gone: set[str], batch: int) -> int:
     """Delete the vector records (local index records, RediSearch hashes: the latter hold the
-    entry's bytes) of the deleted entries, and any whose entry no longer exists."""
+    entry's bytes) of the deleted entries, and any whose entry no longer exists; then tell the
+    LocalIndexes of other processes through their change log."""
     deleted = 0
+    shapes_gone: dict[tuple[Dtype, int], list[str]] = {}
     async for found in store.scan(shapes.vector_records(prefix), batch):
         owners = {r: entry_of_record(r) for r in found}
         doomed = [r for r, e in owners.items() if e is not None and e in gone]
@@ -90,7 +96,34 @@ async def _sweep_vectors(store: AsyncStore, prefix: str, gone: set[str], batch: 
             doomed += [r for r, h in zip(rest, heads, strict=True) if h is None]
         if doomed:
             deleted += await store.delete(doomed)
+        for record in doomed:
+            shape = local_shape(prefix, record)
+            if shape is not None:
+                shapes_gone.setdefault(shape, []).append(owners[record] or "")
+    for (dtype, dim), keys in shapes_gone.items():
+        await _tell_index(store, prefix, dtype, dim, keys)
     return deleted
+
+
+async def _tell_index(
+    store: AsyncStore, prefix: str, dtype: Dtype, dim: int, keys: list[str]
+) -> None:
+    """A delete event per entry on the change log of LocalIndexes of that shape: running
+    processes drop the vectors from memory at their next poll."""
+    from llmemo.index.base import log_key
+    from llmemo.index.changelog import encode_delete
+    from llmemo.index.local_base import ASYNC_LOGS, log_factory
+
+    try:
+        factory = log_factory(store, ASYNC_LOGS)
+    except ConfigError:  # a store no LocalIndex keeps in step across processes
+        return
+    log = factory(store, log_key(prefix, dim, dtype), NO_TRIM)
+    if log is not None:
+        try:
+            await log.append([encode_delete(key) for key in keys])
+        finally:
+            await log.close()
 
 
 async def _delete_all(store: AsyncStore, pattern: str, batch: int) -> int:
