@@ -64,7 +64,8 @@ async def wipe(
         await scrub()
     told = await _tell(store, prefix, {namespace_of_entry(prefix, k) for k in gone}, batch)
     cache.drop_local()
-    return WipeReport(entries, vectors, embeddings, 0, told)
+    cache._erasures.update(told)  # known here: no second drop when they are read next
+    return WipeReport(entries, vectors, embeddings, 0, len(told))
 
 
 def _owned(head: bytes, target: WipeTarget) -> bool | None:
@@ -133,11 +134,15 @@ async def _delete_all(store: AsyncStore, pattern: str, batch: int) -> int:
     return deleted
 
 
-async def _tell(store: AsyncStore, prefix: str, touched: set[str | None], batch: int) -> int:
-    """Bump the erasure count of every namespace with a meta key, and of those wiped."""
+async def _tell(
+    store: AsyncStore, prefix: str, touched: set[str | None], batch: int
+) -> dict[str, float]:
+    """Bump the erasure count of every namespace with a meta key, and of those wiped; returns
+    the new counts."""
     names = {n for n in touched if n is not None}
     async for found in store.scan(shapes.meta_pattern(prefix), batch):
         names.update(n for n in (namespace_of_meta(prefix, k) for k in found) if n is not None)
+    counts = {}
     for name in sorted(names):
-        await store.incr(shapes.meta_key(prefix, name), {ERASED: 1})
-    return len(names)
+        counts[name] = (await store.incr(shapes.meta_key(prefix, name), {ERASED: 1}))[ERASED]
+    return counts
