@@ -43,7 +43,8 @@ async def wipe(
     ns = None if namespace == ALL_NAMESPACES else namespace
     gone: set[str] = set()
     entries = 0
-    async for found in store.scan(entry_pattern(prefix, ns), batch):
+    async for matched in store.scan(entry_pattern(prefix, ns), batch):
+        found = [k for k in matched if "~" not in k]  # not vector records (`~` is the library's)
         heads = await store.heads(found, HEAD_BYTES)
         mine = []
         for key, head in zip(found, heads, strict=True):

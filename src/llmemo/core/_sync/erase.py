@@ -42,7 +42,8 @@ def wipe(cache: Cache, target: WipeTarget, namespace: str | None, batch: int = 5
     ns = None if namespace == ALL_NAMESPACES else namespace
     gone: set[str] = set()
     entries = 0
-    for found in store.scan(entry_pattern(prefix, ns), batch):
+    for matched in store.scan(entry_pattern(prefix, ns), batch):
+        found = [k for k in matched if "~" not in k]  # not vector records (`~` is the library's)
         heads = store.heads(found, HEAD_BYTES)
         mine = []
         for key, head in zip(found, heads, strict=True):
