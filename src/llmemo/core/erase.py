@@ -7,9 +7,12 @@ the I/O is written once, in core/_async/erase.py (sync twin generated).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from llmemo.errors import ConfigError
-from llmemo.index.base import Dtype
+
+if TYPE_CHECKING:  # numpy comes with llmemo.index: `import llmemo` stays light
+    from llmemo.index.base import Dtype
 
 ERASED = "erased"
 """The field of a namespace's meta counters (`keys.meta_key`) that every wipe bumps: a process
