@@ -6,7 +6,7 @@ import hashlib
 
 from llmemo import Cache
 from llmemo.core.request import entry_pattern, exact_key, lock_key
-from llmemo.embed.cached_base import embedding_key, model_fingerprint
+from llmemo.embed.cached_base import embedding_key, model_fingerprint, owner_glob, owner_tag
 from llmemo.index.base import entry_key, index_name, log_key, record_key
 from llmemo.index.local_base import record_pattern
 from llmemo.index.redisearch_base import HNSW, create_args, search_index_name
@@ -52,8 +52,22 @@ def test_embedding_key() -> None:
     space = hashlib.sha256(b"minilm\0all-MiniLM-L6-v2\x00384").hexdigest()[:16]
     assert model_fingerprint("minilm", "all-MiniLM-L6-v2", 384) == space
     assert embedding_key("p", "minilm", "all-MiniLM-L6-v2", 384, "hello") == (
-        f"p:emb:minilm:{space}:{digest}"
+        f"p:emb:minilm:{space}:-.-:{digest}"
     )
+    alice = hashlib.sha256(b"user\0alice").hexdigest()[:16]
+    acme = hashlib.sha256(b"tenant\0acme").hexdigest()[:16]
+    assert owner_tag(None, "alice") == f"-.{alice}"
+    assert owner_tag("acme", "alice") == f"{acme}.{alice}"
+    assert embedding_key("p", "minilm", "all-MiniLM-L6-v2", 384, "hello", f"-.{alice}") == (
+        f"p:emb:minilm:{space}:-.{alice}:{digest}"
+    )
+    assert keys.embedding_pattern("p", owner_glob(None, "alice")) == f"p:emb:*:*:*.{alice}:*"
+    assert keys.embedding_pattern("p", owner_glob("acme", None)) == f"p:emb:*:*:{acme}.*:*"
+
+
+def test_erasure_patterns() -> None:
+    assert keys.meta_pattern("p") == "p:*:meta"
+    assert keys.vector_records("p") == "p:~vec*"
 
 
 def test_service_keys() -> None:

@@ -329,3 +329,4 @@ from llmemo.cli import rekey as _rekey  # noqa: E402, F401 - registers `llmemo r
 from llmemo.cli import serve as _serve  # noqa: E402, F401 - registers `llmemo serve`
 from llmemo.cli import top as _top  # noqa: E402, F401 - registers `llmemo top`
 from llmemo.cli import warm as _warm  # noqa: E402, F401 - registers `llmemo warm`
+from llmemo.cli import wipe as _wipe  # noqa: E402, F401 - registers `llmemo wipe`

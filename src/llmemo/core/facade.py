@@ -15,6 +15,7 @@ from llmemo.core.alarm import StoreAlarm
 from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.crypto import Keyring, keyring
 from llmemo.core.durations import Duration, seconds
+from llmemo.core.erase import ERASED
 from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import (
     SKIP_TOO_LARGE,
@@ -252,6 +253,10 @@ class BaseCache:
         # Off by default; `near=1` keeps them 1 s.
         self.near = near_cache(near, monotonic)
         self._versions: dict[str, tuple[int, float]] = {}
+        # Erasure (core/erase.py): the `erased` count last read in each namespace's meta; when
+        # it moves, another process wiped a user or tenant, and every in-process copy goes.
+        self._erasures: dict[str, float] = {}
+        self.on_erase: list[Callable[[], None]] = []  # more in-process copies to drop then
         # body JSON -> (canonical request, sha) for calls in the default scope: a repeated
         # request skips normalising and hashing (bounded: emptied when full)
         self._prepared: dict[bytes, tuple[CacheRequest, str]] = {}
@@ -391,6 +396,28 @@ class BaseCache:
     def _remember_version(self, namespace: str, version: int) -> int:
         self._versions[namespace] = (version, self.monotonic())
         return version
+
+    def _remember_meta(self, namespace: str, counters: Mapping[str, float]) -> int:
+        """Remember a namespace's meta counters as read: its version (returned), and its
+        erasure count, dropping every in-process copy when that moved (`drop_local`)."""
+        erased = counters.get(ERASED, 0.0)
+        seen = self._erasures.get(namespace)
+        self._erasures[namespace] = erased
+        if seen is not None and seen != erased:
+            self.drop_local()
+        return self._remember_version(namespace, int(counters.get("version", 0)))
+
+    def drop_local(self) -> None:
+        """Drop what this process keeps of past requests and answers: the near cache, the
+        memoised request bodies and keys, and whatever `on_erase` callbacks hold (the
+        service's hot answers). Called after a wipe, here or in another process."""
+        if self.near is not None:
+            self.near.clear()
+        self._prepared = {}
+        self._shas = {}
+        self._scopes = {}
+        for drop in self.on_erase:
+            drop()
 
     # -- entries ----------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 The same intent has two spellings. Headers, as `llmemo serve` reads them and as a wrapped client
 may send them in `extra_headers`: `Cache-Control: no-cache` (refresh), `no-store`,
 `stale-while-revalidate=SECONDS`, `X-LLMemo-TTL`, `X-LLMemo-Namespace`, `X-LLMemo-Tags`,
-`X-LLMemo-Stale-Grace`. Keywords, as `wrap()` and its calls take them: `cache_ttl=`,
+`X-LLMemo-Stale-Grace`, `X-LLMemo-User` (the end user an entry is kept for: `Cache.wipe`). Keywords, as `wrap()` and its calls take them: `cache_ttl=`,
 `cache_namespace=`, `cache_tags=`, `cache_tenant=`, `cache_user=`, `cache_refresh=`,
 `cache_no_store=`, `cache_stale_grace=`, `cacheable=`. Both give a `CacheOptions`.
 """
@@ -21,7 +21,14 @@ from llmemo.errors import ConfigError
 
 # The request headers that carry options (lower case).
 CONTROL_HEADERS = frozenset(
-    {"cache-control", "x-llmemo-ttl", "x-llmemo-namespace", "x-llmemo-tags", "x-llmemo-stale-grace"}
+    {
+        "cache-control",
+        "x-llmemo-ttl",
+        "x-llmemo-namespace",
+        "x-llmemo-tags",
+        "x-llmemo-stale-grace",
+        "x-llmemo-user",
+    }
 )
 _ANY_TTL = TtlPolicy.build()  # no max_ttl: only the ten-year ceiling (the cache checks its own)
 # keyword -> CacheOptions field
@@ -170,6 +177,11 @@ def _header_fields(headers: Mapping[Any, Any]) -> dict[str, Any]:
         fields["namespace"] = namespace.strip()
     if "x-llmemo-tags" in found:
         fields["tags"] = _tags(found["x-llmemo-tags"])
+    user = found.get("x-llmemo-user")
+    if user is not None:
+        if not user.strip():
+            raise ConfigError("X-LLMemo-User must not be empty")
+        fields["user"] = user.strip()
     return fields
 
 

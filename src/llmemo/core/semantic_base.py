@@ -314,6 +314,13 @@ class SemanticBase:
         log.warning("llmemo: semantic %s failed, treated as a miss: %s", action, exc)
 
 
+def owner_of(call: Call) -> str:
+    """The embedding-cache owner of a call's text (its tenant and user, hashed)."""
+    from llmemo.embed.cached_base import owner_tag
+
+    return owner_tag(call.scope.tenant, call.scope.user)
+
+
 def misuse(layer: object, problem: str) -> ConfigError:
     """A layer used with the wrong kind of cache ("pairing") or a second cache ("shared")."""
     aio = inspect.iscoroutinefunction(getattr(layer, "lookup", None))

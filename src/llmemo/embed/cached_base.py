@@ -29,10 +29,41 @@ def model_fingerprint(name: str, model: str, dim: int) -> str:
     return hashlib.sha256(f"{name}\0{model}\0{dim}".encode()).hexdigest()[:16]
 
 
-def embedding_key(prefix: str, name: str, model: str, dim: int, text: str) -> str:
-    """The store key of one text's vector in one embedding space."""
+UNOWNED = "-.-"
+"""The owner of texts embedded for no tenant and no user."""
+_OWNERS: dict[tuple[str | None, str | None], str] = {}  # bounded: emptied when full
+
+
+def _part(kind: bytes, name: str | None) -> str:
+    if name is None:
+        return "-"
+    return hashlib.sha256(kind + b"\0" + name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def owner_tag(tenant: str | None, user: str | None) -> str:
+    """`{tenant hash}.{user hash}` (16 hex digits each, `-` for none): whose embedding row it is.
+    Hashed, so a row's key does not spell the user's id."""
+    owner = _OWNERS.get((tenant, user))
+    if owner is None:
+        if len(_OWNERS) >= 4096:
+            _OWNERS.clear()
+        owner = _OWNERS[tenant, user] = f"{_part(b'tenant', tenant)}.{_part(b'user', user)}"
+    return owner
+
+
+def owner_glob(tenant: str | None, user: str | None) -> str:
+    """The glob over the owner tags of `tenant` (None: any) and `user` (None: any)."""
+    t = "*" if tenant is None else _part(b"tenant", tenant)
+    u = "*" if user is None else _part(b"user", user)
+    return f"{t}.{u}"
+
+
+def embedding_key(
+    prefix: str, name: str, model: str, dim: int, text: str, owner: str = UNOWNED
+) -> str:
+    """The store key of one text's vector in one embedding space, for one owner (`owner_tag`)."""
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return keys.embedding_key(prefix, name, model_fingerprint(name, model, dim), digest)
+    return keys.embedding_key(prefix, name, model_fingerprint(name, model, dim), owner, digest)
 
 
 def encode_vector(vector: Matrix, dtype: Dtype) -> bytes:
@@ -64,11 +95,17 @@ class _Batch:
     missing: list[int] = field(default_factory=list)
 
     @classmethod
-    def of(cls, texts: Sequence[str], embedder: Embedder | AsyncEmbedder, prefix: str) -> _Batch:
+    def of(
+        cls,
+        texts: Sequence[str],
+        embedder: Embedder | AsyncEmbedder,
+        prefix: str,
+        owner: str = UNOWNED,
+    ) -> _Batch:
         unique: dict[str, int] = {}
         rows = [unique.setdefault(text, len(unique)) for text in texts]
         name, model, dim = embedder.name, embedder.model, embedder.dim
-        keys = [embedding_key(prefix, name, model, dim, text) for text in unique]
+        keys = [embedding_key(prefix, name, model, dim, text, owner) for text in unique]
         vectors = np.zeros((len(unique), dim), dtype=np.float32)
         return cls(list(unique), keys, rows, vectors)
 

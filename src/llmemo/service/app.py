@@ -26,6 +26,7 @@ from llmemo.service.admin import AdminAuth, admin_only
 from llmemo.service.admin_stats import rollups_for
 from llmemo.service.dashboard import dashboard_routes
 from llmemo.service.entries import entry_routes
+from llmemo.service.erase import drop_copies, wipe_route
 from llmemo.service.errors import (
     HeadersTooLargeError,
     error_response,
@@ -126,6 +127,7 @@ class Service:
         await self.warming.open(cache, upstreams)
         self._proxy = Proxy(cache, upstreams, self.metrics, self.settings, self.warming.limits)
         self._proxy.telemetry = self.telemetry
+        drop_copies(self._proxy)
         if self.settings.gc_freeze:
             freeze_heap()
         try:
@@ -368,6 +370,7 @@ def create_app(
         *service.warming.routes(),
         *feedback_routes(service),
         *entry_routes(service.admin, lambda: service.proxy.cache, settings.namespace),
+        Route("/admin/wipe", admin_only(service.admin, wipe_route(service)), methods=["POST"]),
     ]
     if settings.dashboard:
         routes += dashboard_routes(service.admin, settings.dashboard_show_prompts)

@@ -120,5 +120,10 @@ class HotAnswers:
         self._hot[key] = hot
         self._bytes += size
 
+    def clear(self) -> None:
+        """Forget every answer kept (after an erasure: they hold requests and answers)."""
+        self._hot = {}
+        self._bytes = 0
+
     def __len__(self) -> int:
         return sum(1 for hot in self._hot.values() if hot is not None)

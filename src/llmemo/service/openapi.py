@@ -74,6 +74,11 @@ PARAMETERS: dict[str, Schema] = {
     "StaleGrace": _header(
         "X-LLMemo-Stale-Grace", "How long an expired entry may be served while refreshed.", "10m"
     ),
+    "User": _header(
+        "X-LLMemo-User",
+        "The end user the entry is kept for (part of its key): `POST /admin/wipe` erases a user.",
+        "user-42",
+    ),
     "AnthropicVersion": _header(
         "anthropic-version",
         "Sent by the Anthropic SDKs; on shared routes, picks Anthropic.",
@@ -84,7 +89,7 @@ PARAMETERS: dict[str, Schema] = {
     ),
 }
 _CONTROLS = [
-    ref("parameters", n) for n in ("CacheControl", "TTL", "Namespace", "Tags", "StaleGrace")
+    ref("parameters", n) for n in ("CacheControl", "TTL", "Namespace", "Tags", "StaleGrace", "User")
 ]
 _CACHE_HEADER = {
     "X-LLMemo-Cache": {
@@ -141,6 +146,25 @@ def _get(operation: str, summary: str, answer: Schema, **extra: Any) -> Schema:
     return {
         "get": {"operationId": operation, "summary": summary, "responses": {"200": answer}, **extra}
     }
+
+
+_WIPE_REQUEST: Schema = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "user": {"type": "string", "description": "The X-LLMemo-User the entries were kept for."},
+        "tenant": {"type": "string", "description": "A tenant id, as stored."},
+        "api_key": {"type": "string", "description": "The tenant of this API key."},
+        "namespace": {"type": "string", "description": "One namespace (default: every one)."},
+    },
+}
+_WIPE_REPORT: Schema = {
+    "type": "object",
+    "properties": {
+        name: {"type": "integer"}
+        for name in ("entries", "vectors", "embeddings", "warm", "namespaces", "deleted")
+    },
+}
 
 
 PATHS: dict[str, Schema] = {
@@ -377,6 +401,21 @@ PATHS: dict[str, Schema] = {
     "/openapi.json": _get(
         "openapi", "This document.", _json({"type": "object"}, "The OpenAPI document.")
     ),
+    "/admin/wipe": {
+        "post": {
+            "operationId": "admin_wipe",
+            "summary": "Erase a user's or a tenant's entries, vectors and embedding rows.",
+            "security": [{"admin": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _WIPE_REQUEST}},
+            },
+            "responses": {
+                "200": _json(_WIPE_REPORT, "What was deleted, per kind."),
+                **_errors("openai", 400, 401, 503),
+            },
+        }
+    },
 }
 
 

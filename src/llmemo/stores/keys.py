@@ -38,6 +38,11 @@ def meta_key(prefix: str, namespace: str) -> str:
     return f"{prefix}:{namespace}:meta"
 
 
+def meta_pattern(prefix: str) -> str:
+    """A SCAN pattern over every namespace's meta counters."""
+    return f"{prefix}:*:meta"
+
+
 def stats_key(prefix: str, namespace: str) -> str:
     """A namespace's shared hit/miss counters."""
     return f"{prefix}:{namespace}:stats"
@@ -66,6 +71,11 @@ def search_index(prefix: str, layout: int, dtype: str, dim: int) -> str:
     return f"{prefix}:~vec{layout}:{DTYPES[dtype]}:{dim}"
 
 
+def vector_records(prefix: str) -> str:
+    """A SCAN pattern over the vector records of every index of a prefix (local and RediSearch)."""
+    return f"{prefix}:~vec*"
+
+
 def vector_log(prefix: str, dtype: str, dim: int) -> str:
     """`{prefix}:~vlog:{f16|f32}:{dim}:{llmemo-index}`: the change log of LocalIndexes of a shape."""
     return f"{prefix}:~vlog:{DTYPES[dtype]}:{dim}:{{llmemo-index}}"
@@ -91,9 +101,16 @@ def record_pattern(index: str) -> str:
     return f"{index.translate(_GLOB_SPECIAL)}:*"
 
 
-def embedding_key(prefix: str, embedder: str, space: str, digest: str) -> str:
-    """One text's vector in one embedding space (`space`: the model fingerprint)."""
-    return f"{prefix}:emb:{embedder}:{space}:{digest}"
+def embedding_key(prefix: str, embedder: str, space: str, owner: str, digest: str) -> str:
+    """One text's vector in one embedding space (`space`: the model fingerprint), for one owner
+    (`owner`: the hashed tenant and user the text was embedded for, so erasing one owner's rows
+    leaves another's row of the same text)."""
+    return f"{prefix}:emb:{embedder}:{space}:{owner}:{digest}"
+
+
+def embedding_pattern(prefix: str, owner: str) -> str:
+    """A SCAN pattern over the embedding rows of owners matching the glob `owner`."""
+    return f"{prefix}:emb:*:*:{owner}:*"
 
 
 # -- semantic feedback --------------------------------------------------------------------------

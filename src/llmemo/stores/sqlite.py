@@ -232,6 +232,16 @@ class SQLiteStore:
             if gone < _PURGE_BATCH:
                 return total
 
+    def scrub(self) -> bool:
+        """Leave no byte of deleted rows in the files (after an erasure): VACUUM rewrites the
+        database without its free pages, then a TRUNCATE checkpoint empties the write-ahead log,
+        whose old frames still hold the pages as they were. False when another connection's open
+        read kept the checkpoint from finishing (the old frames then go at its next checkpoint)."""
+        with self._use("scrub") as conn:
+            conn.execute("VACUUM")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
+
     def get(self, key: str, refresh: float | None = None) -> bytes | None:
         now = self._clock()
         with self._use("get", write=refresh is not None) as conn:
@@ -466,6 +476,10 @@ class AsyncSQLiteStore:
     async def purge(self) -> int:
         """Delete every expired row; returns how many went."""
         return await self._run(self.sync.purge)
+
+    async def scrub(self) -> bool:
+        """See `SQLiteStore.scrub`."""
+        return await self._run(self.sync.scrub)
 
     async def ping(self) -> None:
         await self._run(self.sync.ping)

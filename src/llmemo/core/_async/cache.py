@@ -13,15 +13,17 @@ from typing import Any, TypeVar
 
 from llmemo import telemetry
 from llmemo.core import hot
+from llmemo.core._async import erase
 from llmemo.core._async.check import check_store
 from llmemo.core._async.feedback import AsyncFeedback
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import HEAD_BYTES, decode_head
+from llmemo.core.erase import ALL_NAMESPACES, WipeReport, WipeTarget
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.feedback import FeedbackLimits, Reported, ServedHit, WrongHit, namespace_of_key
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
-from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.request import CacheRequest, check_name, entry_pattern
 from llmemo.core.semantic import AsyncSemanticLayer
 from llmemo.core.singleflight import (
     AsyncBackground,
@@ -146,7 +148,7 @@ class AsyncCache(BaseCache):
         )
         if counters is None:  # keep using the last version seen: the rest of the store may work
             return self._last_version(namespace)
-        return self._remember_version(namespace, int(counters.get("version", 0)))
+        return self._remember_meta(namespace, counters)
 
     async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
         near = self.near
@@ -544,7 +546,7 @@ class AsyncCache(BaseCache):
         """The namespace's current version (read from the store)."""
         ns = namespace or self.namespace
         counters = await self.backend.counters(self._meta_key(ns))
-        return self._remember_version(ns, int(counters.get("version", 0)))
+        return self._remember_meta(ns, counters)
 
     async def invalidate(
         self,
@@ -619,6 +621,25 @@ class AsyncCache(BaseCache):
         """Erase served-hit and report records of an entry key, a tenant or a user (erasure);
         returns how many went. Store errors are raised."""
         return await self.feedback.forget(key=key, tenant=tenant, user=user, namespace=namespace)
+
+    async def wipe(
+        self,
+        *,
+        user: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = ALL_NAMESPACES,
+        batch: int = 500,
+    ) -> WipeReport:
+        """Erase a user's (in every tenant, or in `tenant`) or a whole tenant's data: entries and
+        their stored prompts, vector records, embedding-cache rows; every process drops its
+        in-process copies within `version_ttl` (docs/privacy.md, "Erasure"). namespace: one
+        namespace, or "*" (the default) for every one. ConfigError without a user or tenant;
+        store errors are raised."""
+        target = WipeTarget(user, tenant)
+        namespace = namespace or self.namespace
+        if namespace != ALL_NAMESPACES:
+            check_name("namespace", namespace)
+        return await erase.wipe(self, target, namespace, batch)
 
     # -- stats ------------------------------------------------------------------------------
 

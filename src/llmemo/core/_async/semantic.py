@@ -128,11 +128,11 @@ class AsyncSemanticLayer(SemanticBase):
         vector: npt.NDArray[Any] = (await self.embedder.embed([text]))[0]
         return vector
 
-    async def _query_vector(self, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
+    async def _query_vector(self, call: Call, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
         """The text's vector, and what the embedding cache has not written of it yet."""
         if self._cached is None:
             return await self._vector(text), ()
-        vectors, unsaved = await self._cached.embed_unsaved([text])
+        vectors, unsaved = await self._cached.embed_unsaved([text], engine.owner_of(call))
         return vectors[0], unsaved
 
     async def lookup(
@@ -150,7 +150,7 @@ class AsyncSemanticLayer(SemanticBase):
         try:
             index = await self.open_index()
             with telemetry.span(self.tracer, "llmemo.embed", self._embed_attributes()):
-                vector, plan.unsaved = await self._query_vector(text)
+                vector, plan.unsaved = await self._query_vector(call, text)
             with telemetry.span(self.tracer, "llmemo.vector_search") as span:
                 matches = await index.search(
                     vector, self.scope(call, version), self.k, self.threshold
@@ -254,7 +254,7 @@ class AsyncSemanticLayer(SemanticBase):
             return counts
         try:
             index = await self.open_index()
-            vector, rows = await self._indexed_vector(text)
+            vector, rows = await self._indexed_vector(call, text)
             await index.add(IndexItem(key, vector, self.scope(call, version), value, ttl))
         except (EmbedderError, StoreError) as exc:
             self.failed(counts, "index add", exc)
@@ -263,12 +263,14 @@ class AsyncSemanticLayer(SemanticBase):
             await self._cached.forget(rows)
         return counts
 
-    async def _indexed_vector(self, text: str) -> tuple[npt.NDArray[Any], tuple[str, ...]]:
+    async def _indexed_vector(
+        self, call: Call, text: str
+    ) -> tuple[npt.NDArray[Any], tuple[str, ...]]:
         """The vector of a text about to be indexed, and its embedding cache rows: the index
         keeps the vector, so a row is deleted once it is in, and none is written."""
         if self._cached is None:
             return await self._vector(text), ()
-        vectors, rows = await self._cached.embed_taken([text])
+        vectors, rows = await self._cached.embed_taken([text], engine.owner_of(call))
         return vectors[0], rows
 
     async def forget(self, keys: Sequence[str]) -> None:

@@ -14,15 +14,17 @@ from typing import Any, TypeVar
 
 from llmemo import telemetry
 from llmemo.core import hot
+from llmemo.core._sync import erase
 from llmemo.core._sync.check import check_store
 from llmemo.core._sync.feedback import Feedback
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import HEAD_BYTES, decode_head
+from llmemo.core.erase import ALL_NAMESPACES, WipeReport, WipeTarget
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.feedback import FeedbackLimits, Reported, ServedHit, WrongHit, namespace_of_key
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
-from llmemo.core.request import CacheRequest, entry_pattern
+from llmemo.core.request import CacheRequest, check_name, entry_pattern
 from llmemo.core.semantic import SemanticLayer
 from llmemo.core.singleflight import (
     Background,
@@ -145,7 +147,7 @@ class Cache(BaseCache):
         counters = self._safely(lambda: self.backend.counters(self._meta_key(namespace)), None)
         if counters is None:  # keep using the last version seen: the rest of the store may work
             return self._last_version(namespace)
-        return self._remember_version(namespace, int(counters.get("version", 0)))
+        return self._remember_meta(namespace, counters)
 
     def _read(self, key: str, refresh: float | None = None) -> Hit | None:
         near = self.near
@@ -539,7 +541,7 @@ class Cache(BaseCache):
         """The namespace's current version (read from the store)."""
         ns = namespace or self.namespace
         counters = self.backend.counters(self._meta_key(ns))
-        return self._remember_version(ns, int(counters.get("version", 0)))
+        return self._remember_meta(ns, counters)
 
     def invalidate(
         self,
@@ -614,6 +616,25 @@ class Cache(BaseCache):
         """Erase served-hit and report records of an entry key, a tenant or a user (erasure);
         returns how many went. Store errors are raised."""
         return self.feedback.forget(key=key, tenant=tenant, user=user, namespace=namespace)
+
+    def wipe(
+        self,
+        *,
+        user: str | None = None,
+        tenant: str | None = None,
+        namespace: str | None = ALL_NAMESPACES,
+        batch: int = 500,
+    ) -> WipeReport:
+        """Erase a user's (in every tenant, or in `tenant`) or a whole tenant's data: entries and
+        their stored prompts, vector records, embedding-cache rows; every process drops its
+        in-process copies within `version_ttl` (docs/privacy.md, "Erasure"). namespace: one
+        namespace, or "*" (the default) for every one. ConfigError without a user or tenant;
+        store errors are raised."""
+        target = WipeTarget(user, tenant)
+        namespace = namespace or self.namespace
+        if namespace != ALL_NAMESPACES:
+            check_name("namespace", namespace)
+        return erase.wipe(self, target, namespace, batch)
 
     # -- stats ------------------------------------------------------------------------------
 

@@ -129,11 +129,11 @@ class SemanticLayer(SemanticBase):
         vector: npt.NDArray[Any] = (self.embedder.embed([text]))[0]
         return vector
 
-    def _query_vector(self, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
+    def _query_vector(self, call: Call, text: str) -> tuple[npt.NDArray[Any], Unsaved]:
         """The text's vector, and what the embedding cache has not written of it yet."""
         if self._cached is None:
             return self._vector(text), ()
-        vectors, unsaved = self._cached.embed_unsaved([text])
+        vectors, unsaved = self._cached.embed_unsaved([text], engine.owner_of(call))
         return vectors[0], unsaved
 
     def lookup(
@@ -151,7 +151,7 @@ class SemanticLayer(SemanticBase):
         try:
             index = self.open_index()
             with telemetry.span(self.tracer, "llmemo.embed", self._embed_attributes()):
-                vector, plan.unsaved = self._query_vector(text)
+                vector, plan.unsaved = self._query_vector(call, text)
             with telemetry.span(self.tracer, "llmemo.vector_search") as span:
                 matches = index.search(vector, self.scope(call, version), self.k, self.threshold)
                 if span is not None:
@@ -253,7 +253,7 @@ class SemanticLayer(SemanticBase):
             return counts
         try:
             index = self.open_index()
-            vector, rows = self._indexed_vector(text)
+            vector, rows = self._indexed_vector(call, text)
             index.add(IndexItem(key, vector, self.scope(call, version), value, ttl))
         except (EmbedderError, StoreError) as exc:
             self.failed(counts, "index add", exc)
@@ -262,12 +262,12 @@ class SemanticLayer(SemanticBase):
             self._cached.forget(rows)
         return counts
 
-    def _indexed_vector(self, text: str) -> tuple[npt.NDArray[Any], tuple[str, ...]]:
+    def _indexed_vector(self, call: Call, text: str) -> tuple[npt.NDArray[Any], tuple[str, ...]]:
         """The vector of a text about to be indexed, and its embedding cache rows: the index
         keeps the vector, so a row is deleted once it is in, and none is written."""
         if self._cached is None:
             return self._vector(text), ()
-        vectors, rows = self._cached.embed_taken([text])
+        vectors, rows = self._cached.embed_taken([text], engine.owner_of(call))
         return vectors[0], rows
 
     def forget(self, keys: Sequence[str]) -> None:

@@ -1,6 +1,8 @@
 """Embeddings cached in a Store, so a text is embedded once until the vector index holds it.
 
-Key: `{prefix}:emb:{name}:{fingerprint of name, model, dim}:{sha256(text)}`; value: the vector's raw
+Key: `{prefix}:emb:{name}:{fingerprint of name, model, dim}:{owner}:{sha256(text)}`, where `owner`
+is the hashed tenant and user the text was embedded for (`owner_tag`): a wipe of one user deletes
+that user's rows and never another's row of the same text. Value: the vector's raw
 little-endian float32 bytes, or float16 (half the memory, cosine error ~1e-4) when configured. A
 value of either width is read back whatever the current setting, so switching costs no misses. A
 failing store is a miss (fail open): the text is embedded and the error counted and logged.
@@ -14,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from llmemo.embed.base import AsyncEmbedder, Matrix, empty
-from llmemo.embed.cached_base import WEEK, CachedBase, Dtype, Unsaved, _Batch
+from llmemo.embed.cached_base import UNOWNED, WEEK, CachedBase, Dtype, Unsaved, _Batch
 from llmemo.errors import StoreError
 from llmemo.stores.protocol import AsyncStore
 
@@ -55,26 +57,30 @@ class AsyncCachedEmbedder(CachedBase):
         await self.save(unsaved)
         return vectors
 
-    async def embed_unsaved(self, texts: Sequence[str]) -> tuple[Matrix, Unsaved]:
+    async def embed_unsaved(
+        self, texts: Sequence[str], owner: str = UNOWNED
+    ) -> tuple[Matrix, Unsaved]:
         """As `embed`, but the vectors the model computed are not written yet: they are returned
         for `save`, so a caller that will not need them again can skip that round trip."""
         if not texts:
             return empty(self.dim), ()
-        batch, reachable = await self._read(texts)
+        batch, reachable = await self._read(texts, owner)
         return batch.result(), self._unsaved(batch, reachable)
 
-    async def embed_taken(self, texts: Sequence[str]) -> tuple[Matrix, tuple[str, ...]]:
+    async def embed_taken(
+        self, texts: Sequence[str], owner: str = UNOWNED
+    ) -> tuple[Matrix, tuple[str, ...]]:
         """The vectors, from the store or the model, nothing written; and the keys of the rows
         that were read, for `forget`."""
         if not texts:
             return empty(self.dim), ()
-        batch, _ = await self._read(texts)
+        batch, _ = await self._read(texts, owner)
         return batch.result(), batch.found()
 
-    async def _read(self, texts: Sequence[str]) -> tuple[_Batch, bool]:
+    async def _read(self, texts: Sequence[str], owner: str = UNOWNED) -> tuple[_Batch, bool]:
         """The batch of `texts` with the stored rows read and the rest computed; False when the
         store failed."""
-        batch = _Batch.of(texts, self.embedder, self.prefix)
+        batch = _Batch.of(texts, self.embedder, self.prefix, owner)
         reachable = True
         for row, key in enumerate(batch.keys):
             try:
