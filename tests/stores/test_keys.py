@@ -73,3 +73,11 @@ def test_rollup_keys() -> None:
     assert keys.rollup_current("p", 0) == "p:~dash:cur:0"
     assert keys.rollup_lane("p", 2) == "p:~dash:lane:2"
     assert keys.rollup_lanes("p") == "p:~dash:lanes"
+
+
+def test_feedback_keys() -> None:
+    entry = f"p:app:3:x:{{{SHA}}}"
+    assert keys.hits_log("p", "app") == "p:~hits:app"
+    assert keys.wrong_log("p", "app") == "p:~wrong:app"
+    assert keys.feedback_logs("p*", "hits") == "p\\*:~hits:*"
+    assert keys.floor_key("p", entry) == f"p:~floor:p:app:3:x:{{{SHA}}}"

@@ -73,7 +73,8 @@ class SemanticPlan:
     hit: the semantic hit (None: a miss); counts: counters to add; errors: store errors to count
     (the cache's breaker and alarm); backfill: (value, TTL) to write at the request's exact key;
     renew: (the matched entry's key, its rolling TTL) to renew, entry and vector; unsaved: the
-    query's vector, for the embedding cache unless the backfill answers that text from now on.
+    query's vector, for the embedding cache unless the backfill answers that text from now on;
+    matched: the matched entry's key and stored prompt (the served-hit log, core/feedback.py).
     """
 
     hit: Hit | None = None
@@ -82,6 +83,7 @@ class SemanticPlan:
     backfill: tuple[bytes, float | None] | None = None
     renew: tuple[str, float] | None = None
     unsaved: Unsaved = ()
+    matched: tuple[str, str | None] | None = None
 
     def count(self, name: str, amount: float = 1) -> None:
         self.counts.append((name, amount))

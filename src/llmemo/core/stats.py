@@ -25,6 +25,7 @@ class CacheStats:
     undecryptable: int = 0  # encrypted entries this cache could not open (docs/privacy.md)
     tokens_saved: int = 0
     dollars_saved: float = 0.0
+    feedback_wrong_hit: int = 0  # semantic hits reported wrong (core/feedback.py)
     skip_reasons: dict[str, int] = field(default_factory=dict)
     skipped_sensitive: dict[str, int] = field(default_factory=dict)
     """Answers not stored for sensitive content, by category found (core/sensitive.py)."""
@@ -46,7 +47,7 @@ class CacheStats:
             name: int(counters.get(name, 0))
             for name in (
                 "hits", "semantic_hits", "stale_hits", "revalidations", "semantic_errors", "misses", "stores", "skips", "bypasses",
-                "store_errors", "corrupt", "undecryptable", "tokens_saved",
+                "store_errors", "corrupt", "undecryptable", "tokens_saved", "feedback_wrong_hit",
             )
         }  # fmt: skip
         return cls(
@@ -76,6 +77,7 @@ class CacheStats:
             "undecryptable": self.undecryptable,
             "tokens_saved": self.tokens_saved,
             "dollars_saved": round(self.dollars_saved, 6),
+            "feedback_wrong_hit": self.feedback_wrong_hit,
             "source": self.source,
         }
 

@@ -31,6 +31,7 @@ from llmemo.service.errors import (
     handle_exception,
     json_response,
 )
+from llmemo.service.feedback import feedback_routes
 from llmemo.service.metrics import CONTENT_TYPE, MeteredCache, Metrics
 from llmemo.service.openapi import document
 from llmemo.service.proxy import ENDPOINTS, Endpoint, Proxy
@@ -358,6 +359,7 @@ def create_app(
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Route("/admin/stats", admin_only(service.admin, service.admin_stats), methods=["GET"]),
         *service.warming.routes(),
+        *feedback_routes(service),
     ]
     app = ServiceApp(
         cached,

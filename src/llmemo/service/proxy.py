@@ -323,7 +323,12 @@ class Proxy:
             self._annotate(endpoint, received, controls.tenant, canonical.model, result)
         if hot_key is not None and not parsed.bypass:
             await self.hot.learn(hot_key, canonical, controls.tenant, result)
-        return Answer.of(result.response, 200, {**passed, **cache_headers(result)})
+        sent = {
+            **passed,
+            **cache_headers(result),
+            **await self.report_key(parsed, controls, result),
+        }
+        return Answer.of(result.response, 200, sent)
 
     def _annotate(
         self,
@@ -351,6 +356,15 @@ class Proxy:
             endpoint.path, endpoint.kind, endpoint.provider, base, model, headers
         ) as span:
             yield span
+
+    async def report_key(
+        self, parsed: Parsed, controls: Controls, result: Result
+    ) -> dict[str, str]:
+        """A semantic hit's `x-llmemo-key`: the key it was backfilled under, to report it by
+        (`POST /admin/feedback`); nothing for other answers."""
+        if result.status != "semantic":
+            return {}
+        return {"x-llmemo-key": await self.cache.entry_key(parsed.canonical, **controls.scope())}
 
     async def compute(
         self, parsed: Parsed, controls: Controls, call: Callable[[], Awaitable[dict[str, Any]]]
@@ -413,7 +427,8 @@ class Proxy:
             return RelayResponse(relay, task, {**relay.started.result(), "x-llmemo-cache": status})
         result = task.result()
         body_bytes = replay(endpoint.shape, result.response, include_usage)
-        return Response(body_bytes, 200, cache_headers(result), media_type=SSE_TYPE)
+        sent = {**cache_headers(result), **await self.report_key(parsed, controls, result)}
+        return Response(body_bytes, 200, sent, media_type=SSE_TYPE)
 
     async def _compute_stream(
         self,

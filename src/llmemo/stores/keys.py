@@ -96,6 +96,30 @@ def embedding_key(prefix: str, embedder: str, space: str, digest: str) -> str:
     return f"{prefix}:emb:{embedder}:{space}:{digest}"
 
 
+# -- semantic feedback --------------------------------------------------------------------------
+
+
+def hits_log(prefix: str, namespace: str) -> str:
+    """`{prefix}:~hits:{namespace}`: the capped log of a namespace's served semantic hits."""
+    return f"{prefix}:~hits:{namespace}"
+
+
+def wrong_log(prefix: str, namespace: str) -> str:
+    """`{prefix}:~wrong:{namespace}`: the capped log of a namespace's reported wrong hits."""
+    return f"{prefix}:~wrong:{namespace}"
+
+
+def feedback_logs(prefix: str, kind: str) -> str:
+    """A SCAN pattern over every namespace's logs of one kind (`hits` or `wrong`)."""
+    return f"{prefix.translate(_GLOB_SPECIAL)}:~{kind}:*"
+
+
+def floor_key(prefix: str, entry: str) -> str:
+    """`{prefix}:~floor:{entry key}`: the similarity a query must exceed to be answered by this
+    entry after a wrong hit was reported (the entry's hash tag comes first: the same slot)."""
+    return f"{prefix}:~floor:{entry}"
+
+
 # -- the service --------------------------------------------------------------------------------
 
 

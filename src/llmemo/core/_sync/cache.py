@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 from llmemo import telemetry
 from llmemo.core import hot
 from llmemo.core._sync.check import check_store
+from llmemo.core._sync.feedback import Feedback
 from llmemo.core.check import CheckReport
 from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
+from llmemo.core.feedback import FeedbackLimits, Reported, ServedHit, WrongHit, namespace_of_key
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, entry_pattern
@@ -42,7 +44,8 @@ class Cache(BaseCache):
     """An LLM response cache over an AsyncStore: exact hits, single-flight misses, fail-open.
 
     semantic: the semantic layer (embedder + vector index, core/semantic.py) consulted after an
-    exact miss; None (the default) for exact matching only.
+    exact miss; None (the default) for exact matching only. feedback: the bounds of the
+    served-hit log and wrong-hit reports (core/feedback.py).
     """
 
     semantic: SemanticLayer | None
@@ -52,6 +55,7 @@ class Cache(BaseCache):
         store: stores.Store,
         *,
         semantic: SemanticLayer | None = None,
+        feedback: FeedbackLimits | None = None,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -60,6 +64,7 @@ class Cache(BaseCache):
         if semantic is not None:
             semantic.bind(store, self.prefix, self.clock, self.monotonic, self.keyring)
             semantic.tracer = self._tracer
+        self.feedback = Feedback(store, self.prefix, self.keyring, self.clock, feedback)
         self._flights = Flights()
         self._revalidating: set[str] = set()
         self._background = Background()
@@ -280,10 +285,8 @@ class Cache(BaseCache):
         hit = plan.hit
         backfilled = False
         if hit is not None:
-            try:
-                if plan.backfill is not None:
-                    self.backend.set(self._key_of(call, version), *plan.backfill)
-                    backfilled = True
+            try:  # the backfill and the served-hit log record: one round trip
+                backfilled = self.feedback.served(call, self._key_of(call, version), hit, plan)
                 if plan.renew is not None:  # a hit renews its entry's lease, and its vector's
                     key, lease = plan.renew
                     self.backend.get(key, lease)
@@ -572,6 +575,45 @@ class Cache(BaseCache):
         if self.near is not None:
             self.near.clear()
         return deleted
+
+    # -- feedback on semantic hits (core/feedback.py) ----------------------------------------
+
+    def semantic_hits(self, limit: int = 50, namespace: str | None = None) -> list[ServedHit]:
+        """The newest served semantic hits (one namespace, or every one), newest first; each
+        names the key to report if it was wrong. Store errors are raised."""
+        return self.feedback.hits(limit, namespace)
+
+    def wrong_hits(self, limit: int = 50, namespace: str | None = None) -> list[WrongHit]:
+        """The newest wrong-hit reports, newest first. Store errors are raised."""
+        return self.feedback.reports(limit, namespace)
+
+    def report_wrong_hit(
+        self, key: str | Request, *, note: str | None = None, **scope: Any
+    ) -> Reported:
+        """Report a semantic hit as wrong, by the key it was served under or by the request that
+        got it: the key is deleted, the hit kept as a negative example, and its matched entry
+        will not answer a query as similar again. Counted as `feedback_wrong_hit`. ConfigError
+        for a key that is not an entry key (before any I/O); store errors are raised."""
+        if not isinstance(key, str):
+            key = self.entry_key(key, **scope)
+        namespace_of_key(self.prefix, key)
+        deleted = int(self.delete_key(key))
+        reported = self.feedback.report(key, deleted, note)
+        self.count("feedback_wrong_hit")
+        self.flush()
+        return reported
+
+    def forget_feedback(
+        self,
+        *,
+        key: str | None = None,
+        tenant: str | None = None,
+        user: str | None = None,
+        namespace: str | None = None,
+    ) -> int:
+        """Erase served-hit and report records of an entry key, a tenant or a user (erasure);
+        returns how many went. Store errors are raised."""
+        return self.feedback.forget(key=key, tenant=tenant, user=user, namespace=namespace)
 
     # -- stats ------------------------------------------------------------------------------
 

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from llmemo import telemetry
 from llmemo.core import semantic_base as engine
+from llmemo.core.feedback import below_floor, parse_floor
 from llmemo.core.guard import Guard
 from llmemo.core.semantic_base import DEFAULT_K, MAX_CHARS, Counts, SemanticBase, SemanticPlan
 from llmemo.errors import StoreError
+from llmemo.stores import keys
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -192,6 +194,8 @@ class SemanticLayer(SemanticBase):
             if accepted is None:
                 continue
             hit, prompt = accepted
+            if self._below_floor(plan, match):  # a wrong hit was reported for it
+                continue
             verifier = self.verifier  # borderline matches need its yes
             if (
                 verifier is not None
@@ -200,8 +204,23 @@ class SemanticLayer(SemanticBase):
                 and not self.verified(verifier.verify(text, prompt), plan.counts)
             ):
                 continue
+            plan.matched = (match.key, prompt)
             return self.decide(plan, hit, data, match.key, rolling, backfill)
         return plan
+
+    def _below_floor(self, plan: SemanticPlan, match: indexes.Match) -> bool:
+        """Is this candidate refused by the floor a wrong-hit report put on its entry (one GET,
+        only for a candidate that passed; a store error lets it pass: fail open)?"""
+        assert self._store is not None
+        try:
+            floor = self._store.get(keys.floor_key(self._prefix, match.key))
+        except StoreError as exc:
+            plan.errors.append(exc)
+            return False
+        if below_floor(match.similarity, parse_floor(floor)):
+            plan.count("semantic_rejected:feedback")
+            return True
+        return False
 
     def settle(self, plan: SemanticPlan, backfilled: bool) -> None:
         """After the cache carried out `plan`: the query's vector goes to the embedding cache
