@@ -5,14 +5,20 @@ pair is a (predicted) hit at threshold t when cos(a, b) >= t and, with the guard
 `a` answer `b`. Precision, recall and F1 are computed for a range of thresholds with and without
 the guard; the recommendation is the lowest threshold whose precision reaches the target (lowest:
 it keeps the most hits). Pure functions, except `embed_pairs` (the embedder) and `plot` (a file).
+
+From feedback (`llmemo calibrate --from-feedback`): per namespace, the served semantic hits nobody
+reported are weak positives and the reported ones negatives (core/feedback.py); `advise` picks the
+lowest threshold at which the hits that would still be served reach the target precision, and
+says "not enough data" below a minimum number of logged hits.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -190,4 +196,85 @@ def plot(
     out = Path(path)
     figure.savefig(out)
     plt.close(figure)
+    return out
+
+
+MIN_FEEDBACK = 30
+"""Logged hits (served and reported) a namespace needs before `advise` recommends anything."""
+STEP_ABOVE = 0.001
+"""A recommended threshold sits this far above the reported similarity it shuts out."""
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A threshold recommended from feedback for one namespace. served: logged hits nobody
+    reported (weak positives); reported: wrong-hit reports (negatives); threshold: None when
+    there is not enough data; precision and kept: the estimated precision of the hits still
+    served at that threshold, and how many of the logged hits those are."""
+
+    namespace: str
+    served: int
+    reported: int
+    current: float | None
+    threshold: float | None
+    precision: float | None
+    kept: int
+    note: str
+
+
+def advise(
+    namespace: str,
+    served: Sequence[float],
+    reported: Sequence[float],
+    current: float | None = None,
+    precision: float = 0.98,
+    minimum: int = MIN_FEEDBACK,
+) -> Advice:
+    """The lowest threshold whose served hits reach `precision` among the logged ones.
+
+    Only thresholds at or above what was served can be judged (a lower one would serve hits
+    never seen), so the candidates are the current threshold and a step above each report.
+    """
+    total = len(served) + len(reported)
+    if total < minimum:
+        return Advice(
+            namespace, len(served), len(reported), current, None, None, 0,
+            f"not enough data: {total} logged hit(s), at least {minimum} needed",
+        )  # fmt: skip
+    lowest = min([*served, *reported])
+    floor = current if current is not None and current <= lowest else lowest
+    steps = sorted({floor, *(math.ceil((r + STEP_ABOVE) * 1000) / 1000 for r in reported)})
+    for threshold in steps:
+        good = sum(1 for s in served if s >= threshold)
+        bad = sum(1 for r in reported if r >= threshold)
+        if good + bad == 0:
+            break
+        share = good / (good + bad)
+        if share >= precision:
+            same = threshold == floor
+            note = "keep the current threshold" if same else "raise the threshold"
+            return Advice(
+                namespace, len(served), len(reported), current,
+                current if same and current is not None else threshold, share, good + bad, note,
+            )  # fmt: skip
+    return Advice(
+        namespace, len(served), len(reported), current, None, None, 0,
+        f"no threshold keeps precision {precision:g}: the hits served above the highest report "
+        "are too few; review the reports or lower the target",
+    )  # fmt: skip
+
+
+def feedback_similarities(
+    hits: Iterable[Any], reports: Iterable[Any]
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Per namespace, (similarities of served hits not reported, of reported hits), from the
+    records `semantic_hits` and `wrong_hits` return (a report without its hit is skipped)."""
+    negatives = [r.hit for r in reports if r.hit is not None]
+    reported = {(h.key, h.at) for h in negatives}
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for hit in hits:
+        if (hit.key, hit.at) not in reported:
+            out.setdefault(hit.namespace, ([], []))[0].append(hit.similarity)
+    for hit in negatives:
+        out.setdefault(hit.namespace, ([], []))[1].append(hit.similarity)
     return out

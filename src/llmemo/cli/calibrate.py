@@ -9,14 +9,15 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from llmemo.cli.main import app, fail
+from llmemo.cli.main import StoreOpt, app, columns, fail, open_cache
 
 
 @app.command()
 def calibrate(
     pairs_file: Annotated[
-        Path, typer.Argument(metavar="PAIRS.jsonl", help='Lines of {"a", "b", "duplicate"}.')
-    ],
+        Path | None,
+        typer.Argument(metavar="[PAIRS.jsonl]", help='Lines of {"a", "b", "duplicate"}.'),
+    ] = None,
     embedder: Annotated[
         str, typer.Option(help="minilm (offline), openai:MODEL[@URL] or ollama:MODEL[@URL].")
     ] = "minilm",
@@ -42,8 +43,22 @@ def calibrate(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N pairs.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    from_feedback: Annotated[
+        bool,
+        typer.Option(
+            "--from-feedback",
+            help="Recommend a threshold per namespace from the store's served semantic hits and "
+            "wrong-hit reports instead of a pairs file.",
+        ),
+    ] = False,
+    feedback_store: StoreOpt = None,
+    min_hits: Annotated[
+        int, typer.Option(min=1, help="With --from-feedback: logged hits a namespace needs.")
+    ] = 30,
 ) -> None:
-    """Precision/recall/F1 by threshold, with and without the guard; recommend a threshold."""
+    """Precision/recall/F1 by threshold, with and without the guard; recommend a threshold.
+
+    With --from-feedback: a threshold per namespace from the reports and the hits served."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -53,6 +68,13 @@ def calibrate(
 
     if not 0.0 < precision <= 1.0:
         fail(f"--precision must be in (0, 1], got {precision}", 2)
+    if from_feedback:
+        if pairs_file is not None:
+            fail("give a pairs file or --from-feedback, not both", 2)
+        _from_feedback(feedback_store, embedder, precision, min_hits, as_json)
+        return
+    if pairs_file is None:
+        fail("give a pairs file (PAIRS.jsonl) or --from-feedback", 2)
     grid = cal.thresholds(start, stop, step)
     pairs = cal.read_pairs(pairs_file, limit)
     model: Any = from_spec(embedder)
@@ -149,3 +171,44 @@ def _print(
             *(f"{v:.3f}" for v in (p.precision, p.recall, p.f1, g.precision, g.recall, g.f1)),
         )
     console.print(table)
+
+
+def _from_feedback(
+    store: str | None, embedder: str, precision: float, minimum: int, as_json: bool
+) -> None:
+    from llmemo import calibrate as cal
+    from llmemo.core.semantic import default_threshold
+    from llmemo.errors import ConfigError
+
+    try:
+        current: float | None = default_threshold(embedder)
+    except ConfigError:
+        current = None
+    with open_cache(store, "default") as cache:
+        hits = cache.semantic_hits(1_000_000)
+        reports = cache.wrong_hits(1_000_000)
+    found = cal.feedback_similarities(hits, reports)
+    advice = [
+        cal.advise(ns, served, wrong, current, precision, minimum)
+        for ns, (served, wrong) in sorted(found.items())
+    ]
+    if as_json:
+        typer.echo(orjson.dumps([vars(a) for a in advice], option=orjson.OPT_INDENT_2).decode())
+        return
+    if not advice:
+        typer.echo("no served semantic hit or wrong-hit report logged: nothing to calibrate from")
+        return
+    rows = [["namespace", "served", "reported", "threshold", "precision", "hits kept", "advice"]]
+    for a in advice:
+        rows.append(
+            [
+                a.namespace,
+                str(a.served),
+                str(a.reported),
+                "-" if a.threshold is None else f"{a.threshold:g}",
+                "-" if a.precision is None else f"{a.precision:.3f}",
+                str(a.kept),
+                a.note,
+            ]
+        )
+    columns(rows)

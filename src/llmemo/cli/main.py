@@ -324,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
 
 from llmemo.cli import calibrate as _calibrate  # noqa: E402, F401 - registers `llmemo calibrate`
 from llmemo.cli import doctor as _doctor  # noqa: E402, F401 - registers `llmemo doctor`
+from llmemo.cli import feedback as _feedback  # noqa: E402, F401 - registers `llmemo feedback`
 from llmemo.cli import rekey as _rekey  # noqa: E402, F401 - registers `llmemo rekey`
 from llmemo.cli import serve as _serve  # noqa: E402, F401 - registers `llmemo serve`
 from llmemo.cli import top as _top  # noqa: E402, F401 - registers `llmemo top`
