@@ -211,6 +211,37 @@ PATHS: dict[str, Schema] = {
             **_errors("openai", 401, 404, 503),
         },
     ),
+    "/admin/semantic-hits": _get(
+        "admin_semantic_hits",
+        "The newest served semantic hits, each with the key to report it by (docs/semantic.md, "
+        '"Feedback").',
+        _json({"type": "object"}, "`hits`, newest first."),
+        parameters=[
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}},
+            {"name": "namespace", "in": "query", "schema": {"type": "string"}},
+        ],
+        security=[{"admin": []}],
+        responses={
+            "200": _json({"type": "object"}, "`hits`, newest first."),
+            **_errors("openai", 400, 401, 503),
+        },
+    ),
+    "/admin/feedback": {
+        "post": {
+            "operationId": "admin_feedback",
+            "summary": "Report a semantic hit as wrong, by `key` or by `request` (docs/semantic.md, "
+            '"Feedback").',
+            "security": [{"admin": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "responses": {
+                "200": _json({"type": "object"}, "`deleted`, `recorded`, the matched entry."),
+                **_errors("openai", 400, 401, 503),
+            },
+        }
+    },
     "/healthz": _get(
         "healthz",
         "The process is up.",

@@ -60,18 +60,19 @@ class SQLiteRecords:
         self.store = store
         self._ready = False
 
-    def _conn(self, conn: Any) -> Any:
+    def _schema(self) -> None:
+        """Create the table once (executescript commits: never inside a transaction)."""
         if not self._ready:
-            conn.executescript(_SCHEMA)
+            with self.store._use("schema") as conn:
+                conn.executescript(_SCHEMA)
             self._ready = True
-        return conn
 
     def push(
         self, log: str, record: bytes, cap: int, ttl: float, entry: Write | None = None
     ) -> None:
+        self._schema()
         now = self.store._clock()
         with self.store._transaction("push") as conn:
-            conn = self._conn(conn)
             if entry is not None:
                 key, value, lifetime = entry
                 conn.execute(_UPSERT, (key, value, None if lifetime is None else now + lifetime))
@@ -88,24 +89,21 @@ class SQLiteRecords:
     def recent(self, log: str, limit: int) -> list[bytes]:
         if limit < 1:
             return []
+        self._schema()
         with self.store._use("recent") as conn:
-            rows = (
-                self._conn(conn)
-                .execute(
-                    "SELECT record FROM llmemo_records WHERE log = ? AND expires > ?"
-                    " ORDER BY id DESC LIMIT ?",
-                    (log, self.store._clock(), limit),
-                )
-                .fetchall()
-            )
+            rows = conn.execute(
+                "SELECT record FROM llmemo_records WHERE log = ? AND expires > ?"
+                " ORDER BY id DESC LIMIT ?",
+                (log, self.store._clock(), limit),
+            ).fetchall()
         return [bytes(record) for (record,) in rows]
 
     def remove(self, log: str, records: Sequence[bytes]) -> int:
         if not records:
             return 0
+        self._schema()
         gone = 0
         with self.store._transaction("remove") as conn:
-            conn = self._conn(conn)
             for record in dict.fromkeys(records):
                 cursor = conn.execute(
                     "DELETE FROM llmemo_records WHERE log = ? AND record = ?", (log, record)
@@ -115,15 +113,11 @@ class SQLiteRecords:
 
     def names(self, pattern: str) -> list[str]:
         regex = glob_regex(pattern)
+        self._schema()
         with self.store._use("names") as conn:
-            rows = (
-                self._conn(conn)
-                .execute(
-                    "SELECT DISTINCT log FROM llmemo_records WHERE expires > ?",
-                    (self.store._clock(),),
-                )
-                .fetchall()
-            )
+            rows = conn.execute(
+                "SELECT DISTINCT log FROM llmemo_records WHERE expires > ?", (self.store._clock(),)
+            ).fetchall()
         return sorted(log for (log,) in rows if regex.fullmatch(log))
 
 
