@@ -17,6 +17,7 @@ from llmemo.core.check import CheckReport
 from llmemo.core.crypto import Keyring
 from llmemo.core.entry import Entry, Usage
 from llmemo.core.facade import Hit, Result
+from llmemo.core.feedback import FeedbackLimits
 from llmemo.core.memoize import UnstorableValueError, memoize
 from llmemo.core.near import NearCache
 
@@ -158,6 +159,7 @@ __all__ = [
     "Embedder",
     "EmbedderError",
     "Entry",
+    "FeedbackLimits",
     "Hit",
     "Keyring",
     "LLMVerifier",
