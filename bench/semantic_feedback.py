@@ -11,6 +11,8 @@ exact GET, the embedding cache GET, the KNN, (LocalIndex) the candidate's GET, t
 report may have set (this code), and the backfill SET with the hit's log record (one round trip).
 With `--baseline SRC`, each round runs the same measurement in a child process on that source
 tree first, then on this one (A/B interleaved), and prints both; otherwise this tree only.
+"commands per hit": the server's `total_commands_processed` over the loop, per hit (independent
+of the machine's load, unlike the times).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ def measure(url: str, vectors_file: str, entries: int, queries: int) -> dict[str
     cache = Cache.from_url(url, semantic=SemanticLayer(embedder, threshold=0.8))
     for i in range(entries):
         cache.store(chat(prompt(i)), answer(i))
+    import redis
+
+    server = redis.Redis.from_url(url)
+    before = int(server.info("stats")["total_commands_processed"])
     times = []
     for i in range(queries):
         started = time.perf_counter()
@@ -87,8 +93,14 @@ def measure(url: str, vectors_file: str, entries: int, queries: int) -> dict[str
         if result.status != "semantic":
             raise SystemExit(f"query {i} was a {result.status}, not a semantic hit")
     cache.close()
+    commands = int(server.info("stats")["total_commands_processed"]) - before - 1  # INFO itself
+    server.close()
     ms = np.array(times) * 1000
-    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99))}
+    return {
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "commands": commands / queries,
+    }
 
 
 def child(src: str, url: str, vectors_file: str, entries: int, queries: int) -> dict[str, float]:
@@ -131,7 +143,10 @@ def main() -> None:
     )
     print(f"load {os.getloadavg()[0]:.1f}; {args.entries} entries, {args.queries} semantic hits "
           f"per run, {args.rounds} rounds interleaved (ms)\n")  # fmt: skip
-    print("| store | index | tree | round | p50 | p99 |\n|---|---|---|---:|---:|---:|")
+    print(
+        "| store | index | tree | round | p50 | p99 | commands per hit |\n"
+        "|---|---|---|---:|---:|---:|---:|"
+    )
     with ExitStack() as stack:
         import tempfile
 
@@ -157,7 +172,8 @@ def main() -> None:
                         client.flushall()
                     got = child(src, url, str(vectors_file), args.entries, args.queries)
                     print(
-                        f"| {name} | {index} | {side} | {n + 1} | {got['p50']:.3f} | {got['p99']:.3f} |"
+                        f"| {name} | {index} | {side} | {n + 1} | {got['p50']:.3f} | {got['p99']:.3f} "
+                        f"| {got['commands']:.2f} |"
                     )
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 

@@ -16,10 +16,16 @@ Measured for the pairs with cos >= 0.85 (no operating point of interest lies bel
   `b` (the query's KNN list, which the layer has: up to k - 1 = 3 others), i.e. a query in a
   crowded neighbourhood needs a higher similarity than an isolated one;
 - the candidate's own crowding: the same with the neighbours of `a` (this one needs a second
-  search per candidate in the layer, or a count kept per entry).
+  search per candidate in the layer, or a count kept per entry);
+- short texts: the threshold moves by `step` when the shorter text has at most `n` words;
+- word overlap: the threshold moves by `step` when the word sets' Jaccard overlap is at least
+  `j` (a close rewording with a high cosine may be a one-word change of meaning).
 
 Parameters are chosen on the even-numbered pairs (the most recall at precision >= 0.90) and
-reported on the odd-numbered ones and on all; nothing else is fitted. Not a test.
+reported on the odd-numbered ones and on all; nothing else is fitted. Last, a threshold learned
+from feedback: the even pairs served at a lower threshold with every wrong hit reported, the
+threshold `llmemo calibrate --from-feedback` (`calibrate.advise`) recommends from that, scored
+on the odd pairs. Not a test.
 """
 
 from __future__ import annotations
@@ -146,6 +152,9 @@ def main() -> None:
         report(f"cos >= {t:.2f} + guard", (similarity >= t) & passes)
 
     thresholds = [round(0.86 + i / 100, 2) for i in range(11)]
+    words = [(set(p.a.lower().split()), set(p.b.lower().split())) for p in pairs]
+    shortest = np.array([min(len(a), len(b)) for a, b in words], dtype=np.float32)
+    overlap = np.array([len(a & b) / max(1, len(a | b)) for a, b in words], dtype=np.float32)
     ideas: dict[str, Callable[[float, float, float], Bools]] = {
         "margin": lambda t, m, _: (similarity >= t) & passes & (similarity - rival >= m),
         "crowding of b": lambda t, r, step: (
@@ -155,6 +164,8 @@ def main() -> None:
             (similarity >= t + step * (of_a[:, : K - 1] >= r).sum(axis=1)) & passes
         ),
         "rival above a": lambda t, _m, _s: (similarity >= t) & passes & (rival <= similarity),
+        "short texts": lambda t, n, step: (similarity >= t + step * (shortest <= n)) & passes,
+        "word overlap": lambda t, j, step: (similarity >= t + step * (overlap >= j)) & passes,
     }
     grids: dict[str, list[tuple[float, float]]] = {
         "margin": [(m, 0.0) for m in (-0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03, 0.05)],
@@ -169,6 +180,12 @@ def main() -> None:
             )
         ),
         "rival above a": [(0.0, 0.0)],
+        "short texts": list(
+            itertools.product((4, 6, 8, 10, 12), (-0.03, -0.02, -0.01, 0.01, 0.02, 0.03))
+        ),
+        "word overlap": list(
+            itertools.product((0.5, 0.6, 0.7, 0.8), (-0.03, -0.02, -0.01, 0.01, 0.02, 0.03))
+        ),
     }
     for name, rule in ideas.items():
         found: tuple[float, float, float, cal.Score] | None = None
@@ -182,6 +199,27 @@ def main() -> None:
             continue
         t, x, y, _ = found
         report(f"{name} (t {t:.2f}, {x:g}, {y:g})", rule(t, x, y))
+    # Thresholds learned from feedback (`llmemo calibrate --from-feedback`): the even pairs are
+    # served at `start` with the guard and every wrong hit among them is reported; `advise`
+    # recommends a threshold from those reports, and it is scored on the odd pairs.
+    for start, target in ((0.88, 0.90), (0.90, 0.90), (0.90, 0.92)):
+        served = even & (similarity >= start) & passes
+        advice = cal.advise(
+            "qqp",
+            [float(x) for x in similarity[served & labels]],
+            [float(x) for x in similarity[served & ~labels]],
+            start,
+            precision=target,
+        )
+        if advice.threshold is None:
+            print(
+                f"| from feedback (served at {start:.2f}, target {target:.2f}): {advice.note} | | | |"
+            )
+            continue
+        report(
+            f"from feedback (served at {start:.2f}, target {target:.2f}): {advice.threshold:.3f}",
+            (similarity >= advice.threshold) & passes,
+        )
     base = best_at(lambda t: ((similarity >= t) & passes)[even], labels[even], thresholds)
     if base is not None:
         report(
