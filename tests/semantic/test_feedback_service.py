@@ -133,3 +133,19 @@ def test_both_routes_need_the_admin_token(serve: Callable[..., ServiceServer]) -
     ):
         assert answer.status_code == 401
         assert "admin token" in answer.json()["error"]["message"]
+
+
+def test_a_streamed_semantic_answer_carries_its_key(serve: Callable[..., ServiceServer]) -> None:
+    service = serve()
+    with openai.OpenAI(api_key=ALICE, base_url=service.base_url, max_retries=0) as alice:
+        ask(alice, FRANCE)
+        with alice.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": PARAPHRASE}],
+            stream=True,
+        ) as response:
+            assert response.headers["x-llmemo-cache"] == "semantic"
+            key = response.headers["x-llmemo-key"]
+            assert "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    listed = httpx.get(service.url + "/admin/semantic-hits", headers=ADMIN).json()
+    assert [hit["key"] for hit in listed["hits"]] == [key]
