@@ -149,3 +149,11 @@ def test_a_streamed_semantic_answer_carries_its_key(serve: Callable[..., Service
             assert "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
     listed = httpx.get(service.url + "/admin/semantic-hits", headers=ADMIN).json()
     assert [hit["key"] for hit in listed["hits"]] == [key]
+
+
+def test_the_hit_log_is_bounded_by_the_settings(serve: Callable[..., ServiceServer]) -> None:
+    off = serve(semantic_hit_log=0)
+    with openai.OpenAI(api_key=ALICE, base_url=off.base_url, max_retries=0) as alice:
+        ask(alice, FRANCE)
+        assert ask(alice, PARAPHRASE)["x-llmemo-cache"] == "semantic"
+    assert httpx.get(off.url + "/admin/semantic-hits", headers=ADMIN).json() == {"hits": []}

@@ -113,6 +113,13 @@ def serve(
             "by default."
         ),
     ] = None,
+    semantic_hit_log: Annotated[
+        int | None,
+        typer.Option(
+            help="Served semantic hits kept per namespace for feedback, 0 for none "
+            "(env LLMEMO_SEMANTIC_HIT_LOG; default 1000)."
+        ),
+    ] = None,
     otel: Annotated[
         bool | None,
         typer.Option(
@@ -192,6 +199,7 @@ def serve(
         semantic_threshold=semantic_threshold,
         semantic_embedder=semantic_embedder,
         semantic_verifier=semantic_verifier,
+        semantic_hit_log=semantic_hit_log,
         otel=otel,
         log_level=log_level,
         workers=workers,

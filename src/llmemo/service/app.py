@@ -102,7 +102,12 @@ class Service:
         if self.settings.stale_grace is not None:
             options["stale_grace"] = self.settings.stale_grace
         if self.settings.semantic:
+            from llmemo.core.feedback import FeedbackLimits
             from llmemo.core.semantic import AsyncSemanticLayer
+
+            options["feedback"] = FeedbackLimits(
+                hits=self.settings.semantic_hit_log, hits_ttl=self.settings.semantic_hit_log_ttl
+            )
 
             options["semantic"] = AsyncSemanticLayer(
                 self.settings.semantic_embedder,

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     """A chat model that must confirm borderline semantic matches (`llmemo.core.verify`), asked at
     the OpenAI base URL with `semantic_verifier_api_key`; None (default): no LLM check."""
     semantic_verifier_api_key: SecretStr | None = None
+    semantic_hit_log: int = Field(1000, ge=0)
+    """Served semantic hits kept per namespace for feedback (`GET /admin/semantic-hits`,
+    `llmemo calibrate --from-feedback`); 0: none logged."""
+    semantic_hit_log_ttl: float = Field(7 * 86400.0, gt=0)
+    """Seconds a served semantic hit stays in that log."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
     """Bearer token allowed to call /v1/warm."""
