@@ -79,5 +79,5 @@ def test_feedback_keys() -> None:
     entry = f"p:app:3:x:{{{SHA}}}"
     assert keys.hits_log("p", "app") == "p:~hits:app"
     assert keys.wrong_log("p", "app") == "p:~wrong:app"
-    assert keys.feedback_logs("p*", "hits") == "p\\*:~hits:*"
+    assert keys.feedback_index("p", "hits") == "p:~hits-logs"
     assert keys.floor_key("p", entry) == f"p:~floor:p:app:3:x:{{{SHA}}}"

@@ -105,17 +105,21 @@ async def test_a_log_keeps_the_newest_records_up_to_its_cap(subject: Subject) ->
 
 
 async def test_records_expire(subject: Subject) -> None:
-    await subject.call("push", "p:~hits:a", b"old", 10, 3 * subject.unit)
+    await subject.call("push", "p:~hits:a", b"old", 10, 3 * subject.unit, None, "p:~hits-logs")
+    assert await subject.call("names", "p:~hits-logs") == ["p:~hits:a"]
     await subject.wait(5)
     assert await subject.call("recent", "p:~hits:a", 10) == []
-    assert await subject.call("names", "p:~hits:*") == []
+    assert await subject.call("names", "p:~hits-logs") == []
 
 
-async def test_records_are_removed_by_value_and_logs_found_by_name(subject: Subject) -> None:
+async def test_records_are_removed_by_value_and_logs_found_in_their_index(subject: Subject) -> None:
     for log in ("p:~hits:a", "p:~hits:b", "p:~wrong:a"):
+        index = "p:~" + log.split(":")[1][1:] + "-logs"
         for record in (b"x", b"y", b"x"):
-            await subject.call("push", log, record, 10, 60 * subject.unit)
-    assert await subject.call("names", "p:~hits:*") == ["p:~hits:a", "p:~hits:b"]
+            await subject.call("push", log, record, 10, 60 * subject.unit, None, index)
+    assert await subject.call("names", "p:~hits-logs") == ["p:~hits:a", "p:~hits:b"]
+    assert await subject.call("names", "p:~wrong-logs") == ["p:~wrong:a"]
+    assert await subject.call("names", "p:~other-logs") == []
     assert await subject.call("remove", "p:~hits:a", [b"x"]) == 2
     assert await subject.call("remove", "p:~hits:a", []) == 0
     assert await subject.call("recent", "p:~hits:a", 10) == [b"y"]

@@ -109,9 +109,10 @@ def wrong_log(prefix: str, namespace: str) -> str:
     return f"{prefix}:~wrong:{namespace}"
 
 
-def feedback_logs(prefix: str, kind: str) -> str:
-    """A SCAN pattern over every namespace's logs of one kind (`hits` or `wrong`)."""
-    return f"{prefix.translate(_GLOB_SPECIAL)}:~{kind}:*"
+def feedback_index(prefix: str, kind: str) -> str:
+    """`{prefix}:~{kind}-logs`: the names of every namespace's logs of one kind (`hits` or
+    `wrong`), so listing them never scans the key space."""
+    return f"{prefix}:~{kind}-logs"
 
 
 def floor_key(prefix: str, entry: str) -> str:

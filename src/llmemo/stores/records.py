@@ -22,7 +22,6 @@ from llmemo.stores._async.records import (
     Write,
 )
 from llmemo.stores._sync.records import RecordLog, RedisRecords, UpstashRecords
-from llmemo.stores.glob import glob_regex
 
 __all__ = [
     "ASYNC_RECORDS",
@@ -46,6 +45,9 @@ CREATE TABLE IF NOT EXISTS llmemo_records (
     id INTEGER PRIMARY KEY AUTOINCREMENT, log TEXT NOT NULL, record BLOB NOT NULL, expires REAL
 );
 CREATE INDEX IF NOT EXISTS llmemo_records_by_log ON llmemo_records (log, id);
+CREATE TABLE IF NOT EXISTS llmemo_record_index (
+    idx TEXT NOT NULL, log TEXT NOT NULL, expires REAL, PRIMARY KEY (idx, log)
+) WITHOUT ROWID;
 """
 _UPSERT = (
     "INSERT INTO entries (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key)"
@@ -68,7 +70,13 @@ class SQLiteRecords:
             self._ready = True
 
     def push(
-        self, log: str, record: bytes, cap: int, ttl: float, entry: Write | None = None
+        self,
+        log: str,
+        record: bytes,
+        cap: int,
+        ttl: float,
+        entry: Write | None = None,
+        index: str | None = None,
     ) -> None:
         self._schema()
         now = self.store._clock()
@@ -85,6 +93,12 @@ class SQLiteRecords:
                 "SELECT id FROM llmemo_records WHERE log = ? ORDER BY id DESC LIMIT 1 OFFSET ?))",
                 (log, now, log, max(1, cap)),
             )
+            if index is not None:
+                conn.execute(
+                    "INSERT INTO llmemo_record_index (idx, log, expires) VALUES (?, ?, ?)"
+                    " ON CONFLICT (idx, log) DO UPDATE SET expires = excluded.expires",
+                    (index, log, now + ttl),
+                )
 
     def recent(self, log: str, limit: int) -> list[bytes]:
         if limit < 1:
@@ -111,14 +125,14 @@ class SQLiteRecords:
                 gone += cursor.rowcount
         return gone
 
-    def names(self, pattern: str) -> list[str]:
-        regex = glob_regex(pattern)
+    def names(self, index: str) -> list[str]:
         self._schema()
         with self.store._use("names") as conn:
             rows = conn.execute(
-                "SELECT DISTINCT log FROM llmemo_records WHERE expires > ?", (self.store._clock(),)
+                "SELECT log FROM llmemo_record_index WHERE idx = ? AND expires > ? ORDER BY log",
+                (index, self.store._clock()),
             ).fetchall()
-        return sorted(log for (log,) in rows if regex.fullmatch(log))
+        return [log for (log,) in rows]
 
 
 class AsyncSQLiteRecords:
@@ -129,9 +143,15 @@ class AsyncSQLiteRecords:
         self.sync = SQLiteRecords(store.sync)
 
     async def push(
-        self, log: str, record: bytes, cap: int, ttl: float, entry: Write | None = None
+        self,
+        log: str,
+        record: bytes,
+        cap: int,
+        ttl: float,
+        entry: Write | None = None,
+        index: str | None = None,
     ) -> None:
-        await self.store._run(self.sync.push, log, record, cap, ttl, entry)
+        await self.store._run(self.sync.push, log, record, cap, ttl, entry, index)
 
     async def recent(self, log: str, limit: int) -> list[bytes]:
         return await self.store._run(self.sync.recent, log, limit)  # type: ignore[no-any-return]
@@ -139,11 +159,14 @@ class AsyncSQLiteRecords:
     async def remove(self, log: str, records: Sequence[bytes]) -> int:
         return await self.store._run(self.sync.remove, log, records)  # type: ignore[no-any-return]
 
-    async def names(self, pattern: str) -> list[str]:
-        return await self.store._run(self.sync.names, pattern)  # type: ignore[no-any-return]
+    async def names(self, index: str) -> list[str]:
+        return await self.store._run(self.sync.names, index)  # type: ignore[no-any-return]
 
 
 _MEMORY: weakref.WeakKeyDictionary[Any, dict[str, list[tuple[bytes, float]]]] = (
+    weakref.WeakKeyDictionary()
+)
+_MEMORY_INDEX: weakref.WeakKeyDictionary[Any, dict[str, dict[str, float]]] = (
     weakref.WeakKeyDictionary()
 )
 _MEMORY_LOCK = threading.Lock()
@@ -156,6 +179,7 @@ class MemoryRecords:
         self.store = store
         with _MEMORY_LOCK:
             self._logs = _MEMORY.setdefault(store, {})
+            self._index = _MEMORY_INDEX.setdefault(store, {})
 
     def _live(self, log: str) -> list[tuple[bytes, float]]:
         now = self.store._clock()
@@ -164,14 +188,23 @@ class MemoryRecords:
         return kept
 
     def push(
-        self, log: str, record: bytes, cap: int, ttl: float, entry: Write | None = None
+        self,
+        log: str,
+        record: bytes,
+        cap: int,
+        ttl: float,
+        entry: Write | None = None,
+        index: str | None = None,
     ) -> None:
         if entry is not None:
             self.store.set(*entry)
         with _MEMORY_LOCK:
             kept = self._live(log)
-            kept.insert(0, (bytes(record), self.store._clock() + ttl))
+            until = self.store._clock() + ttl
+            kept.insert(0, (bytes(record), until))
             del kept[max(1, cap) :]
+            if index is not None:
+                self._index.setdefault(index, {})[log] = until
 
     def recent(self, log: str, limit: int) -> list[bytes]:
         with _MEMORY_LOCK:
@@ -185,12 +218,10 @@ class MemoryRecords:
             self._logs[log] = left
             return len(kept) - len(left)
 
-    def names(self, pattern: str) -> list[str]:
-        regex = glob_regex(pattern)
+    def names(self, index: str) -> list[str]:
+        now = self.store._clock()
         with _MEMORY_LOCK:
-            return sorted(
-                log for log in list(self._logs) if self._live(log) and regex.fullmatch(log)
-            )
+            return sorted(log for log, until in self._index.get(index, {}).items() if until > now)
 
 
 class AsyncMemoryRecords:
@@ -200,9 +231,15 @@ class AsyncMemoryRecords:
         self.sync = MemoryRecords(store.sync)
 
     async def push(
-        self, log: str, record: bytes, cap: int, ttl: float, entry: Write | None = None
+        self,
+        log: str,
+        record: bytes,
+        cap: int,
+        ttl: float,
+        entry: Write | None = None,
+        index: str | None = None,
     ) -> None:
-        self.sync.push(log, record, cap, ttl, entry)
+        self.sync.push(log, record, cap, ttl, entry, index)
 
     async def recent(self, log: str, limit: int) -> list[bytes]:
         return self.sync.recent(log, limit)
@@ -210,8 +247,8 @@ class AsyncMemoryRecords:
     async def remove(self, log: str, records: Sequence[bytes]) -> int:
         return self.sync.remove(log, records)
 
-    async def names(self, pattern: str) -> list[str]:
-        return self.sync.names(pattern)
+    async def names(self, index: str) -> list[str]:
+        return self.sync.names(index)
 
 
 SyncFactory = Callable[[Any], RecordLog]

@@ -71,6 +71,7 @@ class AsyncFeedback:
             self.limits.hits,
             self.limits.hits_ttl,
             entry,
+            keys.feedback_index(self.prefix, "hits"),
         )
         return entry is not None
 
@@ -81,7 +82,7 @@ class AsyncFeedback:
         if namespace is not None:
             return [namespace]
         start = len(self.prefix) + len(kind) + 3  # "{prefix}:~{kind}:"
-        return [name[start:] for name in await log.names(keys.feedback_logs(self.prefix, kind))]
+        return [name[start:] for name in await log.names(keys.feedback_index(self.prefix, kind))]
 
     async def hits(self, limit: int = 50, namespace: str | None = None) -> list[ServedHit]:
         """The newest served semantic hits (of one namespace, or of every one), newest first."""
@@ -129,6 +130,8 @@ class AsyncFeedback:
                 fb.encode_report(report, self.keyring),
                 self.limits.reports,
                 self.limits.reports_ttl,
+                None,
+                keys.feedback_index(self.prefix, "wrong"),
             )
         return Reported(
             key,

@@ -72,6 +72,7 @@ class Feedback:
             self.limits.hits,
             self.limits.hits_ttl,
             entry,
+            keys.feedback_index(self.prefix, "hits"),
         )
         return entry is not None
 
@@ -82,7 +83,7 @@ class Feedback:
         if namespace is not None:
             return [namespace]
         start = len(self.prefix) + len(kind) + 3  # "{prefix}:~{kind}:"
-        return [name[start:] for name in log.names(keys.feedback_logs(self.prefix, kind))]
+        return [name[start:] for name in log.names(keys.feedback_index(self.prefix, kind))]
 
     def hits(self, limit: int = 50, namespace: str | None = None) -> list[ServedHit]:
         """The newest served semantic hits (of one namespace, or of every one), newest first."""
@@ -130,6 +131,8 @@ class Feedback:
                 fb.encode_report(report, self.keyring),
                 self.limits.reports,
                 self.limits.reports_ttl,
+                None,
+                keys.feedback_index(self.prefix, "wrong"),
             )
         return Reported(
             key,
