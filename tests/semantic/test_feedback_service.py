@@ -157,3 +157,13 @@ def test_the_hit_log_is_bounded_by_the_settings(serve: Callable[..., ServiceServ
         ask(alice, FRANCE)
         assert ask(alice, PARAPHRASE)["x-llmemo-cache"] == "semantic"
     assert httpx.get(off.url + "/admin/semantic-hits", headers=ADMIN).json() == {"hits": []}
+
+
+def test_a_report_reaches_the_dashboard_figures(serve: Callable[..., ServiceServer]) -> None:
+    service = serve()
+    with openai.OpenAI(api_key=ALICE, base_url=service.base_url, max_retries=0) as alice:
+        ask(alice, FRANCE)
+        key = ask(alice, PARAPHRASE)["x-llmemo-key"]
+    httpx.post(service.url + "/admin/feedback", json={"key": key}, headers=ADMIN)
+    stats = httpx.get(service.url + "/admin/stats", headers=ADMIN).json()
+    assert stats["semantic"]["wrong_hit_reports"] == 1
