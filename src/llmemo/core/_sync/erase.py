@@ -87,8 +87,8 @@ def _embedding_pattern(prefix: str, target: WipeTarget) -> str:
 
 
 def _sweep_vectors(store: Store, prefix: str, gone: set[str], batch: int) -> int:
-    """Delete the vector records (local index records, RediSearch hashes: the latter hold the
-    entry's bytes) of the deleted entries, and any whose entry no longer exists; then tell the
+    """Delete the vector records (local index records, RediSearch hashes: a scope digest and the
+    prompt's vector) of the deleted entries, and any whose entry no longer exists; then tell the
     LocalIndexes of other processes through their change log."""
     deleted = 0
     shapes_gone: dict[tuple[Dtype, int], list[str]] = {}
