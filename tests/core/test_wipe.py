@@ -130,3 +130,13 @@ def test_an_entry_whose_header_is_longer_than_a_head_read_is_wiped(redis_url: st
         assert cache.wipe(user=user).entries == 1
         assert cache.lookup(chat("hi"), user=user) is None
         assert cache.lookup(chat("hi"), user="bob") is not None
+
+
+def test_an_entry_whose_header_is_longer_than_a_head_read_is_invalidated(redis_url: str) -> None:
+    user = "u" * 3000
+    with Cache.from_url(redis_url) as cache:
+        cache.compute(chat("hi"), Upstream(), user=user)
+        cache.compute(chat("hi"), Upstream(), user="bob")
+        assert cache.invalidate(user=user) == 1
+        assert cache.lookup(chat("hi"), user=user) is None
+        assert cache.lookup(chat("hi"), user="bob") is not None

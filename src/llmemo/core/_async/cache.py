@@ -570,11 +570,15 @@ class AsyncCache(BaseCache):
         async for keys in self.backend.scan(pattern, batch):
             if filtered:
                 heads = await self.backend.heads(keys, HEAD_BYTES)
-                keys = [
-                    k
-                    for k, h in zip(keys, heads, strict=True)
-                    if h is not None and _matches(h, model, tenant, user, tag)
-                ]
+                chosen = []
+                for k, h in zip(keys, heads, strict=True):
+                    verdict = None if h is None else _matches(h, model, tenant, user, tag)
+                    if verdict is None and h is not None and len(h) >= HEAD_BYTES:
+                        whole = await self.backend.get(k)  # a header past HEAD_BYTES
+                        verdict = _matches(whole or b"", model, tenant, user, tag)
+                    if verdict:
+                        chosen.append(k)
+                keys = chosen
             if keys:
                 if self.semantic is not None:
                     await self.semantic.forget(keys)
@@ -669,8 +673,9 @@ class AsyncCache(BaseCache):
 
 def _matches(
     head: bytes, model: str | None, tenant: str | None, user: str | None, tag: str | None
-) -> bool:
+) -> bool | None:
+    """Whether an entry's first bytes match the filters; None when its header cannot be read."""
     try:
         return head_matches(decode_head(head), model, tenant, user, tag)
     except CorruptEntryError:
-        return False
+        return None
