@@ -73,7 +73,7 @@ class Verified:
 
     max_error: float
     judge: str = "exact"
-    confidence: float = 0.95
+    confidence: float = 0.99
     min_explore: float = 0.01
     prior_refresh: float = PRIOR_REFRESH
     seed: int | None = None
@@ -224,12 +224,15 @@ class Prior:
 
     def threshold(self, max_error: float, z: float) -> tuple[float, float] | None:
         """(the lowest similarity above which serving keeps the error bound, the observations
-        behind it), or None while no bin does."""
+        behind it), or None while no bin does. Only a bin with observations of its own can be
+        the threshold: the bound says nothing of similarities never seen."""
         found = None
         ok = bad = 0.0
         for b in range(BINS, -1, -1):
+            if not self.ok[b] + self.bad[b]:
+                continue
             ok, bad = ok + self.ok[b], bad + self.bad[b]
-            if ok + bad and wilson_upper(bad, ok + bad, z) <= max_error:
+            if wilson_upper(bad, ok + bad, z) <= max_error:
                 found = (b / BINS, ok + bad)
         return found
 
