@@ -71,7 +71,9 @@ async def test_a_candidate_the_bound_does_not_cover_is_a_miss_whose_answer_is_ju
     counters = twin.counters()
     assert counters["verified_refused_by_bound"] == 1 and counters["verified_differ"] == 1
     state = await state_of(twin, chat(FRANCE))
-    assert state.bad == 1 and state.worst == pytest.approx(cosine(embedder, FRANCE, CLOSE), abs=2e-3)
+    assert state.bad == 1 and state.worst == pytest.approx(
+        cosine(embedder, FRANCE, CLOSE), abs=2e-3
+    )
     evidence = await run(
         twin.cache.backend.counters(keys.verified_key("llmemo", "default", twin.layer.space))
     )
@@ -94,8 +96,10 @@ async def test_served_once_the_evidence_covers_the_similarity(make: Make) -> Non
 async def test_an_entry_seen_wrong_refuses_at_that_similarity_though_the_namespace_allows(
     make: Make, embedder: CountingEmbedder
 ) -> None:
-    assert cosine(embedder, FRANCE, FAR) < cosine(embedder, FRANCE, CLOSE) < cosine(
-        embedder, FRANCE, NEAR
+    assert (
+        cosine(embedder, FRANCE, FAR)
+        < cosine(embedder, FRANCE, CLOSE)
+        < cosine(embedder, FRANCE, NEAR)
     )
     twin = make(threshold=0.8, max_error=Verified(0.05, seed=1))
     await twin.compute(chat(FRANCE), "Paris.")
