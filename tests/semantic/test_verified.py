@@ -128,14 +128,16 @@ async def test_exploration_returns_the_fresh_answer_and_refreshes_the_entry(make
 
 
 @pytest.mark.asyncio
-async def test_a_lookup_without_an_upstream_never_serves_what_it_would_explore(
-    make: Make,
-) -> None:
+async def test_lookup_then_store_explores_and_judges_like_compute(make: Make) -> None:
+    # the LangChain and streamed-wrap path: lookup, the caller asks the upstream, store
     twin = make(threshold=0.8, max_error=Verified(0.05, min_explore=1.0, seed=1))
     await twin.compute(chat(FRANCE), "Paris.")
     await seed(twin)
-    assert await twin.lookup(chat(CLOSE)) is None
-    assert "verified_same" not in twin.counters() and "verified_differ" not in twin.counters()
+    assert await twin.lookup(chat(CLOSE)) is None  # explored: the caller's upstream answers
+    assert "verified_differ" not in twin.counters()
+    assert await twin.store(chat(CLOSE), answer("Lyon."))
+    assert twin.counters()["verified_differ"] == 1
+    assert (await state_of(twin, chat(FRANCE))).bad == 1
 
 
 PROCESS = """

@@ -50,6 +50,10 @@ PRIOR_REFRESH = 5.0
 """Seconds a process keeps a namespace's observation counts before reading them again (its own
 observations are added at once)."""
 
+HELD = 10_000
+"""Probes found by `lookup` kept per process until `store` brings the request's answer (emptied
+when full: a lost probe is a verdict not learned, never a wrong answer)."""
+
 Choice = Literal["serve", "explore", "refuse"]
 COUNTERS: dict[Choice, str] = {
     "serve": "verified_served",

@@ -316,9 +316,11 @@ class AsyncCache(BaseCache):
         version = await self._version(call.scope.namespace)
         hit = None if version is None else await self._read_live(call, self._key_of(call, version))
         if hit is None and version is not None and self.semantic is not None:
-            hit, _ = await self._semantic_lookup(self.semantic, call, version)
+            hit, plan = await self._semantic_lookup(self.semantic, call, version)
             if hit is not None:
                 return hit  # counted by the layer
+            if plan is not None:  # verified hits: judged when `store` brings the answer
+                self.semantic.hold(self._key_of(call, version), plan)
         if hit is None:
             self.count("misses")
         else:
@@ -333,7 +335,11 @@ class AsyncCache(BaseCache):
         version = await self._version(call.scope.namespace)
         if version is None:
             return False
-        return (await self._write(call, version, response_dict(response)))[0]
+        fresh = response_dict(response)
+        stored = (await self._write(call, version, fresh))[0]
+        if self.semantic is not None:  # verified hits: a probe `lookup` held for this request
+            self._count_many(await self.semantic.observe_held(self._key_of(call, version), fresh))
+        return stored
 
     async def _write(
         self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"

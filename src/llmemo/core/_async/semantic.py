@@ -266,6 +266,18 @@ class AsyncSemanticLayer(SemanticBase):
         )
         return plan
 
+    def hold(self, key: str, plan: SemanticPlan) -> None:
+        """`lookup` found a probe: keep it until `store` brings this request's answer."""
+        if self.verification is not None and plan.probe is not None:
+            self.verification.hold(key, plan.probe)
+
+    async def observe_held(self, key: str, fresh: dict[str, Any]) -> Counts:
+        """`store` of a request whose `lookup` held a probe: judge it now."""
+        probe = None if self.verification is None else self.verification.held(key)
+        if probe is None or self.verification is None:
+            return []
+        return await self.verification.observe(probe, fresh)
+
     async def observe(self, plan: SemanticPlan, fresh: dict[str, Any]) -> Counts:
         """After a probed miss: judge the fresh answer against the probed entry's (verified hits)."""
         if plan.probe is None or self.verification is None:

@@ -38,6 +38,7 @@ class AsyncVerification:
         self._priors: dict[str, tuple[Prior, float]] = {}  # namespace -> (evidence, read at)
         self.embedder: AsyncEmbedder | None = None  # the `embedding` judge's
         self.verifier: AsyncLLMVerifier | None = None  # the `llm` judge's
+        self._held: dict[str, Probe] = {}  # exact key -> the probe its `lookup` found
 
     def bind(
         self,
@@ -55,6 +56,15 @@ class AsyncVerification:
         self._store, self._prefix, self._space = store, prefix, space
         self._monotonic = monotonic
         self.embedder, self.verifier = embedder, verifier
+
+    def hold(self, key: str, probe: Probe) -> None:
+        """Keep a probe of `lookup` for the `store` of the same request (`HELD`)."""
+        if len(self._held) >= rules.HELD:
+            self._held = {}
+        self._held[key] = probe
+
+    def held(self, key: str) -> Probe | None:
+        return self._held.pop(key, None)
 
     def _prior_key(self, namespace: str) -> str:
         return keys.verified_key(self._prefix, namespace, self._space)
