@@ -28,6 +28,7 @@ from llmemo.stores import (
     keys,
 )
 from llmemo.stores.memory import MemoryStore
+from llmemo.stores.sqlite import SQLiteStore
 from llmemo.testing.server import UpstreamServer
 from tests.core.helpers import Upstream, answer, chat
 from tests.semantic.conftest import CountingEmbedder, Make, Twin, cosine
@@ -206,12 +207,21 @@ def upstash_cache(url: str, embedder: CountingEmbedder) -> Cache:
     return Cache(store, semantic=SemanticLayer(embedder, index, threshold=0.8, max_error=0.05))
 
 
-@pytest.mark.parametrize("kind", ["cluster", "upstash"])
-def test_the_state_lives_in_a_cluster_and_in_upstash(
-    kind: str, request: pytest.FixtureRequest, embedder: CountingEmbedder
+def sqlite_cache(url: str, embedder: CountingEmbedder) -> Cache:
+    store = SQLiteStore.from_url(url)
+    index = LocalIndex(store, embedder.dim, poll_interval=0)
+    return Cache(store, semantic=SemanticLayer(embedder, index, threshold=0.8, max_error=0.05))
+
+
+@pytest.mark.parametrize("kind", ["cluster", "upstash", "sqlite"])
+def test_the_state_lives_in_a_cluster_upstash_and_sqlite(
+    kind: str, request: pytest.FixtureRequest, embedder: CountingEmbedder, tmp_path: Path
 ) -> None:
-    url = request.getfixturevalue("redis_cluster_url" if kind == "cluster" else "upstash_url")
-    build = cluster_cache if kind == "cluster" else upstash_cache
+    if kind == "sqlite":
+        url, build = f"sqlite:///{tmp_path / 'cache.db'}", sqlite_cache
+    else:
+        url = request.getfixturevalue("redis_cluster_url" if kind == "cluster" else "upstash_url")
+        build = cluster_cache if kind == "cluster" else upstash_cache
     first, second = build(url, embedder), build(url, embedder)
     first.compute(chat(FRANCE), Upstream(answer("Paris.")))
     assert first.compute(chat(CLOSE), Upstream(answer("Lyon.")), no_store=True).status == "miss"
