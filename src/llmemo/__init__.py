@@ -42,6 +42,7 @@ from llmemo.stores.base import AsyncStore, Store
 
 if TYPE_CHECKING:
     from llmemo.core.semantic import AsyncSemanticLayer, SemanticLayer
+    from llmemo.core.verified import Verified
     from llmemo.core.verify import AsyncLLMVerifier, LLMVerifier
     from llmemo.embed import (
         AsyncCachedEmbedder,
@@ -80,6 +81,7 @@ _LAZY: dict[str, str] = {
     "AsyncSemanticLayer": "llmemo.core.semantic",
     "LLMVerifier": "llmemo.core.verify",
     "AsyncLLMVerifier": "llmemo.core.verify",
+    "Verified": "llmemo.core.verified",
     "MemoryStore": "llmemo.stores.memory",
     "AsyncMemoryStore": "llmemo.stores.memory",
     "SQLiteStore": "llmemo.stores.sqlite",
@@ -192,6 +194,7 @@ __all__ = [
     "Usage",
     "VectorIndex",
     "VectorIndexError",
+    "Verified",
     "__version__",
     "async_from_url",
     "from_url",

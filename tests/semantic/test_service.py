@@ -160,3 +160,24 @@ def test_a_body_over_the_semantic_cap_is_looked_up_exactly_only(
     assert post("What's the capital city of France?", padding=10) == "semantic"
     counters = service.app.state.service.proxy.cache._stats.peek()
     assert counters["semantic_skipped:body_size"] == 1  # exact misses only
+
+
+def test_semantic_max_error_sends_an_uncovered_paraphrase_upstream(
+    serve_semantic: Callable[..., ServiceServer], upstream: UpstreamServer
+) -> None:
+    # nothing is known yet about this namespace: the paraphrase is refused by the bound
+    server = serve_semantic(semantic_threshold=0.8, semantic_max_error=0.05)
+    with openai.OpenAI(api_key=ALICE, base_url=server.base_url, max_retries=0) as alice:
+        assert ask(alice, FRANCE)[0] == "miss"
+        assert ask(alice, PARAPHRASE)[0] == "miss"
+    assert upstream.stats().calls["/v1/chat/completions"] == {"gpt-4o-mini": 2}
+
+
+def test_a_bad_semantic_max_error_flag_is_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "llmemo", "serve", "--semantic", "--semantic-max-error", "2"],
+        env=clean_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "max_error must be the share of wrong semantic hits accepted" in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0

@@ -100,6 +100,10 @@ def test_upstream_presets(preset: str, openai: str | None, anthropic: str | None
         ({"max_model_labels": -1}, "max_model_labels"),
         ({"client_keys": "sk-1, sha256:abc"}, "client_keys"),
         ({"semantic_max_body_bytes": 0}, "semantic_max_body_bytes"),
+        ({"semantic_max_error": 0}, "semantic_max_error: .*max_error must be"),
+        ({"semantic_max_error": 0.6}, r"in \(0, 0.5\]"),
+        ({"semantic_judge": "fuzzy"}, "semantic_judge: .*judge must be one of"),
+        ({"semantic_max_error": 0.02, "semantic_judge": "llm"}, "needs semantic_verifier"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(flags: dict[str, object], message: str) -> None:

@@ -70,6 +70,13 @@ def test_erasure_patterns() -> None:
     assert keys.vector_records("p") == "p:~vec*"
 
 
+def test_verified_hit_keys() -> None:
+    space = "minilm:all-MiniLM-L6-v2"
+    assert keys.verified_key("p", "faq", space) == "p:faq:~verified:minilm:all-MiniLM-L6-v2"
+    entry = exact_key("p", "faq", 0, "ab")
+    assert keys.entry_state_key("p", entry) == "p:~vstate:p:faq:0:x:{ab}"  # the entry's slot
+
+
 def test_service_keys() -> None:
     assert keys.warm_key("p", "lease", "r1") == "p:~warm:lease:r1"
     assert keys.limits_prefix() == "llmemo:~limits"

@@ -120,6 +120,21 @@ def serve(
             "(env LLMEMO_SEMANTIC_HIT_LOG; default 1000)."
         ),
     ] = None,
+    semantic_max_error: Annotated[
+        float | None,
+        typer.Option(
+            help="Verified semantic hits: the largest share of wrong semantic hits accepted, in "
+            "(0, 0.5], e.g. 0.02; candidates the learned bound does not cover go upstream "
+            "(env LLMEMO_SEMANTIC_MAX_ERROR). Off by default."
+        ),
+    ] = None,
+    semantic_judge: Annotated[
+        str | None,
+        typer.Option(
+            help="How verified hits compare a fresh answer with the cached one: exact (default), "
+            "embedding[:X] or llm (env LLMEMO_SEMANTIC_JUDGE)."
+        ),
+    ] = None,
     otel: Annotated[
         bool | None,
         typer.Option(
@@ -216,6 +231,8 @@ def serve(
         semantic_embedder=semantic_embedder,
         semantic_verifier=semantic_verifier,
         semantic_hit_log=semantic_hit_log,
+        semantic_max_error=semantic_max_error,
+        semantic_judge=semantic_judge,
         otel=otel,
         dashboard=dashboard,
         dashboard_show_prompts=dashboard_show_prompts,
@@ -255,7 +272,10 @@ def serve(
         threshold = settings.semantic_threshold
         if threshold is None:  # ConfigError (exit 2) now, for an embedder without a default
             threshold = default_threshold(settings.semantic_embedder)
-        mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g})"
+        mode += f", semantic ({settings.semantic_embedder}, threshold {threshold:g}"
+        if settings.semantic_max_error is not None:
+            mode += f", max_error {settings.semantic_max_error:g}, judge {settings.semantic_judge}"
+        mode += ")"
         _check_embedder(settings.semantic_embedder)
     if settings.otel:
         mode += f", OpenTelemetry ({_install_otel()})"

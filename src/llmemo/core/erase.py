@@ -41,8 +41,9 @@ class WipeTarget:
 @dataclass(frozen=True)
 class WipeReport:
     """What a wipe deleted, per kind: entries (with their stored prompts), vector records,
-    embedding-cache rows, warm records, served-hit and wrong-hit records with their entries'
-    similarity floors (`feedback`); and how many namespaces were told (`ERASED`)."""
+    embedding-cache rows, warm records, served-hit and wrong-hit records with what feedback and
+    verified hits learned of the deleted entries (`feedback`); and how many namespaces were told
+    (`ERASED`)."""
 
     entries: int = 0
     vectors: int = 0

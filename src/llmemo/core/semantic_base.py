@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from llmemo.core import entry as entries
 from llmemo.core.facade import Call, Hit, hit_of
 from llmemo.core.guard import Guard
+from llmemo.core.verified import Verified
 from llmemo.errors import ConfigError, CorruptEntryError, StoreError, UndecryptableError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from llmemo.core.crypto import Keyring
+    from llmemo.core.verified import Probe
     from llmemo.core.verify import Verdict
     from llmemo.embed import Unsaved
     from llmemo.embed.base import AsyncEmbedder, Embedder, Spec
@@ -59,6 +61,8 @@ LAYER_OPTIONS = (
     "backfill",
     "verifier",
     "max_chars",
+    "max_error",
+    "judge",
 )
 """The options `Cache.from_url(..., semantic=True, **options)` hands to the semantic layer."""
 L = TypeVar("L", bound="SemanticBase")
@@ -75,6 +79,7 @@ class SemanticPlan:
     renew: (the matched entry's key, its rolling TTL) to renew, entry and vector; unsaved: the
     query's vector, for the embedding cache unless the backfill answers that text from now on;
     matched: the matched entry's key and stored prompt (the served-hit log, core/feedback.py).
+    probe: verified hits, a candidate not served, to judge against the miss's fresh answer.
     """
 
     hit: Hit | None = None
@@ -84,6 +89,7 @@ class SemanticPlan:
     renew: tuple[str, float] | None = None
     unsaved: Unsaved = ()
     matched: tuple[str, str | None] | None = None
+    probe: Probe | None = None
 
     def count(self, name: str, amount: float = 1) -> None:
         self.counts.append((name, amount))
@@ -319,6 +325,20 @@ def owner_of(call: Call) -> str:
     from llmemo.embed.cached_base import owner_tag
 
     return owner_tag(call.scope.tenant, call.scope.user)
+
+
+V = TypeVar("V")
+
+
+def verification(
+    kind: Callable[[Verified], V], max_error: float | Verified | None, judge: str | None
+) -> V | None:
+    """A layer's verified mode (`max_error=`), or None when it is off."""
+    if max_error is None:
+        if judge is not None:
+            raise ConfigError("judge only applies with max_error (verified semantic hits)")
+        return None
+    return kind(Verified.of(max_error, judge))
 
 
 def misuse(layer: object, problem: str) -> ConfigError:

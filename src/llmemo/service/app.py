@@ -112,10 +112,13 @@ class Service:
                 hits=self.settings.semantic_hit_log, hits_ttl=self.settings.semantic_hit_log_ttl
             )
 
+            max_error = self.settings.semantic_max_error
             options["semantic"] = AsyncSemanticLayer(
                 self.settings.semantic_embedder,
                 threshold=self.settings.semantic_threshold,
                 verifier=self._verifier(),
+                max_error=max_error,
+                judge=None if max_error is None else self.settings.semantic_judge,
             )
         cache = MeteredCache(async_from_url(self.store_url), metrics=self.metrics, **options)
         if self.telemetry is not None:  # the lookup's spans go to the service's provider

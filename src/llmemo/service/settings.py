@@ -27,6 +27,7 @@ from llmemo.core.durations import seconds
 from llmemo.core.policy import TtlPolicy
 from llmemo.core.request import check_name
 from llmemo.core.sensitive import SensitivePolicy
+from llmemo.core.verified import check_max_error, parse_judge
 from llmemo.errors import ConfigError
 
 Preset = Literal["demo", "openai", "anthropic", "providers"]
@@ -166,6 +167,13 @@ class Settings(BaseSettings):
     `llmemo calibrate --from-feedback`); 0: none logged."""
     semantic_hit_log_ttl: float = Field(7 * 86400.0, gt=0)
     """Seconds a served semantic hit stays in that log."""
+    semantic_max_error: float | None = None
+    """Verified semantic hits (`llmemo.core.verified`): the largest share of wrong semantic hits
+    accepted, in (0, 0.5]; candidates the learned bound does not cover go upstream and are judged.
+    None (default): the threshold and the guard decide alone."""
+    semantic_judge: str = "exact"
+    """How verified hits compare a fresh answer with the cached one: exact, embedding[:X], llm
+    (the `semantic_verifier` model)."""
     # -- /v1/warm and rate limits (docs/warm.md) --
     warm_token: SecretStr | None = None
     """Bearer token allowed to call /v1/warm."""
@@ -258,6 +266,24 @@ class Settings(BaseSettings):
         return SensitivePolicy.parse(
             self.sensitive_skip, self.sensitive_allow, self.sensitive_patterns
         )
+
+    @field_validator("semantic_max_error")
+    @classmethod
+    def _max_error(cls, value: float | None) -> float | None:
+        return None if value is None else check_max_error(value)  # ConfigError: one line
+
+    @field_validator("semantic_judge")
+    @classmethod
+    def _judge_spec(cls, value: str) -> str:
+        parse_judge(value)  # ConfigError: one line
+        return value
+
+    @model_validator(mode="after")
+    def _judge(self) -> Settings:
+        kind, _ = parse_judge(self.semantic_judge)
+        if kind == "llm" and self.semantic_max_error is not None and not self.semantic_verifier:
+            raise ConfigError("semantic_judge llm needs semantic_verifier (the model to ask)")
+        return self
 
     @field_validator("client_keys", "shared_writers")
     @classmethod

@@ -138,6 +138,21 @@ def floor_key(prefix: str, entry: str) -> str:
     return f"{prefix}:~floor:{entry}"
 
 
+# -- verified semantic hits ---------------------------------------------------------------------
+
+
+def verified_key(prefix: str, namespace: str, space: str) -> str:
+    """A namespace's verified-hit evidence in one embedding space: same / different counts per
+    similarity bin (core/verified.py)."""
+    return f"{prefix}:{namespace}:~verified:{space}"
+
+
+def entry_state_key(prefix: str, key: str) -> str:
+    """`{prefix}:~vstate:{entry key}`: what one entry has been judged (verified hits); it keeps
+    the entry's hash tag, so the same cluster slot."""
+    return f"{prefix}:~vstate:{key}"
+
+
 # -- the service --------------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from llmemo.core.feedback import FeedbackLimits, Reported, ServedHit, WrongHit, 
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, check_name, entry_pattern
-from llmemo.core.semantic import SemanticLayer
+from llmemo.core.semantic import SemanticLayer, SemanticPlan
 from llmemo.core.singleflight import (
     Background,
     Flights,
@@ -266,20 +266,21 @@ class Cache(BaseCache):
 
     def _semantic_lookup(
         self, layer: SemanticLayer, call: Call, version: int, backfill: bool = True
-    ) -> Hit | None:
-        """After an exact miss (in an `llmemo.semantic` span when tracing)."""
+    ) -> tuple[Hit | None, SemanticPlan | None]:
+        """After an exact miss (in an `llmemo.semantic` span when tracing): the hit, and the plan
+        when it holds a probe (verified hits: judge the miss's fresh answer, `_probed`)."""
         with telemetry.span(self._tracer, "llmemo.semantic") as span:
-            hit = self._carry_out(layer, call, version, backfill)
+            hit, plan = self._carry_out(layer, call, version, backfill)
             if span is not None:
                 telemetry.looked_up(span, call.scope.namespace, hit)
-            return hit
+            return hit, plan if plan is not None and plan.probe is not None else None
 
     def _carry_out(
         self, layer: SemanticLayer, call: Call, version: int, backfill: bool
-    ) -> Hit | None:
+    ) -> tuple[Hit | None, SemanticPlan | None]:
         """After an exact miss: carry out the semantic layer's plan (counts, backfill, lease)."""
         if not self._may_embed(call):  # a skipped category in the request: never embedded
-            return None
+            return None, None
         plan = layer.lookup(call, version, self._refresh_ttl(), backfill)
         self._count_many(plan.counts)
         for error in plan.errors:
@@ -297,7 +298,14 @@ class Cache(BaseCache):
                 self._count_store_error(exc)
             self._count_hit(hit, "semantic_hits")
         layer.settle(plan, backfilled)
-        return hit
+        return hit, plan
+
+    def _probed(self, plan: SemanticPlan | None, result: Result) -> Result:
+        """Verified hits: a candidate was checked against the upstream instead of served; the
+        fresh answer (what the caller gets) is judged against the cached one."""
+        if plan is not None and self.semantic is not None and result.status == "miss":
+            self._count_many(self.semantic.observe(plan, result.response))
+        return result
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -307,9 +315,11 @@ class Cache(BaseCache):
         version = self._version(call.scope.namespace)
         hit = None if version is None else self._read_live(call, self._key_of(call, version))
         if hit is None and version is not None and self.semantic is not None:
-            hit = self._semantic_lookup(self.semantic, call, version)
+            hit, plan = self._semantic_lookup(self.semantic, call, version)
             if hit is not None:
                 return hit  # counted by the layer
+            if plan is not None:  # verified hits: judged when `store` brings the answer
+                self.semantic.hold(self._key_of(call, version), plan)
         if hit is None:
             self.count("misses")
         else:
@@ -324,7 +334,11 @@ class Cache(BaseCache):
         version = self._version(call.scope.namespace)
         if version is None:
             return False
-        return (self._write(call, version, response_dict(response)))[0]
+        fresh = response_dict(response)
+        stored = (self._write(call, version, fresh))[0]
+        if self.semantic is not None:  # verified hits: a probe `lookup` held for this request
+            self._count_many(self.semantic.observe_held(self._key_of(call, version), fresh))
+        return stored
 
     def _write(
         self, call: Call, version: int, response: dict[str, Any], counter: str = "stores"
@@ -380,6 +394,7 @@ class Cache(BaseCache):
         if version is None:  # store down: fail open, still one call per key in this process
             return self._flight(f"down:{call.sha}", lambda: self._call_only(fn))
         key = self._key_of(call, version)
+        probe = None
         if not refresh:
             hit = self._read_live(call, key)
             if hit is not None:
@@ -392,11 +407,12 @@ class Cache(BaseCache):
                     return Result(hit.response, "stale", hit)
                 return Result(hit.response, "hit", hit)
             if self.semantic is not None:
-                hit = self._semantic_lookup(self.semantic, call, version, not no_store)
+                hit, probe = self._semantic_lookup(self.semantic, call, version, not no_store)
                 if hit is not None:
                     return Result(hit.response, "semantic", hit)
         self.count("misses")
-        return self._flight(key, lambda: self._lead(call, version, fn, not no_store, refresh))
+        result = self._flight(key, lambda: self._lead(call, version, fn, not no_store, refresh))
+        return self._probed(probe, result)
 
     def _call_only(self, fn: Callable[[], Any]) -> Result:
         return Result(response_dict(invoke(fn)), "miss")

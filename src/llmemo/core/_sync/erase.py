@@ -60,9 +60,14 @@ def wipe(cache: Cache, target: WipeTarget, namespace: str | None, batch: int = 5
         cache.semantic.forget(sorted(gone))
     embeddings = _delete_all(store, _embedding_pattern(prefix, target), batch)
     feedback = cache.feedback.forget(tenant=target.tenant, user=target.user, namespace=ns)
-    floors = [shapes.floor_key(prefix, key) for key in sorted(gone)]  # set by wrong-hit reports
-    for start in range(0, len(floors), batch):
-        feedback += store.delete(floors[start : start + batch])
+    # What feedback and verified hits learned about the deleted entries (numbers, no text).
+    learned = [
+        k
+        for key in sorted(gone)
+        for k in (shapes.floor_key(prefix, key), shapes.entry_state_key(prefix, key))
+    ]
+    for start in range(0, len(learned), batch):
+        feedback += store.delete(learned[start : start + batch])
     scrub = getattr(store, "scrub", None)  # SQLite: deleted rows' bytes linger in free pages
     if scrub is not None and (entries or vectors or embeddings or feedback):
         scrub()

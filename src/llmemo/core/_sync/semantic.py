@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from llmemo import telemetry
 from llmemo.core import semantic_base as engine
+from llmemo.core._sync.verified import Verification
 from llmemo.core.feedback import below_floor, parse_floor
 from llmemo.core.guard import Guard
 from llmemo.core.semantic_base import DEFAULT_K, MAX_CHARS, Counts, SemanticBase, SemanticPlan
+from llmemo.core.verified import Probe, Verified
 from llmemo.errors import StoreError
 from llmemo.stores import keys
 
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from llmemo.core.crypto import Keyring
-    from llmemo.core.facade import Call
+    from llmemo.core.facade import Call, Hit
     from llmemo.core.verify import LLMVerifier
     from llmemo.embed import CachedEmbedder, Unsaved
     from llmemo.embed import base as embedders
@@ -47,7 +49,10 @@ class SemanticLayer(SemanticBase):
     alone decides). namespaces: where the layer is on (None: every namespace). k: neighbours tried
     per lookup. verifier: an LLM verifier that must say yes to borderline matches
     (`llmemo.core.verify`; off by default). max_chars: a last user message longer than this is
-    matched exactly only (`MAX_CHARS`).
+    matched exactly only (`MAX_CHARS`). max_error: verified hits (`llmemo.core.verified`):
+    the largest share of wrong semantic hits accepted (a number, or a `Verified`); judge: how a
+    fresh answer is compared with a cached one then ("exact", "embedding[:X]", "llm"). Off
+    (None) by default.
     """
 
     def __init__(
@@ -63,6 +68,8 @@ class SemanticLayer(SemanticBase):
         cache_embeddings: bool = True,
         verifier: LLMVerifier | None = None,
         max_chars: int = MAX_CHARS,
+        max_error: float | Verified | None = None,
+        judge: str | None = None,
     ) -> None:
         super().__init__(
             threshold=threshold,
@@ -73,6 +80,7 @@ class SemanticLayer(SemanticBase):
             max_chars=max_chars,
         )
         self.verifier = verifier
+        self.verification = engine.verification(Verification, max_error, judge)
         engine.check_index(index)
         self.raw_embedder = engine.sync_embedder(embedder)
         self.embedder: embedders.Embedder = self.raw_embedder
@@ -108,6 +116,10 @@ class SemanticLayer(SemanticBase):
         if self._cache_embeddings and not isinstance(self.raw_embedder, CachedEmbedder):
             self.embedder = CachedEmbedder(self.raw_embedder, store, prefix=prefix)
         self._cached = self.embedder if isinstance(self.embedder, CachedEmbedder) else None
+        if self.verification is not None:
+            self.verification.bind(
+                store, prefix, self.space, monotonic, self.raw_embedder, self.verifier
+            )
 
     def open_index(self) -> indexes.VectorIndex:
         """The vector index (opened on first use when given as a kind: the server is asked)."""
@@ -205,6 +217,8 @@ class SemanticLayer(SemanticBase):
             ):
                 continue
             plan.matched = (match.key, prompt)
+            if self.verification is not None:
+                return self._bounded(plan, call, hit, prompt, data, rolling, backfill)
             return self.decide(plan, hit, data, match.key, rolling, backfill)
         return plan
 
@@ -221,6 +235,53 @@ class SemanticLayer(SemanticBase):
             plan.count("semantic_rejected:feedback")
             return True
         return False
+
+    def _bounded(
+        self,
+        plan: SemanticPlan,
+        call: Call,
+        hit: Hit,
+        prompt: str | None,
+        data: bytes,
+        rolling: float | None,
+        backfill: bool,
+    ) -> SemanticPlan:
+        """Verified hits: the first candidate that passed is served only where the bound covers
+        it; otherwise the plan carries a probe, for the miss's fresh answer to be judged."""
+        assert self.verification is not None and hit.similarity is not None
+        namespace = call.scope.namespace
+        choice = self.verification.choose(namespace, hit.key, hit.similarity, plan.counts)
+        if choice == "serve":
+            return self.decide(plan, hit, data, hit.key, rolling, backfill)
+        assert call.request.semantic_text is not None
+        plan.probe = Probe(
+            hit.key,
+            hit.similarity,
+            hit.response,
+            call.request.semantic_text,
+            prompt,
+            namespace,
+            hit.remaining,
+        )
+        return plan
+
+    def hold(self, key: str, plan: SemanticPlan) -> None:
+        """`lookup` found a probe: keep it until `store` brings this request's answer."""
+        if self.verification is not None and plan.probe is not None:
+            self.verification.hold(key, plan.probe)
+
+    def observe_held(self, key: str, fresh: dict[str, Any]) -> Counts:
+        """`store` of a request whose `lookup` held a probe: judge it now."""
+        probe = None if self.verification is None else self.verification.held(key)
+        if probe is None or self.verification is None:
+            return []
+        return self.verification.observe(probe, fresh)
+
+    def observe(self, plan: SemanticPlan, fresh: dict[str, Any]) -> Counts:
+        """After a probed miss: judge the fresh answer against the probed entry's (verified hits)."""
+        if plan.probe is None or self.verification is None:
+            return []
+        return self.verification.observe(plan.probe, fresh)
 
     def settle(self, plan: SemanticPlan, backfilled: bool) -> None:
         """After the cache carried out `plan`: the query's vector goes to the embedding cache
@@ -274,6 +335,8 @@ class SemanticLayer(SemanticBase):
         """Delete these entries' vectors (store errors are raised, as for any deletion)."""
         if keys:
             (self.open_index()).delete(keys)
+            if self.verification is not None:
+                self.verification.forget(keys)
 
     def _drop(self, counts: Counts, index: indexes.VectorIndex, key: str) -> None:
         try:
