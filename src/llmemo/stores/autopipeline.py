@@ -173,7 +173,7 @@ class Gets:
         if self.client.connection is not None:  # a single-connection client: its own path
             return self.client.get(key) if px is None else self.client.getex(key, px=px)
         pool = self.client.connection_pool
-        conn = pool.get_connection()
+        conn: Any = pool.get_connection()  # redis-py types its methods loosely
         try:
             packed = [pack_get(key, px)]
             for attempt in (1, 2):
