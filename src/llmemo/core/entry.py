@@ -241,6 +241,12 @@ def stale_after(head: Mapping[str, Any]) -> float | None:
         raise CorruptEntryError(f"bad header: {exc}") from None
 
 
+def soft_ttl(data: bytes) -> float | None:
+    """When the entry in `data` turns stale (None: never), from its header alone;
+    CorruptEntryError if unreadable."""
+    return stale_after(_split(data)[1])
+
+
 def stored(head: Mapping[str, Any], doc: Mapping[str, Any]) -> Stored:
     """The Stored of `decode_parts`'s (header, body document); CorruptEntryError if malformed."""
     try:

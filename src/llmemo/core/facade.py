@@ -101,6 +101,7 @@ class Result:
     stored: bool = False
     skipped: str | None = None
     shared: bool = False  # a follower that got the leader's answer without calling fn
+    value: bytes | None = None  # the stored value a hit was read from (`kept_answer`)
 
     @property
     def cached(self) -> bool:

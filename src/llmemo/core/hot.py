@@ -51,6 +51,20 @@ def decode_answer(
     return hit, stale_after, orjson.dumps(hit.response)
 
 
+def kept(
+    call: Call, hit: Hit, value: bytes, body: bytes, counts: tuple[tuple[str, float], ...]
+) -> HotAnswer | None:
+    """The kept answer of a hit just served (`value`: the stored value it was read from, `body`:
+    its response's JSON); None when it is stale or its header cannot be read."""
+    if hit.stale:
+        return None
+    try:
+        stale_after = entries.soft_ttl(value)
+    except CorruptEntryError:
+        return None
+    return HotAnswer(call, value, body, hit, stale_after, counts)
+
+
 def is_current(answer: HotAnswer, value: bytes, now: float) -> bool:
     """Is `value` (what a lookup would read now) the one `answer` was made of, not yet stale?"""
     if value is not answer.value and value != answer.value:

@@ -77,10 +77,11 @@ class HotAnswers:
         self.metrics.record_cached(route, hot.model, "hit", hot.saved, seconds, None, hot.tenant)
         return hot.answer.body, [_HIT, (b"age", str(int(age)).encode())]
 
-    async def learn(
-        self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result
+    def learn(
+        self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result, body: bytes
     ) -> None:
-        """A normal hit of this request was answered: build its hot answer on the second one."""
+        """A normal hit of this request was answered with `body`: keep it as its hot answer on
+        the second one, made of what that hit read (no store read, no decoding)."""
         if len(key[1]) > MAX_BODY:
             return
         if result.status != "hit":
@@ -92,7 +93,7 @@ class HotAnswers:
             return
         if self._hot[key] is None and self._bytes >= self.max_bytes * 3 // 4:
             return  # full: the answers kept stay (a quarter is left to the marks of requests)
-        answer = await self.cache.answer_bytes(request, tenant=tenant)
+        answer = self.cache.kept_answer(request, result, body, tenant=tenant)
         if answer is not None:
             hit = answer.hit
             saved = self.metrics.saved_by(request.model, Result(hit.response, "hit", hit))

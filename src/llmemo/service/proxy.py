@@ -321,14 +321,15 @@ class Proxy:
         )
         if self.telemetry is not None:
             self._annotate(endpoint, received, controls.tenant, canonical.model, result)
-        if hot_key is not None and not parsed.bypass:
-            await self.hot.learn(hot_key, canonical, controls.tenant, result)
         sent = {
             **passed,
             **cache_headers(result),
             **await self.report_key(parsed, controls, result),
         }
-        return Answer.of(result.response, 200, sent)
+        answer = Answer.of(result.response, 200, sent)
+        if hot_key is not None and not parsed.bypass:
+            self.hot.learn(hot_key, canonical, controls.tenant, result, answer.body)
+        return answer
 
     def _annotate(
         self,
