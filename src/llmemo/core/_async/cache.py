@@ -21,6 +21,7 @@ from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.erase import ALL_NAMESPACES, WipeReport, WipeTarget
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.feedback import FeedbackLimits, Reported, ServedHit, WrongHit, namespace_of_key
+from llmemo.core.frozen import builder, built
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, check_name, entry_pattern
@@ -38,6 +39,7 @@ from llmemo.errors import CorruptEntryError, StoreError, UndecryptableError
 from llmemo.stores import base as stores
 
 T = TypeVar("T")
+_ResultBuilder = builder(Result)
 Request = CacheRequest | Mapping[str, Any]
 
 
@@ -417,7 +419,8 @@ class AsyncCache(BaseCache):
                     self.count("stale_hits")
                     self._revalidate_later(call, version, fn)
                     return Result(hit.response, "stale", hit)
-                return Result(hit.response, "hit", hit, value=found[1])
+                made = _ResultBuilder(hit.response, "hit", hit, value=found[1])
+                return built(Result, made)  # not through the frozen __init__: every hit's path
             if self.semantic is not None:
                 similar = await self._semantic_lookup(self.semantic, call, version, not no_store)
                 if similar is not None:
