@@ -3,8 +3,9 @@
 On a hit the service reads the body, works out the request's scope and key, reads the entry (from
 the near cache or the store), decodes it, prices it and encodes the answer again. For a request
 whose entry has not changed, all of that gives the same bytes each time. A hot answer keeps those
-bytes (`AsyncCache.answer_bytes`), keyed on the request itself (route, body bytes, tenant and the
-headers that change the answer), with the stored value they were made from.
+bytes, keyed on the request itself (route, body bytes, tenant and the headers that change the
+answer), with the stored value they were made from: both taken from the request's second hit as it
+is answered (`AsyncCache.kept_answer`), so keeping it costs no read and no decoding.
 
 Each use asks the cache whether a lookup would read that same value now, byte for byte
 (`AsyncCache.still_current`, see core/hot.py). It is then exactly what the normal path would
