@@ -135,6 +135,12 @@ def run_child(args: argparse.Namespace) -> None:
         from llmemo.service.app import freeze_heap  # llmemo freezes its heap in its lifespan
 
         freeze_heap()
+    profile = None
+    if args.profile_server and args.child == "llmemo":
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -144,6 +150,9 @@ def run_child(args: argparse.Namespace) -> None:
         http=args.http,
         loop=args.loop,
     )
+    if profile is not None:  # uvicorn returns on SIGTERM (the bench's terminate)
+        profile.disable()
+        profile.dump_stats(str(Path(args.profile_server) / f"llmemo-{args.port}.prof"))
 
 
 def start(kind: str, port: int, args: argparse.Namespace, **extra: str) -> subprocess.Popen[bytes]:
@@ -151,6 +160,8 @@ def start(kind: str, port: int, args: argparse.Namespace, **extra: str) -> subpr
     command += ["--http", args.http, "--loop", args.loop]
     for name, value in extra.items():
         command += [f"--{name.replace('_', '-')}", value]
+    if args.profile_server:
+        command += ["--profile-server", args.profile_server]
     process = subprocess.Popen(command)
     deadline = time.monotonic() + 120
     while True:
@@ -403,6 +414,12 @@ def main() -> None:
     parser.add_argument("--child-otel", default="", help=argparse.SUPPRESS)
     parser.add_argument("--dashboard", action="store_true", help="add llmemo with rollups off")
     parser.add_argument("--child-dashboard", default="1", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile-server",
+        metavar="DIR",
+        default="",
+        help="cProfile each llmemo server; DIR/llmemo-PORT.prof is written when it stops",
+    )
     args = parser.parse_args()
     if args.otel:
         NAMES["otel"] = "llmemo, Redis, --otel (SDK, spans dropped)"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import pytest_asyncio
 from starlette.applications import Starlette
@@ -262,7 +263,8 @@ async def test_a_hot_answer_ends_at_its_entry_s_soft_ttl(redis_url: str) -> None
 
         assert (await cache.compute(request, call)).status == "miss"
         for _ in range(2):
-            await hot.learn(key, request, None, await cache.compute(request, call))
+            result = await cache.compute(request, call)
+            hot.learn(key, request, None, result, orjson.dumps(result.response))
         assert await hot.get(key) is not None
         now[0] += 8.9  # the soft TTL is 10 s +-10 %: still fresh
         assert await hot.get(key) is not None
@@ -334,8 +336,9 @@ async def test_a_full_table_keeps_its_answers_and_drops_the_marks(redis_url: str
         hot = HotAnswers(cache, Metrics(), max_bytes=8192)
         key = (CHAT, b"kept", None, "")
         result = await cache.compute(request, _no_call)
-        await hot.learn(key, request, None, result)  # a first hit: marked
-        await hot.learn(key, request, None, result)  # a second: built
+        body = orjson.dumps(result.response)
+        hot.learn(key, request, None, result, body)  # a first hit: marked
+        hot.learn(key, request, None, result, body)  # a second: built
         assert len(hot) == 1
         for n in range(200):  # many other requests hit once: their marks fill the table
             hot._remember((CHAT, b"y" * 100 + str(n).encode(), None, ""), None)
@@ -347,3 +350,23 @@ async def test_a_full_table_keeps_its_answers_and_drops_the_marks(redis_url: str
 
 async def _no_call() -> dict[str, Any]:
     raise AssertionError("a hit does not call the upstream")
+
+
+async def test_building_a_hot_answer_reads_the_store_no_more_than_the_hit(
+    start: Any, redis_url: str
+) -> None:
+    # The second hit keeps the value and body it already has: one GET for it, no second read.
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    service = await start(near_ttl="0")
+    await service.ask()  # a miss
+    await service.ask()  # a first hit: marked
+    admin.config_resetstat()
+    await service.ask()  # a second hit: its hot answer built
+    assert len(service.proxy.hot) == 1
+    gets = admin.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+    assert gets == 1
+    first = (await service.ask()).content  # hot: read once more to be checked current
+    assert first == (await service.ask()).content
+    admin.close()

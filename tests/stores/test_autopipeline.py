@@ -191,3 +191,43 @@ async def test_a_batch_that_times_out_fails_its_callers_and_its_late_replies_rea
     blocker.close()
     await batcher.aclose()
     await client.aclose()
+
+
+def test_a_sync_get_goes_straight_to_a_pooled_connection(redis_url: str) -> None:
+    # Every sync hit is one GET: it skips redis-py's per-command machinery (execute_command).
+    from llmemo.stores import RedisStore
+
+    fill(redis_url, 2)
+    store = RedisStore.from_url(redis_url)
+    commands: list[tuple[object, ...]] = []
+    run = store.client.execute_command
+
+    def counted(*args: object, **options: object) -> object:
+        commands.append(args)
+        return run(*args, **options)
+
+    store.client.execute_command = counted  # type: ignore[method-assign]
+    assert store.get("k0") == b"v0"
+    assert store.get("k1", refresh=120.0) == b"v1"  # GETEX PX
+    assert store.get("absent") is None
+    assert commands == []
+    store.client.execute_command = run  # type: ignore[method-assign]
+    assert 0 < store.client.pttl("k1") <= 120_000
+    store.close()
+
+
+def test_a_sync_get_on_a_killed_connection_reconnects_once(redis_url: str) -> None:
+    from llmemo.stores import RedisStore
+
+    fill(redis_url, 1)
+    store = RedisStore.from_url(redis_url)
+    assert store.get("k0") == b"v0"
+    admin = redis.Redis.from_url(redis_url)
+    admin.client_kill_filter(_type="normal", skipme=True)  # the store's pooled connection dies
+    assert store.get("k0") == b"v0"  # reconnected, sent again
+    admin.hset("counters", "n", 1)
+    with pytest.raises(StoreError):  # a command's own error reply: raised, the connection kept
+        store.get("counters")
+    assert store.get("k0") == b"v0"
+    admin.close()
+    store.close()

@@ -16,6 +16,7 @@ from llmemo.core.breaker import CircuitBreaker
 from llmemo.core.crypto import Keyring, keyring
 from llmemo.core.durations import Duration, seconds
 from llmemo.core.erase import ERASED
+from llmemo.core.frozen import builder, built
 from llmemo.core.near import NearCache, near_cache
 from llmemo.core.policy import (
     SKIP_TOO_LARGE,
@@ -100,6 +101,7 @@ class Result:
     stored: bool = False
     skipped: str | None = None
     shared: bool = False  # a follower that got the leader's answer without calling fn
+    value: bytes | None = None  # the stored value a hit was read from (`kept_answer`)
 
     @property
     def cached(self) -> bool:
@@ -156,10 +158,13 @@ def decode_hit(head: dict[str, Any], doc: dict[str, Any], key: str, now: float) 
     return hit_of(entries.stored(head, doc), key, now)
 
 
+_HitBuilder = builder(Hit)
+
+
 def hit_of(found: entries.Stored, key: str, now: float) -> Hit:
     """The Hit of an entry the codec read (`entries.stored`), at `now` (the cache's clock)."""
     stale_after = found.stale_after
-    return Hit(  # positional: this is the hit path
+    hit = _HitBuilder(  # positional, and not through the frozen __init__: this is the hit path
         found.response,
         key,
         found.created,
@@ -172,6 +177,7 @@ def hit_of(found: entries.Stored, key: str, now: float) -> Hit:
         found.ttl,
         stale_after is not None and now >= stale_after,
     )
+    return built(Hit, hit)
 
 
 class BaseCache:
@@ -423,8 +429,7 @@ class BaseCache:
 
     def _hit_from(self, data: bytes, key: str) -> Hit:
         """Decode a stored value into a Hit; raises CorruptEntryError for anything unreadable."""
-        head, doc = entries.decode_parts(data, key, self.keyring)
-        return decode_hit(head, doc, key, self.clock())
+        return hit_of(entries.read(data, key, self.keyring), key, self.clock())
 
     def _encode_entry(
         self, call: Call, response: dict[str, Any], key: str

@@ -1,7 +1,8 @@
 """Kept answers: a hit's response as finished JSON bytes, served again while its entry is unchanged.
 
 A caller that answers the same request again and again (the service's hot answers) keeps the
-bytes `AsyncCache.answer_bytes` made of an entry, with the stored value they were made from. Each
+bytes `AsyncCache.answer_bytes` made of an entry (or `AsyncCache.kept_answer`, of a hit it has just
+answered), with the stored value they were made from. Each
 use asks `AsyncCache.still_current` whether a lookup would read that same value now (the near
 cache, else the store, a rolling TTL renewed), byte for byte, and not past its soft TTL; then
 `AsyncCache.count_served` counts the use as the hit it is. What a use skips is decoding the
@@ -49,6 +50,20 @@ def decode_answer(
     if hit.stale:
         return None
     return hit, stale_after, orjson.dumps(hit.response)
+
+
+def kept(
+    call: Call, hit: Hit, value: bytes, body: bytes, counts: tuple[tuple[str, float], ...]
+) -> HotAnswer | None:
+    """The kept answer of a hit just served (`value`: the stored value it was read from, `body`:
+    its response's JSON); None when it is stale or its header cannot be read."""
+    if hit.stale:
+        return None
+    try:
+        stale_after = entries.soft_ttl(value)
+    except CorruptEntryError:
+        return None
+    return HotAnswer(call, value, body, hit, stale_after, counts)
 
 
 def is_current(answer: HotAnswer, value: bytes, now: float) -> bool:

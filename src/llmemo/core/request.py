@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
+from llmemo.core.frozen import builder, built
 from llmemo.errors import ConfigError, UnkeyableError
 from llmemo.stores.keys import entry_pattern as entry_pattern  # stores/keys.py builds every key
 from llmemo.stores.keys import exact_key as exact_key
@@ -140,6 +141,9 @@ class CacheRequest:
     def with_stream(self, stream: bool) -> CacheRequest:
         """The same request with another stream flag (the flag never changes the key)."""
         return replace(self, stream=stream)
+
+
+_RequestBuilder = builder(CacheRequest)
 
 
 def check_name(kind: str, value: str) -> str:
@@ -440,16 +444,17 @@ def _plain_chat(body: dict[str, Any], norm: Normalisation) -> CacheRequest | Non
         semantic = last.get("content") or None
     if semantic is not None:
         doc["messages"] = [*out[:-1], {**last, "content": None}]
-    return CacheRequest(
-        provider="openai",
-        endpoint="chat",
-        model=model,
-        canonical=canonical,
-        context=_dumps(doc) if semantic is not None else canonical,
-        semantic_text=semantic,
-        temperature=_temperature(body),
-        stream=_stream_flag(body),
+    made = _RequestBuilder(  # not through the frozen __init__: this is every lookup's path
+        "openai",
+        "chat",
+        model,
+        canonical,
+        _dumps(doc) if semantic is not None else canonical,
+        semantic,
+        _temperature(body),
+        _stream_flag(body),
     )
+    return built(CacheRequest, made)
 
 
 def _single_input(

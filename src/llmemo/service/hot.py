@@ -3,8 +3,9 @@
 On a hit the service reads the body, works out the request's scope and key, reads the entry (from
 the near cache or the store), decodes it, prices it and encodes the answer again. For a request
 whose entry has not changed, all of that gives the same bytes each time. A hot answer keeps those
-bytes (`AsyncCache.answer_bytes`), keyed on the request itself (route, body bytes, tenant and the
-headers that change the answer), with the stored value they were made from.
+bytes, keyed on the request itself (route, body bytes, tenant and the headers that change the
+answer), with the stored value they were made from: both taken from the request's second hit as it
+is answered (`AsyncCache.kept_answer`), so keeping it costs no read and no decoding.
 
 Each use asks the cache whether a lookup would read that same value now, byte for byte
 (`AsyncCache.still_current`, see core/hot.py). It is then exactly what the normal path would
@@ -77,10 +78,11 @@ class HotAnswers:
         self.metrics.record_cached(route, hot.model, "hit", hot.saved, seconds, None, hot.tenant)
         return hot.answer.body, [_HIT, (b"age", str(int(age)).encode())]
 
-    async def learn(
-        self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result
+    def learn(
+        self, key: HotKey, request: CacheRequest, tenant: str | None, result: Result, body: bytes
     ) -> None:
-        """A normal hit of this request was answered: build its hot answer on the second one."""
+        """A normal hit of this request was answered with `body`: keep it as its hot answer on
+        the second one, made of what that hit read (no store read, no decoding)."""
         if len(key[1]) > MAX_BODY:
             return
         if result.status != "hit":
@@ -92,7 +94,7 @@ class HotAnswers:
             return
         if self._hot[key] is None and self._bytes >= self.max_bytes * 3 // 4:
             return  # full: the answers kept stay (a quarter is left to the marks of requests)
-        answer = await self.cache.answer_bytes(request, tenant=tenant)
+        answer = self.cache.kept_answer(request, result, body, tenant=tenant)
         if answer is not None:
             hit = answer.hit
             saved = self.metrics.saved_by(request.model, Result(hit.response, "hit", hit))

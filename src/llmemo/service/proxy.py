@@ -174,6 +174,7 @@ def cache_headers(result: Result) -> dict[str, str]:
 
 
 _JSON_TYPE = (b"content-type", b"application/json")
+_HIT = (b"x-llmemo-cache", b"hit")
 
 
 class Answer:
@@ -321,14 +322,19 @@ class Proxy:
         )
         if self.telemetry is not None:
             self._annotate(endpoint, received, controls.tenant, canonical.model, result)
+        if result.status == "hit" and result.hit is not None and not passed:  # every hit's path
+            age = (b"age", b"%d" % int(result.hit.age))
+            answer = Answer(orjson.dumps(result.response), 200, [_HIT, age])
+        else:
+            sent = {
+                **passed,
+                **cache_headers(result),
+                **await self.report_key(parsed, controls, result),
+            }
+            answer = Answer.of(result.response, 200, sent)
         if hot_key is not None and not parsed.bypass:
-            await self.hot.learn(hot_key, canonical, controls.tenant, result)
-        sent = {
-            **passed,
-            **cache_headers(result),
-            **await self.report_key(parsed, controls, result),
-        }
-        return Answer.of(result.response, 200, sent)
+            self.hot.learn(hot_key, canonical, controls.tenant, result, answer.body)
+        return answer
 
     def _annotate(
         self,

@@ -21,6 +21,7 @@ from llmemo.core.entry import HEAD_BYTES, decode_head
 from llmemo.core.erase import ALL_NAMESPACES, WipeReport, WipeTarget
 from llmemo.core.facade import BaseCache, Call, Hit, Result, head_matches, response_dict
 from llmemo.core.feedback import FeedbackLimits, Reported, ServedHit, WrongHit, namespace_of_key
+from llmemo.core.frozen import builder, built
 from llmemo.core.hot import HotAnswer
 from llmemo.core.policy import TtlArg
 from llmemo.core.request import CacheRequest, check_name, entry_pattern
@@ -38,6 +39,7 @@ from llmemo.errors import CorruptEntryError, StoreError, UndecryptableError
 from llmemo.stores import base as stores
 
 T = TypeVar("T")
+_ResultBuilder = builder(Result)
 Request = CacheRequest | Mapping[str, Any]
 
 
@@ -151,11 +153,17 @@ class AsyncCache(BaseCache):
         return self._remember_meta(namespace, counters)
 
     async def _read(self, key: str, refresh: float | None = None) -> Hit | None:
+        found = await self._read_value(key, refresh)
+        return None if found is None else found[0]
+
+    async def _read_value(self, key: str, refresh: float | None) -> tuple[Hit, bytes] | None:
+        """The hit at `key` and the stored value it was decoded from (None: no entry, an
+        unreadable one, or the store failed)."""
         near = self.near
         if near is not None:
             kept = near.get(key)
             if kept is not None:
-                return self._hit_from(kept, key)  # read and decoded before: not corrupt
+                return self._hit_from(kept, key), kept  # read and decoded before: not corrupt
         if not self.breaker.allow():  # _safely, inlined: this is every lookup's path
             return None
         try:
@@ -175,7 +183,7 @@ class AsyncCache(BaseCache):
             return None
         if near is not None:
             near.put(key, data, 0.0 if hit.stale else hit.remaining)
-        return hit
+        return hit, data
 
     async def _current_value(self, call: Call) -> tuple[str, bytes, bool] | None:
         """(key, value, read from the store) of the entry a lookup of this call would decode now,
@@ -224,6 +232,17 @@ class AsyncCache(BaseCache):
         hit, stale_after, body = decoded
         return HotAnswer(call, value, body, hit, stale_after, self._hit_counts(hit))
 
+    def kept_answer(
+        self, request: Request, result: Result, body: bytes, **scope: Any
+    ) -> HotAnswer | None:
+        """A fresh exact hit that `compute` just gave, kept as `answer_bytes` would keep it,
+        with no store read and no decoding: `body` is its response's JSON as it was sent. None
+        for any other result."""
+        if result.status != "hit" or result.value is None or result.hit is None:
+            return None
+        call = self._prepare(request, **scope)
+        return hot.kept(call, result.hit, result.value, body, self._hit_counts(result.hit))
+
     async def still_current(self, answer: HotAnswer) -> bool:
         """Is `answer` still what a lookup would return now, byte for byte? Reads the entry as a
         lookup does (the near cache, else the store, a rolling TTL renewed) and keeps it in the
@@ -248,22 +267,23 @@ class AsyncCache(BaseCache):
             await self.flush()
         return seconds
 
-    async def _read_live(self, call: Call, key: str) -> Hit | None:
-        """The read of a lookup (in an `llmemo.lookup` span when tracing)."""
+    async def _read_live(self, call: Call, key: str) -> tuple[Hit, bytes] | None:
+        """The read of a lookup: the hit and its stored value (in an `llmemo.lookup` span when
+        tracing)."""
         if self._tracer is not None:
             with self._tracer.start_as_current_span("llmemo.lookup") as span:
-                hit = await self._read_renewing(call, key)
-                telemetry.looked_up(span, call.scope.namespace, hit)
-                return hit
+                found = await self._read_renewing(call, key)
+                telemetry.looked_up(span, call.scope.namespace, None if found is None else found[0])
+                return found
         return await self._read_renewing(call, key)
 
-    async def _read_renewing(self, call: Call, key: str) -> Hit | None:
+    async def _read_renewing(self, call: Call, key: str) -> tuple[Hit, bytes] | None:
         """The read of a lookup: a hit under a rolling TTL also renews its vector's lease."""
         rolling = self._refresh_ttl()
-        hit = await self._read(key, rolling)
-        if hit is not None and rolling is not None and self.semantic is not None:
+        found = await self._read_value(key, rolling)
+        if found is not None and rolling is not None and self.semantic is not None:
             self._count_many(await self.semantic.touch(call, key, rolling))
-        return hit
+        return found
 
     async def _semantic_lookup(
         self, layer: AsyncSemanticLayer, call: Call, version: int, backfill: bool = True
@@ -316,7 +336,10 @@ class AsyncCache(BaseCache):
         """The cached answer for this request, or None (a store failure is a miss)."""
         call = self._prepare(request, **scope)
         version = await self._version(call.scope.namespace)
-        hit = None if version is None else await self._read_live(call, self._key_of(call, version))
+        found = (
+            None if version is None else await self._read_live(call, self._key_of(call, version))
+        )
+        hit = None if found is None else found[0]
         if hit is None and version is not None and self.semantic is not None:
             hit, plan = await self._semantic_lookup(self.semantic, call, version)
             if hit is not None:
@@ -401,8 +424,9 @@ class AsyncCache(BaseCache):
         key = self._key_of(call, version)
         probe = None
         if not refresh:
-            hit = await self._read_live(call, key)
-            if hit is not None:
+            found = await self._read_live(call, key)
+            if found is not None:
+                hit = found[0]
                 self._count_hit(hit)
                 if self._flush_due():
                     await self.flush()
@@ -410,11 +434,14 @@ class AsyncCache(BaseCache):
                     self.count("stale_hits")
                     self._revalidate_later(call, version, fn)
                     return Result(hit.response, "stale", hit)
-                return Result(hit.response, "hit", hit)
+                made = _ResultBuilder(hit.response, "hit", hit, value=found[1])
+                return built(Result, made)  # not through the frozen __init__: every hit's path
             if self.semantic is not None:
-                hit, probe = await self._semantic_lookup(self.semantic, call, version, not no_store)
-                if hit is not None:
-                    return Result(hit.response, "semantic", hit)
+                similar, probe = await self._semantic_lookup(
+                    self.semantic, call, version, not no_store
+                )
+                if similar is not None:
+                    return Result(similar.response, "semantic", similar)
         self.count("misses")
         result = await self._flight(
             key, lambda: self._lead(call, version, fn, not no_store, refresh)
