@@ -184,6 +184,7 @@ CONTROL_VALUES = {
     "x-llmemo-namespace": ["faq", "a.b-c_d", "", "bad name", "x" * 65, "~warm"],
     "x-llmemo-tags": ["faq", "static,faq", "volatile", ",,", "bad tag", "a" * 70],
     "x-llmemo-stale-grace": ["10m", "0", "-1", "inf", "1e308", "nan", "soon"],
+    "x-llmemo-user": ["user-42", "", "u" * 3000],
 }  # fmt: skip
 ALICE = "sk-fuzz-alice-0123456789"
 _CREDENTIALS = st.sampled_from(

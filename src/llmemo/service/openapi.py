@@ -48,13 +48,13 @@ _WARM_ANSWER = {
 # -- parameters -----------------------------------------------------------------------------------
 
 
-def _header(name: str, description: str, example: str) -> Schema:
+def _header(name: str, description: str, example: str, **schema: Any) -> Schema:
     return {
         "name": name,
         "in": "header",
         "required": False,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", **schema},
         "example": example,
     }
 
@@ -76,8 +76,11 @@ PARAMETERS: dict[str, Schema] = {
     ),
     "User": _header(
         "X-LLMemo-User",
-        "The end user the entry is kept for (part of its key): `POST /admin/wipe` erases a user.",
+        "The end user the entry is kept for (part of its key): `POST /admin/wipe` erases a user. "
+        "Not empty.",
         "user-42",
+        minLength=1,
+        pattern=r"\S",
     ),
     "AnthropicVersion": _header(
         "anthropic-version",
