@@ -150,12 +150,16 @@ def test_a_snapshot_of_another_index_is_ignored(
     with caplog.at_level(logging.WARNING, logger="llmemo.index"):
         other = opener(prefix="other")  # same file, another index name
         assert other.count() == 0
-        wider = opener(graph=GraphParams(connectivity=32))  # same index, other graph settings
+        wider = opener(graph=GraphParams(connectivity=32))  # same index, more links per node
         assert nearest(wider, rows[2])[0] == "k2"
     assert not other.resumed and not wider.resumed
     assert "name is 'llmemo:~vec:f16:16'" in caplog.text
-    assert "graph is" in caplog.text
-    close(other, wider)
+    assert "connectivity is 16" in caplog.text
+    caplog.clear()
+    searching = opener(graph=GraphParams(expansion_add=64, expansion_search=256))
+    assert nearest(searching, rows[2])[0] == "k2"
+    assert searching.resumed  # effort settings are not in the graph: the snapshot serves
+    close(other, wider, searching)
 
 
 def test_a_snapshot_of_an_emptied_store_is_ignored(
@@ -279,7 +283,7 @@ def test_a_snapshot_round_trips_graphs_matrices_and_deadlines(tmp_path: Path) ->
         before.put(f"g{i}", BIG, v, 1e12 + i if i % 2 else None)
     before.put("m0", SMALL, rows[0], 5.0)
     before.remove(["g3"])
-    shape = Shape("n", "l", "id", DIM, "float16", GRAPH_FROM, GraphParams())
+    shape = Shape("n", "l", "id", DIM, "float16", GRAPH_FROM, 16)
     path = tmp_path / "s"
     assert save(path, shape, ("12-0", 12), before.states()) == path.stat().st_size
     after = Vectors(DIM, "float16", GRAPH_FROM, GraphParams())
@@ -289,6 +293,6 @@ def test_a_snapshot_round_trips_graphs_matrices_and_deadlines(tmp_path: Path) ->
     assert after.expire(now=10.0) == 1  # m0's deadline came back
     assert after.search(rows[7], BIG, 1, 0.0, now=10.0)[0].key == "g7"
     with pytest.raises(SnapshotError, match="dim is 16"):
-        load(path, Shape("n", "l", "id", 8, "float16", GRAPH_FROM, GraphParams()), after)
+        load(path, Shape("n", "l", "id", 8, "float16", GRAPH_FROM, 16), after)
     assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed
     assert record_key("n", "k") == "n:k"

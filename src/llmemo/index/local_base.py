@@ -265,7 +265,7 @@ class LocalBase:
             self._dim,
             self.dtype,
             self._graph_from,
-            self._graph or GraphParams(),
+            (self._graph or GraphParams()).connectivity,
         )
 
     def _restore(self) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from llmemo.index.ann import GraphParams, PartState, Vectors
+from llmemo.index.ann import PartState, Vectors
 from llmemo.index.base import IndexScope
 from llmemo.index.changelog import Position
 
@@ -40,7 +40,10 @@ class SnapshotError(ValueError):
 @dataclass(frozen=True)
 class Shape:
     """What a snapshot must match to be loaded: the index, its change log, the store's identity
-    (a random value the store keeps, new when the store is emptied), and the vector settings."""
+    (a random value the store keeps, new when the store is emptied), and the vector settings.
+
+    Of the graph settings only `connectivity` (links per node) is in the saved graph; the
+    expansions are search and insert effort, taken from the loading index's settings."""
 
     name: str
     log: str
@@ -48,11 +51,11 @@ class Shape:
     dim: int
     dtype: str
     graph_from: int
-    graph: GraphParams
+    connectivity: int
     metric: str = "ip"
 
     def fields(self) -> dict[str, Any]:
-        return {**asdict(self), "graph": asdict(self.graph)}
+        return asdict(self)
 
 
 def save(path: Path, shape: Shape, position: Position, states: list[PartState]) -> int:
