@@ -2,6 +2,7 @@
 
     python bench/semantic_bytes.py                        # this checkout, N = 2,000
     python bench/semantic_bytes.py --src ../baseline/src --src src --rounds 2   # A/B, interleaved
+    python bench/semantic_bytes.py --levers -n 20000     # the index's levers, without MiniLM
 
 Each run is a child process importing llmemo from one `--src` (so two trees compare in one
 command, alternating) on a fresh Redis Stack (RediSearch index, the default `SemanticLayer`):
@@ -11,6 +12,11 @@ vectors are all-MiniLM-L6-v2's, computed in batches before the fill (the bytes d
 when they are computed). Reported per entry: `INFO memory used_memory` delta from an empty
 database (the index's own memory included), and `MEMORY USAGE key SAMPLES 0` summed by kind:
 entries, vector hashes, embedding-cache rows, other (counters, the namespace's meta).
+
+`--levers`: what the vector hash and the RediSearch index hold per vector, and what each lever
+moves: HNSW M (16 shipped, 8, 4), a FLAT index (no graph), and a shorter vector-hash key. N random
+unit 384-d FLOAT16 vectors written as the shipped layout's hashes (`s` scope tag, `v` vector) on a
+fresh Redis Stack per variant; `used_memory` delta per vector (hash + index, no entry).
 """
 
 from __future__ import annotations
@@ -132,6 +138,56 @@ def child(n: int, answer_bytes: int) -> dict[str, Any]:
     }
 
 
+def levers(n: int) -> None:
+    """The `--levers` table (see the module doc)."""
+    import hashlib
+
+    import numpy as np
+    import redis
+
+    from devtools.redis_stack import redis_stack_server
+
+    rows = np.random.default_rng(0).standard_normal((n, 384)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    shipped = "llmemo:~vec2:f16:384:"
+    variants = [
+        ("HNSW M 16, shipped key (shipped)", ["HNSW", 10, "M", 16], shipped),
+        ("HNSW M 8", ["HNSW", 10, "M", 8], shipped),
+        ("HNSW M 4", ["HNSW", 10, "M", 4], shipped),
+        ("FLAT (no graph)", ["FLAT", 6], shipped),
+        ("HNSW M 16, key 10 B shorter", ["HNSW", 10, "M", 16], "llmemo:~v2:"),
+    ]
+    print(f"N = {n:,} random 384-d FLOAT16 vectors; bytes per vector, hash + index (no entry)")
+    print(
+        "| variant | used_memory / vector | vector hash (MEMORY USAGE) | key bytes |\n|---|---:|---:|---:|"
+    )
+    with redis_stack_server() as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=60)
+        for label, (algo, count, *graph), prefix in variants:
+            client.flushall()
+            schema = [algo, count, "TYPE", "FLOAT16", "DIM", 384, "DISTANCE_METRIC", "COSINE"]
+            if graph:
+                schema += [*graph, "EF_CONSTRUCTION", 200]
+            client.execute_command(
+                "FT.CREATE", "idx", "ON", "HASH", "PREFIX", 1, prefix, "SCHEMA",
+                "s", "TAG", "CASESENSITIVE", "v", "VECTOR", *schema,
+            )  # fmt: skip
+            before = int(client.info("memory")["used_memory"])
+            key = ""
+            for start in range(0, n, 2000):
+                pipe = client.pipeline(transaction=False)
+                for i in range(start, min(n, start + 2000)):
+                    digest = hashlib.sha256(str(i).encode()).hexdigest()
+                    key = f"{prefix}llmemo:default:1:x:{{{digest}}}"
+                    vector = rows[i].astype(np.float16).tobytes()
+                    pipe.hset(key, mapping={"s": digest[:32], "v": vector})
+                pipe.execute()
+            used = (int(client.info("memory")["used_memory"]) - before) / n
+            usage = client.memory_usage(key, samples=0)
+            print(f"| {label} | {used:,.0f} | {usage:,} | {len(key)} |", flush=True)
+        client.close()
+
+
 def run(src: str, n: int, answer_bytes: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
     args = [sys.executable, __file__, "--child", "-n", str(n), "--answer-bytes", str(answer_bytes)]
@@ -149,8 +205,12 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="entries stored")
     parser.add_argument("--answer-bytes", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1, help="runs of each tree, alternating")
+    parser.add_argument("--levers", action="store_true", help="the index levers (module doc)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.levers:
+        levers(args.n)
+        return
     if args.child:
         print(json.dumps(child(args.n, args.answer_bytes)))
         return

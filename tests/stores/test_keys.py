@@ -38,6 +38,7 @@ def test_vector_keys() -> None:
     assert index_name("p", 8, "float16") == "p:~vec:f16:8"
     assert search_index_name("p", 384, "float16") == "p:~vec2:f16:384"
     assert log_key("p", 384, "float32") == "p:~vlog:f32:384:{llmemo-index}"
+    assert keys.vector_identity("p", "float16", 384) == "p:~vid:f16:384:{llmemo-index}"
     entry = f"p:app:3:x:{{{SHA}}}"
     record = record_key("p:~vec:f32:384", entry)
     assert record == f"p:~vec:f32:384:p:app:3:x:{{{SHA}}}"

@@ -10,9 +10,9 @@ see docs/benchmarks.md); at `graph_from` it becomes a usearch HNSW graph. No I/O
 from __future__ import annotations
 
 import heapq
-import itertools
+import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from llmemo.errors import require
@@ -34,6 +34,20 @@ _GROWTH = 2
 
 
 _BLOCK = 2048
+
+
+@dataclass(frozen=True)
+class PartState:
+    """One scope's vectors as a snapshot holds them: keys in row (matrix) or label (graph) order,
+    their deadlines (NaN: none), and the float32 rows or the usearch graph's own serialisation."""
+
+    scope: IndexScope
+    keys: list[str]
+    deadlines: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.uint64] | None = None  # graph only
+    next_label: int = 0  # graph only
+    matrix: npt.NDArray[np.float32] | None = None  # matrix only
+    graph: bytes | bytearray | memoryview | None = None  # graph only
 
 
 def brute_similarities(matrix: npt.NDArray[np.float32], query: Vector) -> npt.NDArray[np.float64]:
@@ -79,7 +93,7 @@ class ScopeVectors:
         self._rows: dict[str, int] = {}  # key -> row (matrix mode) or label (graph mode)
         self._graph: Index | None = None
         self._labels: dict[int, str] = {}  # graph mode: label -> key
-        self._next_label = itertools.count()
+        self._next_label = 0
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -101,7 +115,8 @@ class ScopeVectors:
         if self._graph is None and len(self._rows) >= self._graph_from:
             self._to_graph()
         if self._graph is not None:
-            label = next(self._next_label)
+            label = self._next_label
+            self._next_label += 1
             self._graph.add(np.uint64(label), vector)
             self._rows[key] = label
             self._labels[label] = key
@@ -150,9 +165,51 @@ class ScopeVectors:
         top = top[np.argsort(-sims[top], kind="stable")]
         return [(self._keys[i], float(sims[i])) for i in top]
 
-    def _to_graph(self) -> None:
+    def state(self, scope: IndexScope, deadline: Callable[[str], float]) -> PartState:
+        """This part as a snapshot holds it (copies: the part may change right after)."""
+        if self._graph is None:
+            keys = list(self._keys)
+            return PartState(
+                scope,
+                keys,
+                np.array([deadline(key) for key in keys], dtype=np.float64),
+                matrix=self._matrix[: len(keys)].copy(),
+            )
+        labels = np.fromiter(self._labels, dtype=np.uint64, count=len(self._labels))
+        keys = list(self._labels.values())
+        deadlines = np.array([deadline(key) for key in keys], dtype=np.float64)
+        return PartState(
+            scope,
+            keys,
+            deadlines,
+            labels=labels,
+            next_label=self._next_label,
+            graph=self._graph.save(),
+        )
+
+    def restore(self, state: PartState) -> None:
+        """Become the part `state` describes (this part is new and empty)."""
+        if state.graph is None:
+            assert state.matrix is not None
+            self.load(state.keys, state.matrix)
+            return
+        assert state.labels is not None
+        graph = self._new_graph()
+        graph.load(state.graph)
+        if len(graph) != len(state.keys):
+            raise ValueError(
+                f"graph holds {len(graph)} vectors, the snapshot lists {len(state.keys)}"
+            )
+        self._labels = dict(zip(state.labels.tolist(), state.keys, strict=True))
+        self._rows = dict(zip(state.keys, state.labels.tolist(), strict=True))
+        self._next_label = state.next_label
+        self._graph = graph
+        self._matrix = np.zeros((0, self.dim), dtype=np.float32)
+        self._keys = []
+
+    def _new_graph(self) -> Index:
         params = self._params
-        graph = Index(
+        return Index(
             ndim=self.dim,
             metric="ip",  # rows are unit vectors: inner product is the cosine, and cheaper
             dtype=self._dtype,
@@ -160,13 +217,16 @@ class ScopeVectors:
             expansion_add=params.expansion_add,
             expansion_search=params.expansion_search,
         )
+
+    def _to_graph(self) -> None:
+        graph = self._new_graph()
         n = len(self._keys)
         labels = np.arange(n, dtype=np.uint64)
         if n:
             graph.add(labels, self._matrix[:n], threads=0)  # 0: every core
         self._labels = dict(enumerate(self._keys))
         self._rows = {key: label for label, key in self._labels.items()}
-        self._next_label = itertools.count(n)
+        self._next_label = n
         self._graph = graph
         self._matrix = np.zeros((0, self.dim), dtype=np.float32)
         self._keys = []
@@ -214,6 +274,32 @@ class Vectors:
             part = ScopeVectors(self.dim, self._dtype, self._graph_from, self._params)
             part.load(list(members), np.stack(list(members.values())))
             scopes[scope] = part
+        deadlines = [(d, key) for key, (_, d) in where.items() if d is not None]
+        heapq.heapify(deadlines)
+        with self._lock:
+            self._scopes, self._where, self._deadlines = scopes, where, deadlines
+
+    def states(self) -> list[PartState]:
+        """Every scope's part as a snapshot holds it, taken at one instant (under the lock)."""
+        with self._lock:
+            where = self._where
+
+            def deadline(key: str) -> float:
+                found = where[key][1]
+                return math.nan if found is None else found
+
+            return [part.state(scope, deadline) for scope, part in self._scopes.items()]
+
+    def restore(self, states: Iterable[PartState]) -> None:
+        """Replace everything with the parts of a snapshot."""
+        scopes: dict[IndexScope, ScopeVectors] = {}
+        where: dict[str, tuple[IndexScope, float | None]] = {}
+        for state in states:
+            part = ScopeVectors(self.dim, self._dtype, self._graph_from, self._params)
+            part.restore(state)
+            scopes[state.scope] = part
+            for key, deadline in zip(state.keys, state.deadlines.tolist(), strict=True):
+                where[key] = (state.scope, None if math.isnan(deadline) else deadline)
         deadlines = [(d, key) for key, (_, d) in where.items() if d is not None]
         heapq.heapify(deadlines)
         with self._lock:

@@ -81,6 +81,12 @@ def vector_log(prefix: str, dtype: str, dim: int) -> str:
     return f"{prefix}:~vlog:{DTYPES[dtype]}:{dim}:{{llmemo-index}}"
 
 
+def vector_identity(prefix: str, dtype: str, dim: int) -> str:
+    """`{prefix}:~vid:{f16|f32}:{dim}:{llmemo-index}`: a random value naming this store's copy of a
+    LocalIndex (gone when the store is emptied), which an index snapshot must match to be used."""
+    return f"{prefix}:~vid:{DTYPES[dtype]}:{dim}:{{llmemo-index}}"
+
+
 def vector_record(index: str, key: str) -> str:
     """The hash of `key`'s vector: `{index}:{key}` (the entry's hash tag is the first one in it)."""
     return f"{index}:{key}"
