@@ -114,7 +114,12 @@ def test_ctrl_c_stops_and_the_same_command_continues(tmp_path: Path) -> None:
     finally:
         store.close()
     running.send_signal(signal.SIGINT)
-    out, err = running.communicate(timeout=60)
+    try:
+        out, err = running.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # fail this test alone: no process left for the next ones
+        running.kill()
+        running.communicate()
+        raise
     assert running.returncode == 130, (out, err)
     assert "interrupted: run the same command again to continue where it stopped" in err
     done = sealed_with(url).count("k2")
@@ -124,5 +129,5 @@ def test_ctrl_c_stops_and_the_same_command_continues(tmp_path: Path) -> None:
     assert report["resumed"] is True
     assert report["done"] is True
     assert report["rewritten"] + report["current"] == total
-    assert report["current"] <= 2  # at most the page under way when it stopped is seen again
+    assert report["current"] == 0  # it stopped between pages: nothing is seen twice
     assert sealed_with(url) == ["k2"] * total

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -118,7 +123,10 @@ def _run(
         TextColumn("{task.fields[counts]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), disable=not show) as bar:
+    with (
+        Progress(*columns, console=Console(stderr=True), disable=not show) as bar,
+        _stop_between_pages() as stopping,
+    ):
         task = bar.add_task("rekey", total=None, key=keyring.current, counts="starting")
 
         def moved(report: RekeyReport) -> None:
@@ -127,7 +135,29 @@ def _run(
                 f"{report.undecryptable} undecryptable, {report.skipped} skipped"
             )
             bar.update(task, counts=counts)
+            if stopping:  # the page is written and its position saved: a clean place to stop
+                raise KeyboardInterrupt
 
         return rekey(
             store, keyring, prefix, dry_run=dry_run, restart=restart, batch=batch, progress=moved
         )
+
+
+@contextlib.contextmanager
+def _stop_between_pages() -> Iterator[list[int]]:
+    """Ctrl-C asks the walk to stop after the page under way (never inside a store call, where an
+    interrupt could leave a connection or a lock half used); a second Ctrl-C stops at once."""
+    stopping: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+
+    def ask(signum: int, frame: FrameType | None) -> None:
+        stopping.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield stopping
+    finally:
+        signal.signal(signal.SIGINT, previous)
