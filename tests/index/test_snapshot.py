@@ -135,7 +135,7 @@ def test_a_corrupt_snapshot_is_ignored_and_the_index_rebuilds(
     path.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, logger="llmemo.index"):
         index = opener()
-        assert nearest(index, rows[3])[0] == "k3"
+        assert "k3" in nearest(index, rows[3])  # rebuilt: approximate, top 3
     assert not index.resumed
     assert "ignored" in caplog.text
     assert index.count() == 30
@@ -151,13 +151,13 @@ def test_a_snapshot_of_another_index_is_ignored(
         other = opener(prefix="other")  # same file, another index name
         assert other.count() == 0
         wider = opener(graph=GraphParams(connectivity=32))  # same index, more links per node
-        assert nearest(wider, rows[2])[0] == "k2"
+        assert "k2" in nearest(wider, rows[2])  # a rebuilt graph: approximate, top 3
     assert not other.resumed and not wider.resumed
     assert "name is 'llmemo:~vec:f16:16'" in caplog.text
     assert "connectivity is 16" in caplog.text
     caplog.clear()
     searching = opener(graph=GraphParams(expansion_add=64, expansion_search=256))
-    assert nearest(searching, rows[2])[0] == "k2"
+    assert "k2" in nearest(searching, rows[2])
     assert searching.resumed  # effort settings are not in the graph: the snapshot serves
     close(other, wider, searching)
 
