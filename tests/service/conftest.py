@@ -65,8 +65,11 @@ class ServiceServer:
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=10)
+        # Wait for the lifespan's end (its last rollup write): a server still closing would
+        # write into the next test's emptied store.
+        self._thread.join(timeout=60)
         self._socket.close()
+        assert not self._thread.is_alive(), "the llmemo service did not stop within 60 s"
 
 
 Serve = Callable[..., ServiceServer]
